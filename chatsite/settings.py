@@ -1,0 +1,172 @@
+"""Settings for chatsite, read from the environment.
+
+Every variable is documented in the README. Development defaults are safe and embedded
+(SQLite, in-process cache, the development LLM server); production must set SECRET_KEY and
+ALLOWED_HOSTS, and should set DATABASE_URL and REDIS_URL.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from chatsite.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off. For local development set DEBUG=1."
+        )
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    # daphne first: it replaces runserver with an ASGI server, so streaming works in development.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "conversations",
+    "devllm",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatsite.urls"
+ASGI_APPLICATION = "chatsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL through psycopg 3 and its pool when DATABASE_URL is set, SQLite otherwise.
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+        "DATABASE_POOL", True
+    ):
+        # The pool requires CONN_MAX_AGE = 0; streaming views give their connection back to it
+        # before they stream, so a small pool serves many concurrent streams.
+        min_size = env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {
+                "min_size": min_size,
+                "max_size": max(min_size, env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1)),
+                "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+            }
+        }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+            # A file, not memory, so that server processes started by the tests share it.
+            "TEST": {"NAME": BASE_DIR / "test_db.sqlite3"},
+            # IMMEDIATE avoids "database is locked" when concurrent streams save at once.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Cache: Redis when REDIS_URL is set (shared by every server process), in-process otherwise.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "chatsite"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "conversations:chat"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", False) else None
+)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+
+# The models: endpoints come from a TOML file (see llm_endpoints.example.toml); without one,
+# chatsite talks to the development LLM server (`python manage.py devllm`).
+LLM_ENDPOINTS_FILE = env_str("LLM_ENDPOINTS_FILE")
+DEVLLM_URL = env_str("DEVLLM_URL", "http://127.0.0.1:8001/v1")
+LLM_DEFAULT_MODEL = env_str("LLM_DEFAULT_MODEL")
+LLM_CONNECT_TIMEOUT = env_float("LLM_CONNECT_TIMEOUT", 10.0)
+LLM_READ_TIMEOUT = env_float("LLM_READ_TIMEOUT", 120.0)
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 1, minimum=0)
+LLM_MAX_CONNECTIONS = env_int("LLM_MAX_CONNECTIONS", 200, minimum=1)
+
+# The chat pipeline.
+CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
+CHAT_HISTORY_MESSAGES = env_int("CHAT_HISTORY_MESSAGES", 50, minimum=1)
+SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
+# Called in order with the finished turn when a stream ends, however it ends. The save comes
+# first and is always present; POST_STREAM_HOOKS adds dotted paths after it.
+POST_STREAM_HOOKS = [
+    "conversations.services.save_finished_turn",
+    *env_list("POST_STREAM_HOOKS"),
+]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # The HTTP client logs every request at INFO; that is noise on a busy proxy.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+    },
+}
+CSRF_FAILURE_VIEW = "conversations.views.csrf_failure"

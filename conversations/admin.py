@@ -1,0 +1,55 @@
+from django.contrib import admin
+from django.db.models import Count
+
+from conversations.models import Conversation, Message
+
+
+class MessageInline(admin.TabularInline):
+    """Read-only: a saved transcript is a record, not a draft."""
+
+    model = Message
+    fields = ("role", "status", "content", "request_id", "completion_tokens", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("title", "owner", "model", "message_count", "created_at", "updated_at")
+    list_filter = ("model", "created_at")
+    search_fields = ("title", "owner__username", "owner__email", "messages__request_id")
+    list_select_related = ("owner",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("owner", "model", "created_at", "updated_at")
+    inlines = [MessageInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(message_count=Count("messages"))
+
+    @admin.display(ordering="message_count", description="messages")
+    def message_count(self, obj: Conversation) -> int:
+        return obj.message_count
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "role",
+        "status",
+        "user",
+        "model",
+        "request_id",
+        "completion_tokens",
+        "created_at",
+    )
+    list_filter = ("status", "role", "model", "created_at")
+    search_fields = ("request_id", "upstream_id", "user__username", "content")
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Message._meta.fields]

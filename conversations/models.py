@@ -1,0 +1,81 @@
+"""Conversations and their messages: every turn a user had with a model."""
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    # The model key, "<endpoint>/<upstream model id>", used for the conversation's next turn.
+    model = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conv_owner_updated_idx")]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversations:conversation", args=[self.pk])
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming", "Streaming"
+        COMPLETED = "completed", "Completed"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # Denormalised from the conversation so that every saved turn carries its user ID.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
+    finish_reason = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    # Our request ID: the user's message and the answer to it share one.
+    request_id = models.CharField(max_length=128)
+    upstream_id = models.CharField("upstream response ID", max_length=200, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # False when the stream ended before the model reported usage: completion_tokens then
+    # counts the content chunks we received, which is an estimate.
+    usage_reported = models.BooleanField(default=False)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["conversation_id", "pk"]
+        constraints = [
+            # One user message and one answer per request: a repeated request ID is refused
+            # and a finished answer can never be saved twice.
+            models.UniqueConstraint(fields=["request_id", "role"], name="msg_request_role_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "id"], name="msg_conversation_idx"),
+            models.Index(fields=["user", "-created_at"], name="msg_user_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="msg_status_created_idx"),
+            models.Index(fields=["upstream_id"], name="msg_upstream_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} message {self.pk} ({self.request_id})"

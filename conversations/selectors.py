@@ -1,0 +1,38 @@
+"""Reads of a user's conversations. Every query is scoped to its owner."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django.http import Http404
+
+from conversations.models import Conversation, Message
+
+
+def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
+    """Return the user's conversations, most recently active first."""
+    return Conversation.objects.filter(owner=user).order_by("-updated_at", "-pk")
+
+
+def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
+    """Return the user's conversation; another user's, or a missing one, is a 404."""
+    try:
+        return Conversation.objects.get(owner=user, pk=conversation_id)
+    except Conversation.DoesNotExist:
+        raise Http404("No such conversation.") from None
+
+
+def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.order_by("pk")
+
+
+def model_history(*, conversation: Conversation, limit: int) -> list[dict[str, str]]:
+    """Return the last `limit` turns to send to the model, oldest first.
+
+    Stopped and failed answers are included with whatever text they had, since the user saw
+    it; empty ones are left out, because an empty assistant turn confuses most models.
+    """
+    rows = (
+        conversation.messages.exclude(role=Message.Role.ASSISTANT, content="")
+        .order_by("-pk")
+        .values_list("role", "content")[:limit]
+    )
+    return [{"role": role, "content": content} for role, content in reversed(rows)]

@@ -1,0 +1,17 @@
+"""Encode Server-Sent Events. Pure functions: no web framework in here."""
+
+from typing import Any
+
+import orjson
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def encode_event(event: str, data: Any) -> bytes:
+    """Encode one named event whose data is JSON (JSON never contains a raw newline)."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def encode_comment(text: str) -> bytes:
+    """Encode a comment line, which clients ignore; used to open the stream and keep it alive."""
+    return b": " + text.replace("\n", " ").encode() + b"\n\n"

@@ -1,0 +1,231 @@
+"""The streaming pipeline: model chunks in, SSE events out, the finished turn saved at the end.
+
+    browser ──POST──▶ views.chat_stream ──▶ services.turn_start (user message saved)
+                                        └──▶ stream_turn ◀── ChunkPump ◀── ChatModelClient
+                                                 │ finally
+                                                 ▼
+                                hooks.run_post_stream_hooks ──▶ services.save_finished_turn
+
+Nothing here touches the request object. See docs/streaming.md for the four ways a stream ends.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from conversations import sse
+from conversations.exceptions import ProviderError
+from conversations.hooks import run_post_stream_hooks
+from conversations.models import Message
+from conversations.providers import ChatModelClient, ModelChunk
+from conversations.turns import FinishedTurn, StartedTurn
+
+logger = logging.getLogger(__name__)
+
+# Finishing tasks still running; a reference keeps them from being garbage-collected mid-save.
+_finishing: set[asyncio.Task] = set()
+_END = object()
+
+
+class ChunkPump:
+    """Read the model's stream in a task of its own, so the reader can wait with a timeout.
+
+    Waiting on the queue with a timeout is safe to cancel; cancelling a read on the model's
+    stream is not (it would close the stream), so keep-alives need this split.
+    """
+
+    def __init__(self, chunks: AsyncIterator[ModelChunk]) -> None:
+        self._chunks = chunks
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for chunk in self._chunks:
+                self._queue.put_nowait(chunk)
+            self._queue.put_nowait(_END)
+        except ProviderError as exc:
+            self._queue.put_nowait(exc)
+        except Exception as exc:  # an SDK or parsing surprise must still end the stream cleanly
+            logger.exception("Unexpected error reading the model's stream")
+            self._queue.put_nowait(ProviderError(f"Unexpected error from the model: {exc}"))
+
+    async def next_batch(self, silence_seconds: float) -> list[ModelChunk] | None:
+        """Return the chunks that have arrived: [] after `silence_seconds` without any, None
+        at the end of the stream. Raises the ProviderError that ended the stream."""
+        try:
+            async with asyncio.timeout(silence_seconds):
+                item = await self._queue.get()
+        except TimeoutError:
+            return []
+        batch: list[ModelChunk] = []
+        while True:
+            if item is _END:
+                if batch:
+                    self._queue.put_nowait(_END)
+                    return batch
+                return None
+            if isinstance(item, ProviderError):
+                if batch:
+                    self._queue.put_nowait(item)
+                    return batch
+                raise item
+            batch.append(item)
+            if self._queue.empty():
+                return batch
+            item = self._queue.get_nowait()
+
+    async def close(self) -> None:
+        """Stop reading; closing the model's stream tells the model to stop generating."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+
+
+class TurnAccumulator:
+    """Collect the answer as it streams, and turn each chunk into SSE bytes."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first_token_at: float | None = None
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.token_chunks = 0
+        self.response_id = ""
+        self.finish_reason = ""
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.usage_reported = False
+
+    def add(self, chunk: ModelChunk) -> bytes:
+        if chunk.response_id:
+            self.response_id = chunk.response_id
+        if chunk.finish_reason:
+            self.finish_reason = chunk.finish_reason
+        if chunk.usage is not None:
+            self.prompt_tokens = chunk.usage.prompt_tokens
+            self.completion_tokens = chunk.usage.completion_tokens
+            self.usage_reported = True
+        out = b""
+        if chunk.reasoning:
+            self._saw_token()
+            self.reasoning.append(chunk.reasoning)
+            out += sse.encode_event("reasoning", {"content": chunk.reasoning})
+        if chunk.content:
+            self._saw_token()
+            self.content.append(chunk.content)
+            out += sse.encode_event("delta", {"content": chunk.content})
+        return out
+
+    def _saw_token(self) -> None:
+        self.token_chunks += 1
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+
+    def usage(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "reported": self.usage_reported,
+        }
+
+    def finish(self, turn: StartedTurn, *, status: str, error: str = "") -> FinishedTurn:
+        """Freeze what was received into the record the post-stream hooks get."""
+        ttft = self.first_token_at and round((self.first_token_at - self.started) * 1000)
+        return FinishedTurn(
+            request_id=turn.request_id,
+            user_id=turn.user_id,
+            conversation_id=turn.conversation_id,
+            user_message_id=turn.user_message_id,
+            assistant_message_id=turn.assistant_message_id,
+            model_key=turn.model.key,
+            status=status,
+            content="".join(self.content),
+            reasoning="".join(self.reasoning),
+            finish_reason=self.finish_reason,
+            upstream_id=self.response_id,
+            prompt_tokens=self.prompt_tokens,
+            # Without the model's own count, the chunks we received are the honest estimate.
+            completion_tokens=(
+                self.completion_tokens if self.usage_reported else self.token_chunks
+            ),
+            usage_reported=self.usage_reported,
+            time_to_first_token_ms=ttft,
+            duration_ms=round((time.monotonic() - self.started) * 1000),
+            error=error,
+        )
+
+
+def start_event(turn: StartedTurn) -> bytes:
+    return sse.encode_event(
+        "start",
+        {
+            "conversation": turn.conversation_id,
+            "title": turn.conversation_title,
+            "user_message": turn.user_message_id,
+            "assistant_message": turn.assistant_message_id,
+            "request_id": turn.request_id,
+            "model": turn.model.key,
+        },
+    )
+
+
+async def stream_turn(
+    turn: StartedTurn,
+    *,
+    client: ChatModelClient,
+    keepalive_seconds: float,
+    params: dict[str, Any] | None = None,
+) -> AsyncIterator[bytes]:
+    """Yield the turn's SSE events while the model answers; save the turn however it ends.
+
+    Cancellation (the client went away or pressed Stop) closes the model's stream at once and
+    saves the partial answer as stopped; the save is shielded from a second cancellation.
+    """
+    accumulator = TurnAccumulator()
+    status, error = Message.Status.STOPPED, ""
+    # Sent before the model is asked anything, so the browser sees the stream open at once.
+    yield start_event(turn)
+    pump = ChunkPump(
+        client.stream_chat(
+            model=turn.model.upstream_id,
+            messages=turn.history,
+            request_id=turn.request_id,
+            **(params or {}),
+        )
+    )
+    try:
+        while (batch := await pump.next_batch(keepalive_seconds)) is not None:
+            yield b"".join(map(accumulator.add, batch)) if batch else sse.KEEPALIVE
+        status = Message.Status.COMPLETED
+        yield sse.encode_event(
+            "done",
+            {
+                "status": status,
+                "finish_reason": accumulator.finish_reason,
+                "usage": accumulator.usage(),
+            },
+        )
+    except ProviderError as exc:
+        status, error = Message.Status.FAILED, exc.message
+        yield sse.encode_event("error", {"status": status, "message": exc.message})
+    finally:
+        finished = accumulator.finish(turn, status=status, error=error)
+        await finish_turn(pump, finished)
+
+
+async def finish_turn(pump: ChunkPump, finished: FinishedTurn) -> None:
+    """Close the model's stream and run the post-stream hooks, safe from a second cancel."""
+
+    async def close_and_save() -> None:
+        try:
+            await pump.close()
+        finally:
+            await run_post_stream_hooks(finished)
+
+    task = asyncio.create_task(close_and_save())
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
+    await asyncio.shield(task)

@@ -1,0 +1,42 @@
+"""The two records that travel through the pipeline: a turn as it starts and as it ends."""
+
+from dataclasses import dataclass
+
+from conversations.providers import ModelOption
+
+
+@dataclass(frozen=True, slots=True)
+class StartedTurn:
+    """A turn whose user message and assistant placeholder are saved, ready to stream."""
+
+    request_id: str
+    user_id: int
+    conversation_id: int
+    conversation_title: str
+    user_message_id: int
+    assistant_message_id: int
+    model: ModelOption
+    history: list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedTurn:
+    """Everything known about a turn when its stream ended, however it ended."""
+
+    request_id: str
+    user_id: int
+    conversation_id: int
+    user_message_id: int
+    assistant_message_id: int
+    model_key: str
+    status: str  # a Message.Status value other than "streaming"
+    content: str
+    reasoning: str
+    finish_reason: str
+    upstream_id: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    usage_reported: bool
+    time_to_first_token_ms: int | None
+    duration_ms: int
+    error: str
