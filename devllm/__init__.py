@@ -1,0 +1,1 @@
+"""Serve a deterministic, OpenAI-compatible development LLM over HTTP."""

@@ -1,0 +1,1 @@
+"""Hold the devllm management commands."""
