@@ -1,0 +1,130 @@
+"""Shared fixtures: named users, the development LLM server, and chatsite under daphne.
+
+Tests that use a live server must be `django_db(transaction=True)`: the server process is
+another database client and sees only committed rows.
+"""
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from tests.servers import ServerProcess, free_port, start_devllm, start_site
+
+PASSWORD = "a-long-test-password"
+
+
+@pytest.fixture
+def make_user(db) -> Callable[..., object]:
+    def make(username: str, **extra) -> object:
+        return get_user_model().objects.create_user(username, password=PASSWORD, **extra)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice", email="alice@example.com")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob", email="bob@example.com")
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def devllm(server_logs) -> Iterator[ServerProcess]:
+    server = start_devllm(server_logs)
+    yield server
+    server.stop()
+
+
+def live_database_url() -> str:
+    """Return a URL for the test database that pytest-django created."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def endpoints_file(devllm, tmp_path_factory) -> Path:
+    """An endpoints file with the development server and one endpoint nobody listens on."""
+    path = tmp_path_factory.mktemp("config") / "llm_endpoints.toml"
+    path.write_text(
+        f"""
+[[endpoints]]
+name = "dev"
+base_url = "{devllm.url}/v1"
+
+[[endpoints.models]]
+id = "dev-chat"
+label = "Dev chat"
+
+[[endpoints.models]]
+id = "dev-reasoner"
+label = "Dev reasoner"
+
+[[endpoints]]
+name = "offline"
+base_url = "http://127.0.0.1:{free_port()}/v1"
+
+[[endpoints.models]]
+id = "ghost"
+label = "A model whose server is down"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def site_env(django_db_setup, django_db_blocker, endpoints_file) -> dict[str, str]:
+    """The environment of a chatsite server process bound to the test database."""
+    return {
+        "DATABASE_URL": live_database_url(),
+        "LLM_ENDPOINTS_FILE": str(endpoints_file),
+        "LLM_MAX_RETRIES": "0",
+        "LLM_READ_TIMEOUT": "3",
+        "SSE_KEEPALIVE_SECONDS": "0.5",
+        "SECRET_KEY": "test-secret-key-for-the-live-server",
+        "DEBUG": "0",
+        "SECURE_COOKIES": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "REDIS_URL": os.environ.get("REDIS_URL", ""),
+    }
+
+
+@pytest.fixture(scope="session")
+def site(site_env, server_logs) -> Iterator[ServerProcess]:
+    """chatsite under daphne, talking to the development LLM server."""
+    server = start_site(server_logs, site_env)
+    yield server
+    server.stop()
+
+
+def log_in(base_url: str, username: str, password: str = PASSWORD) -> httpx.Client:
+    """Return an HTTP client logged in through the real login form."""
+    client = httpx.Client(base_url=base_url, timeout=30)
+    client.get("/accounts/login/")
+    response = client.post(
+        "/accounts/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+    )
+    assert response.status_code == 302, f"login failed for {username}: {response.status_code}"
+    client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+    return client

@@ -1,0 +1,85 @@
+"""Start real server processes for the tests: the development LLM server and daphne."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+ASGI_APPLICATION = "chatsite.asgi:application"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(
+    args: list[str], *, port: int, ready_path: str, log_path: Path, env: Mapping[str, str]
+) -> ServerProcess:
+    """Start `python <args>` and wait until GET ready_path answers (any status)."""
+    url = f"http://127.0.0.1:{port}"
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log
+    )
+    server = ServerProcess(url=url, process=process, log_path=log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args} exited early:\n{server.log()}")
+        try:
+            httpx.get(url + ready_path, timeout=1)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{args} did not start in 30 s:\n{server.log()}")
+
+
+def start_devllm(log_dir: Path, *, delay_ms: int = 20) -> ServerProcess:
+    port = free_port()
+    return start_server(
+        ["-m", "devllm", "--port", str(port), "--delay-ms", str(delay_ms)],
+        port=port,
+        ready_path="/v1/models",
+        log_path=log_dir / f"devllm-{port}.log",
+        env={},
+    )
+
+
+def start_site(log_dir: Path, env: Mapping[str, str]) -> ServerProcess:
+    """Start chatsite under daphne, as production would run it."""
+    port = free_port()
+    return start_server(
+        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", ASGI_APPLICATION],
+        port=port,
+        ready_path="/accounts/login/",
+        log_path=log_dir / f"daphne-{port}.log",
+        env=env,
+    )

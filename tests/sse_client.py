@@ -1,0 +1,69 @@
+"""Read a Server-Sent Events response the way a browser does: chunk by chunk, as it arrives."""
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class Event:
+    name: str
+    data: Any
+    at: float  # time.monotonic() when the chunk carrying it arrived
+
+
+@dataclass
+class Stream:
+    status_code: int
+    headers: httpx.Headers
+    events: list[Event] = field(default_factory=list)
+    reads: list[tuple[float, bytes]] = field(default_factory=list)
+
+    def named(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.name == name]
+
+    @property
+    def content(self) -> str:
+        return "".join(e.data["content"] for e in self.named("delta"))
+
+
+def parse_events(buffer: bytes, at: float) -> tuple[list[Event], bytes]:
+    """Split complete events off the buffer; return them and the incomplete rest."""
+    events = []
+    while b"\n\n" in buffer:
+        raw, buffer = buffer.split(b"\n\n", 1)
+        name, data = "message", None
+        for line in raw.decode().split("\n"):
+            if line.startswith(":"):
+                name, data = "comment", line[1:].strip()
+            elif line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:].strip())
+        events.append(Event(name, data, at))
+    return events, buffer
+
+
+def post_stream(
+    client: httpx.Client, payload: dict, *, headers: dict | None = None, stop_after: int = 0
+) -> Stream:
+    """POST a chat message and read the SSE answer; with stop_after, hang up after that many
+    delta events, as a browser does when the user presses Stop."""
+    with client.stream("POST", "/chat/stream/", json=payload, headers=headers) as response:
+        stream = Stream(response.status_code, response.headers)
+        if response.status_code != 200:
+            response.read()
+            stream.events.append(Event("http_error", response.json(), time.monotonic()))
+            return stream
+        buffer = b""
+        for chunk in response.iter_raw():
+            now = time.monotonic()
+            stream.reads.append((now, chunk))
+            events, buffer = parse_events(buffer + chunk, now)
+            stream.events.extend(events)
+            if stop_after and len(stream.named("delta")) >= stop_after:
+                break  # leaving the `with` closes the connection mid-stream
+    return stream

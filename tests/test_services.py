@@ -1,0 +1,126 @@
+"""Starting and saving turns."""
+
+import dataclasses
+
+import pytest
+
+from conversations import services
+from conversations.exceptions import DuplicateRequest, UnknownModel
+from conversations.models import Conversation, Message
+from conversations.turns import FinishedTurn
+
+pytestmark = pytest.mark.django_db
+
+
+def start(user, request_id="req-00000001", **overrides):
+    kwargs = {
+        "user": user,
+        "conversation_id": None,
+        "model_key": "dev/dev-chat",
+        "content": "What is a turn?",
+        "request_id": request_id,
+    } | overrides
+    return services.turn_start(**kwargs)
+
+
+def finished(turn, **changes) -> FinishedTurn:
+    base = FinishedTurn(
+        request_id=turn.request_id,
+        user_id=turn.user_id,
+        conversation_id=turn.conversation_id,
+        user_message_id=turn.user_message_id,
+        assistant_message_id=turn.assistant_message_id,
+        model_key=turn.model.key,
+        status=Message.Status.COMPLETED,
+        content="A turn is a question and its answer.",
+        reasoning="",
+        finish_reason="stop",
+        upstream_id="chatcmpl-1",
+        prompt_tokens=5,
+        completion_tokens=9,
+        usage_reported=True,
+        time_to_first_token_ms=12,
+        duration_ms=80,
+        error="",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_turn_start_saves_the_user_message_and_a_streaming_answer(alice):
+    turn = start(alice)
+
+    user_message = Message.objects.get(pk=turn.user_message_id)
+    answer = Message.objects.get(pk=turn.assistant_message_id)
+    assert (user_message.role, user_message.content) == ("user", "What is a turn?")
+    assert (answer.role, answer.status, answer.content) == ("assistant", "streaming", "")
+    assert user_message.request_id == answer.request_id == "req-00000001"
+    assert user_message.user == answer.user == alice
+    assert turn.history == [{"role": "user", "content": "What is a turn?"}]
+    assert Conversation.objects.get(pk=turn.conversation_id).title == "What is a turn?"
+
+
+def test_turn_start_continues_an_existing_conversation_and_switches_its_model(alice):
+    first = start(alice)
+    services.save_finished_turn(finished(first))
+
+    second = start(
+        alice,
+        request_id="req-00000002",
+        conversation_id=first.conversation_id,
+        model_key="dev/dev-reasoner",
+        content="And then?",
+    )
+
+    assert second.conversation_id == first.conversation_id
+    assert [m["role"] for m in second.history] == ["user", "assistant", "user"]
+    assert Conversation.objects.get(pk=first.conversation_id).model == "dev/dev-reasoner"
+
+
+def test_turn_start_with_a_used_request_id_raises_and_writes_nothing(alice):
+    start(alice)
+    with pytest.raises(DuplicateRequest):
+        start(alice, content="again")
+    assert Message.objects.count() == 2
+    assert Conversation.objects.count() == 1
+
+
+def test_turn_start_with_an_unknown_model_writes_nothing(alice):
+    with pytest.raises(UnknownModel):
+        start(alice, model_key="nowhere/nothing")
+    assert Message.objects.count() == 0
+
+
+def test_save_finished_turn_records_everything_about_the_answer(alice):
+    turn = start(alice)
+
+    services.save_finished_turn(finished(turn))
+
+    answer = Message.objects.get(pk=turn.assistant_message_id)
+    assert answer.status == "completed"
+    assert answer.content == "A turn is a question and its answer."
+    assert (answer.prompt_tokens, answer.completion_tokens, answer.usage_reported) == (5, 9, True)
+    assert (answer.time_to_first_token_ms, answer.duration_ms) == (12, 80)
+    assert answer.upstream_id == "chatcmpl-1"
+
+
+def test_saving_a_turn_a_second_time_changes_nothing(alice):
+    turn = start(alice)
+    services.save_finished_turn(finished(turn))
+
+    services.save_finished_turn(finished(turn, status="stopped", content="late and different"))
+
+    answer = Message.objects.get(pk=turn.assistant_message_id)
+    assert answer.status == "completed"
+    assert answer.content == "A turn is a question and its answer."
+
+
+@pytest.mark.parametrize(
+    ("message", "title"),
+    [
+        ("Short question", "Short question"),
+        ("  spread\nover   lines  ", "spread over lines"),
+        ("word " * 30, ("word " * 12).strip() + "…"),
+    ],
+)
+def test_title_from_message(message, title):
+    assert services.title_from_message(message) == title

@@ -1,0 +1,56 @@
+"""Settings come from the environment; bad or missing production values fail loudly."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from chatsite.env import env_bool, env_float, env_int, env_list
+from tests.servers import ROOT
+
+
+def load_settings(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('loaded')"],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "chatsite.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_without_secret_key_fails_with_a_clear_message():
+    result = load_settings(DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_development_runs_without_secret_key():
+    assert load_settings(DEBUG="1").stdout.strip() == "loaded"
+
+
+def test_env_helpers_refuse_bad_values(monkeypatch):
+    monkeypatch.setenv("X_BOOL", "maybe")
+    monkeypatch.setenv("X_INT", "ten")
+    monkeypatch.setenv("X_SMALL", "0")
+    monkeypatch.setenv("X_FLOAT", "-1")
+    with pytest.raises(ImproperlyConfigured, match="X_BOOL"):
+        env_bool("X_BOOL")
+    with pytest.raises(ImproperlyConfigured, match="X_INT"):
+        env_int("X_INT", 1)
+    with pytest.raises(ImproperlyConfigured, match="at least 1"):
+        env_int("X_SMALL", 5, minimum=1)
+    with pytest.raises(ImproperlyConfigured, match="X_FLOAT"):
+        env_float("X_FLOAT", 1.0)
+
+
+def test_env_helpers_read_good_values(monkeypatch):
+    monkeypatch.setenv("X_BOOL", "Yes")
+    monkeypatch.setenv("X_LIST", " a.example, ,b.example ")
+    assert env_bool("X_BOOL") is True
+    assert env_bool("X_UNSET", True) is True
+    assert env_list("X_LIST") == ["a.example", "b.example"]
