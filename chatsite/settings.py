@@ -131,6 +131,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve /static/ from the ASGI application itself (always so under `runserver` with DEBUG).
+SERVE_STATIC = env_bool("SERVE_STATIC", DEBUG)
 
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", False) else None

@@ -100,6 +100,7 @@ def site_env(django_db_setup, django_db_blocker, endpoints_file) -> dict[str, st
         "SECRET_KEY": "test-secret-key-for-the-live-server",
         "DEBUG": "0",
         "SECURE_COOKIES": "0",
+        "SERVE_STATIC": "1",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "REDIS_URL": os.environ.get("REDIS_URL", ""),
     }

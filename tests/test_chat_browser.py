@@ -1,0 +1,121 @@
+"""The chat page in a real browser: Playwright driving Debian's Chromium against daphne."""
+
+import os
+import time
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from conversations.models import Message
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Playwright's sync API keeps an event loop running in this thread for as long as the
+    # browser lives; the tests' ORM calls (and pytest-django's flush) are plain blocking
+    # calls, which Django refuses next to a running loop unless told it is safe.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                args=CHROMIUM_ARGS,
+            )
+            yield browser
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, site, alice) -> Page:
+    context = browser.new_context(base_url=site.url)
+    page = context.new_page()
+    page.goto("/accounts/login/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/chat/")
+    yield page
+    context.close()
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#message-input", text)
+    page.press("#message-input", "Enter")
+
+
+def test_the_answer_grows_in_the_page_as_it_streams(page):
+    send(page, "[[devllm delay_ms=40]] Tell me about streaming.")
+    answer = page.locator("article.message-assistant").last
+    body = answer.locator(".message-body")
+
+    lengths = []
+    deadline = time.monotonic() + 20
+    while answer.get_attribute("data-status") == "streaming" and time.monotonic() < deadline:
+        lengths.append(len(body.inner_text()))
+        time.sleep(0.05)
+
+    expect(answer).to_have_attribute("data-status", "completed")
+    growing = sorted({n for n in lengths if n > 0})
+    assert len(growing) >= 3, f"saw lengths {growing} before the end"
+    assert lengths == sorted(lengths), "the answer shrank while streaming"
+    expect(page.locator("#conversation-list li")).to_have_count(1)
+    assert "/chat/" in page.url and page.url.rstrip("/").split("/")[-1].isdigit()
+
+    final_text = body.inner_text()
+    page.reload()
+    expect(page.locator("article.message-assistant .message-body").last).to_have_text(final_text)
+
+
+def test_stop_keeps_the_partial_answer_marked_as_stopped_after_a_reload(page):
+    send(page, "[[devllm delay_ms=80]] A long answer, please.")
+    answer = page.locator("article.message-assistant").last
+    expect(answer.locator(".message-body")).not_to_have_text("", timeout=10_000)
+    expect(page.locator("#stop-button")).to_be_visible()
+    time.sleep(0.4)
+
+    page.click("#stop-button")
+
+    expect(answer).to_have_attribute("data-status", "stopped")
+    shown = answer.locator(".message-body").inner_text()
+    assert shown
+    expect(page.locator("#message-input")).to_be_enabled()
+
+    def saved():
+        return Message.objects.filter(role="assistant", status="stopped").first()
+
+    deadline = time.monotonic() + 5
+    while not saved() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert saved() is not None
+    page.reload()
+    reloaded = page.locator("article.message-assistant").last
+    expect(reloaded).to_have_attribute("data-status", "stopped")
+    expect(reloaded.locator(".message-status")).to_have_text("Stopped")
+    assert reloaded.locator(".message-body").inner_text().startswith(shown[:20])
+
+
+def test_an_upstream_failure_is_shown_in_words_and_the_question_stays(page):
+    send(page, "[[devllm status=503]] Will this work?")
+
+    answer = page.locator("article.message-assistant").last
+    expect(answer).to_have_attribute("data-status", "failed")
+    expect(answer.locator(".message-status")).to_contain_text("failed (HTTP 503)")
+    expect(page.locator("article.message-user").last).to_contain_text("Will this work?")
+
+
+def test_an_empty_message_is_not_sent(page):
+    send(page, "   ")
+    expect(page.locator("article.message")).to_have_count(0)
+    assert Message.objects.count() == 0
