@@ -52,4 +52,5 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ("request_id", "upstream_id", "user__username", "content")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
+    ordering = ("-pk",)
     readonly_fields = [f.name for f in Message._meta.fields]

@@ -1,6 +1,7 @@
 """Writes: starting a turn before the model is called, and saving it when its stream ends."""
 
 import logging
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -127,3 +128,15 @@ def save_finished_turn(turn: FinishedTurn) -> None:
         Conversation.objects.filter(pk=turn.conversation_id).update(updated_at=timezone.now())
     else:
         logger.warning("Turn %s was already saved; not saving it again", turn.request_id)
+
+
+INTERRUPTED_ERROR = "The server stopped while this answer was streaming."
+
+
+def turns_close_interrupted(*, started_before: datetime) -> int:
+    """Mark answers still streaming since before `started_before` as failed; return how many."""
+    return Message.objects.filter(
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        created_at__lt=started_before,
+    ).update(status=Message.Status.FAILED, error=INTERRUPTED_ERROR)

@@ -42,9 +42,10 @@ def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 async def chat_stream(request: HttpRequest) -> HttpResponse:
     """Take a message, save it, and stream the model's answer as Server-Sent Events."""
     request_id = request_id_for(request)
+    headers = {"X-Request-ID": request_id}
     user = await request.auser()
     if not user.is_authenticated:
-        return json_error(401, "Log in to chat.")
+        return json_error(401, "Log in to chat.", headers=headers)
     try:
         payload = parse_chat_payload(request)
         turn = await sync_to_async(services.turn_start)(
@@ -55,9 +56,9 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
             request_id=request_id,
         )
     except RequestDataTooBig:
-        return json_error(413, "The request is too large.")
+        return json_error(413, "The request is too large.", headers=headers)
     except ChatError as exc:
-        return json_error(exc.status, exc.message, field=exc.field)
+        return json_error(exc.status, exc.message, field=exc.field, headers=headers)
     # A streaming request must not hold a pooled database connection for the whole stream.
     await sync_to_async(connections.close_all)()
     events = stream_turn(

@@ -28,6 +28,7 @@ def post(client: Client, body, **extra):
 def assert_rejected(response, status: int, fragment: str, field: str | None = None) -> None:
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/json"
+    assert len(response["X-Request-ID"]) == 32
     error = response.json()["error"]
     assert fragment in error["message"]
     if field:
@@ -84,7 +85,10 @@ def test_anonymous_user_is_refused(db):
 def test_missing_csrf_token_is_refused(alice):
     client = Client(enforce_csrf_checks=True)
     assert client.login(username="alice", password=PASSWORD)
-    assert_rejected(post(client, {"message": "hi"}), 403, "CSRF")
+    response = post(client, {"message": "hi"})
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]["message"]
+    assert Message.objects.count() == 0
 
 
 def test_get_is_not_allowed(alice_client):
