@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_ratelimit",
     "conversations",
     "devllm",
 ]
@@ -110,8 +111,15 @@ if REDIS_URL:
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "chatsite"),
         }
     }
+    # django-ratelimit lists only django-redis as supported, but Django's own RedisCache gives
+    # it what it needs: an atomic add and incr, shared by every server process.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # The in-process cache is shared by nothing but this process, so limits hold only within
+    # it. That is right for the single-process embedded default (make run); production sets
+    # REDIS_URL, where this check is not silenced.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -152,6 +160,10 @@ LLM_MAX_CONNECTIONS = env_int("LLM_MAX_CONNECTIONS", 200, minimum=1)
 # The chat pipeline.
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
 CHAT_HISTORY_MESSAGES = env_int("CHAT_HISTORY_MESSAGES", 50, minimum=1)
+# Per-user limits (staff override them per user in the admin), shared by the chat and the API.
+RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 20, minimum=0)
+MAX_CONCURRENT_STREAMS = env_int("MAX_CONCURRENT_STREAMS", 3, minimum=1)
+DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0, minimum=0)  # 0: no quota
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
 # Called in order with the finished turn when a stream ends, however it ends. The save comes
 # first and is always present; POST_STREAM_HOOKS adds dotted paths after it.

@@ -6,5 +6,5 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="conversations:chat", permanent=False)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
-    path("chat/", include("conversations.urls")),
+    path("", include("conversations.urls")),
 ]

@@ -2,6 +2,8 @@
 
 from collections.abc import Mapping
 
+from django.http import Http404
+
 
 class ChatError(Exception):
     """A request the chat cannot serve; `status` is the HTTP status to answer with."""
@@ -18,7 +20,9 @@ class InvalidChatRequest(ChatError):
     status = 400
 
 
-class ConversationNotFound(ChatError):
+class ConversationNotFound(ChatError, Http404):
+    """Missing, or another user's: the two look the same from outside. Pages show a 404."""
+
     status = 404
 
 

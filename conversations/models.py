@@ -6,12 +6,17 @@ from django.urls import reverse
 
 
 class Conversation(models.Model):
+    class Source(models.TextChoices):
+        WEB = "web", "Web chat"
+        API = "api", "API"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True)
     # The model key, "<endpoint>/<upstream model id>", used for the conversation's next turn.
     model = models.CharField(max_length=200)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.WEB)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -28,6 +33,7 @@ class Conversation(models.Model):
 
 class Message(models.Model):
     class Role(models.TextChoices):
+        SYSTEM = "system", "System"
         USER = "user", "User"
         ASSISTANT = "assistant", "Assistant"
 
@@ -50,7 +56,7 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
     finish_reason = models.CharField(max_length=64, blank=True)
     model = models.CharField(max_length=200, blank=True)
-    # Our request ID: the user's message and the answer to it share one.
+    # Our request ID: the prompt's messages and the answer to it share one.
     request_id = models.CharField(max_length=128)
     upstream_id = models.CharField("upstream response ID", max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -66,11 +72,16 @@ class Message(models.Model):
     class Meta:
         ordering = ["conversation_id", "pk"]
         constraints = [
-            # One user message and one answer per request: a repeated request ID is refused
-            # and a finished answer can never be saved twice.
-            models.UniqueConstraint(fields=["request_id", "role"], name="msg_request_role_uniq"),
+            # One answer per request: a repeated request ID is refused, and a finished answer
+            # can never be saved twice. (An API call saves several prompt messages under it.)
+            models.UniqueConstraint(
+                fields=["request_id"],
+                condition=models.Q(role="assistant"),
+                name="msg_one_answer_per_request",
+            ),
         ]
         indexes = [
+            models.Index(fields=["request_id"], name="msg_request_idx"),
             models.Index(fields=["conversation", "id"], name="msg_conversation_idx"),
             models.Index(fields=["user", "-created_at"], name="msg_user_created_idx"),
             models.Index(fields=["status", "-created_at"], name="msg_status_created_idx"),
@@ -79,3 +90,49 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_role_display()} message {self.pk} ({self.request_id})"
+
+
+class ApiKey(models.Model):
+    """A user's key for the API. Only a hash is stored; the key is shown once, at creation."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    # The first characters of the key, enough to recognise it in a list.
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField("SHA-256 of the key", max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "API key"
+        indexes = [models.Index(fields=["user", "-created_at"], name="apikey_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class UserLimits(models.Model):
+    """Staff overrides of one user's limits; an empty field uses the site-wide setting."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_limits"
+    )
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrent_streams = models.PositiveIntegerField(null=True, blank=True)
+    daily_token_quota = models.PositiveIntegerField(
+        null=True, blank=True, help_text="0 means no quota."
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "user limits"
+
+    def __str__(self) -> str:
+        return f"Limits of {self.user}"

@@ -31,12 +31,16 @@ def json_error(
     return JsonResponse({"error": error}, status=status, headers=headers)
 
 
-def sse_response(events: AsyncIterator[bytes], *, request_id: str) -> StreamingHttpResponse:
+def sse_response(
+    events: AsyncIterator[bytes], *, request_id: str, headers: dict[str, str] | None = None
+) -> StreamingHttpResponse:
     """Wrap an async iterator of encoded events in a streaming response.
 
     It must be async: under ASGI Django reads a sync iterator to the end before sending.
     """
-    response = StreamingHttpResponse(events, content_type="text/event-stream; charset=utf-8")
+    response = StreamingHttpResponse(
+        events, content_type="text/event-stream; charset=utf-8", headers=headers
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     response["X-Request-ID"] = request_id

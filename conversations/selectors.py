@@ -2,8 +2,8 @@
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
-from django.http import Http404
 
+from conversations.exceptions import ConversationNotFound
 from conversations.models import Conversation, Message
 
 
@@ -17,7 +17,7 @@ def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Convers
     try:
         return Conversation.objects.get(owner=user, pk=conversation_id)
     except Conversation.DoesNotExist:
-        raise Http404("No such conversation.") from None
+        raise ConversationNotFound("No such conversation.", field="conversation") from None
 
 
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:

@@ -1,6 +1,8 @@
 """Writes: starting a turn before the model is called, and saving it when its stream ends."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from django.conf import settings
@@ -8,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from conversations import providers
+from conversations import providers, selectors
 from conversations.exceptions import ConversationNotFound, DuplicateRequest, InvalidChatRequest
 from conversations.models import Conversation, Message
 from conversations.selectors import model_history
@@ -58,28 +60,82 @@ def turn_start(
     """
     text = clean_message(content)
     model = providers.get_model(model_key)
+    with _one_answer_per_request(request_id), transaction.atomic():
+        conversation = _conversation_for_turn(user, conversation_id, model.key, text)
+        user_message = Message.objects.create(
+            conversation=conversation,
+            user=user,
+            request_id=request_id,
+            role=Message.Role.USER,
+            content=text,
+        )
+        history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
+        return _start_answer(conversation, user_message, model, request_id, history)
+
+
+def prompt_turn_start(
+    *,
+    user: AbstractBaseUser,
+    model_key: str,
+    messages: list[dict[str, str]],
+    request_id: str,
+) -> StartedTurn:
+    """Save an API call's whole prompt as a new API conversation, and an empty answer.
+
+    `messages` are already validated ({"role", "content"} with text content); they go to the
+    model exactly as given, and the saved conversation shows all of them.
+    """
+    model = providers.get_model(model_key)
+    last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    with _one_answer_per_request(request_id), transaction.atomic():
+        conversation = Conversation.objects.create(
+            owner=user,
+            title=title_from_message(last_user or messages[-1]["content"]),
+            model=model.key,
+            source=Conversation.Source.API,
+        )
+        saved = Message.objects.bulk_create(
+            Message(
+                conversation=conversation,
+                user=user,
+                request_id=request_id,
+                role=m["role"],
+                content=m["content"],
+            )
+            for m in messages
+        )
+        return _start_answer(conversation, saved[-1], model, request_id, messages)
+
+
+@contextmanager
+def _one_answer_per_request(request_id: str) -> Iterator[None]:
     try:
-        with transaction.atomic():
-            conversation = _conversation_for_turn(user, conversation_id, model.key, text)
-            common = {"conversation": conversation, "user": user, "request_id": request_id}
-            user_message = Message.objects.create(
-                role=Message.Role.USER, content=text, status=Message.Status.COMPLETED, **common
-            )
-            answer = Message.objects.create(
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                model=model.key,
-                **common,
-            )
-            history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
+        yield
     except IntegrityError:
         raise DuplicateRequest(f"Request ID {request_id!r} was already used.") from None
+
+
+def _start_answer(
+    conversation: Conversation,
+    last_prompt_message: Message,
+    model: providers.ModelOption,
+    request_id: str,
+    history: list[dict[str, str]],
+) -> StartedTurn:
+    answer = Message.objects.create(
+        conversation=conversation,
+        user=conversation.owner,
+        request_id=request_id,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=model.key,
+    )
     return StartedTurn(
         request_id=request_id,
-        user_id=user.pk,
+        user_id=conversation.owner_id,
         conversation_id=conversation.pk,
         conversation_title=conversation.title,
-        user_message_id=user_message.pk,
+        user_message_id=last_prompt_message.pk,
         assistant_message_id=answer.pk,
         model=model,
         history=history,
@@ -101,6 +157,26 @@ def _conversation_for_turn(
     conversation.model = model_key
     conversation.save(update_fields=["model", "updated_at"])
     return conversation
+
+
+def conversation_rename(
+    *, user: AbstractBaseUser, conversation_id: int, title: object
+) -> Conversation:
+    """Rename one of the user's conversations; another user's is not found."""
+    if not isinstance(title, str) or not title.strip():
+        raise InvalidChatRequest("The title must be non-empty text.", field="title")
+    title = " ".join(title.split())
+    if len(title) > Conversation._meta.get_field("title").max_length:
+        raise InvalidChatRequest("The title is too long: at most 200 characters.", field="title")
+    conversation = selectors.conversation_get(user=user, conversation_id=conversation_id)
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, user: AbstractBaseUser, conversation_id: int) -> None:
+    """Delete one of the user's conversations with its messages; another user's is not found."""
+    selectors.conversation_get(user=user, conversation_id=conversation_id).delete()
 
 
 def save_finished_turn(turn: FinishedTurn) -> None:

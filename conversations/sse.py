@@ -5,11 +5,17 @@ from typing import Any
 import orjson
 
 KEEPALIVE = b": keep-alive\n\n"
+DONE = b"data: [DONE]\n\n"
 
 
 def encode_event(event: str, data: Any) -> bytes:
     """Encode one named event whose data is JSON (JSON never contains a raw newline)."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def encode_data(data: Any) -> bytes:
+    """Encode an unnamed event, as OpenAI's streams use."""
+    return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
 def encode_comment(text: str) -> bytes:

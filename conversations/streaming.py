@@ -12,10 +12,10 @@ Nothing here touches the request object. See docs/streaming.md for the four ways
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from conversations import sse
+from conversations.encoders import EventEncoder
 from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
 from conversations.models import Message
@@ -85,7 +85,7 @@ class ChunkPump:
 
 
 class TurnAccumulator:
-    """Collect the answer as it streams, and turn each chunk into SSE bytes."""
+    """Collect the answer as it streams: text, reasoning, usage and timings."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -99,7 +99,7 @@ class TurnAccumulator:
         self.completion_tokens: int | None = None
         self.usage_reported = False
 
-    def add(self, chunk: ModelChunk) -> bytes:
+    def add(self, chunk: ModelChunk) -> None:
         if chunk.response_id:
             self.response_id = chunk.response_id
         if chunk.finish_reason:
@@ -108,16 +108,12 @@ class TurnAccumulator:
             self.prompt_tokens = chunk.usage.prompt_tokens
             self.completion_tokens = chunk.usage.completion_tokens
             self.usage_reported = True
-        out = b""
         if chunk.reasoning:
             self._saw_token()
             self.reasoning.append(chunk.reasoning)
-            out += sse.encode_event("reasoning", {"content": chunk.reasoning})
         if chunk.content:
             self._saw_token()
             self.content.append(chunk.content)
-            out += sse.encode_event("delta", {"content": chunk.content})
-        return out
 
     def _saw_token(self) -> None:
         self.token_chunks += 1
@@ -158,36 +154,25 @@ class TurnAccumulator:
         )
 
 
-def start_event(turn: StartedTurn) -> bytes:
-    return sse.encode_event(
-        "start",
-        {
-            "conversation": turn.conversation_id,
-            "title": turn.conversation_title,
-            "user_message": turn.user_message_id,
-            "assistant_message": turn.assistant_message_id,
-            "request_id": turn.request_id,
-            "model": turn.model.key,
-        },
-    )
-
-
 async def stream_turn(
     turn: StartedTurn,
     *,
     client: ChatModelClient,
+    encoder: EventEncoder,
     keepalive_seconds: float,
     params: dict[str, Any] | None = None,
+    release: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield the turn's SSE events while the model answers; save the turn however it ends.
+    """Yield the turn's events while the model answers; save the turn however it ends.
 
     Cancellation (the client went away or pressed Stop) closes the model's stream at once and
     saves the partial answer as stopped; the save is shielded from a second cancellation.
+    `release` runs last, whatever happened (it gives back the user's stream slot).
     """
     accumulator = TurnAccumulator()
-    status, error = Message.Status.STOPPED, ""
-    # Sent before the model is asked anything, so the browser sees the stream open at once.
-    yield start_event(turn)
+    outcome: tuple[str, str] | None = None  # (status, error) once the model's stream ended
+    # Sent before the model is asked anything, so the client sees the stream open at once.
+    yield encoder.start(turn)
     pump = ChunkPump(
         client.stream_chat(
             model=turn.model.upstream_id,
@@ -198,34 +183,43 @@ async def stream_turn(
     )
     try:
         while (batch := await pump.next_batch(keepalive_seconds)) is not None:
-            yield b"".join(map(accumulator.add, batch)) if batch else sse.KEEPALIVE
-        status = Message.Status.COMPLETED
-        yield sse.encode_event(
-            "done",
-            {
-                "status": status,
-                "finish_reason": accumulator.finish_reason,
-                "usage": accumulator.usage(),
-            },
-        )
+            if not batch:
+                yield encoder.keepalive()
+                continue
+            out = []
+            for chunk in batch:
+                accumulator.add(chunk)
+                out.append(encoder.chunk(chunk))
+            yield b"".join(out)
+        outcome = (Message.Status.COMPLETED, "")
     except ProviderError as exc:
-        status, error = Message.Status.FAILED, exc.message
-        yield sse.encode_event("error", {"status": status, "message": exc.message})
+        outcome = (Message.Status.FAILED, exc.message)
     finally:
-        finished = accumulator.finish(turn, status=status, error=error)
-        await finish_turn(pump, finished)
+        # Without an outcome the stream was cancelled or closed: the client went away.
+        status, error = outcome or (Message.Status.STOPPED, "")
+        await finish_turn(pump, accumulator.finish(turn, status=status, error=error), release)
+    # Only reached when the client is still there. The turn is saved before the client hears
+    # that it ended, so whoever reads it back after `done` or `error` finds it.
+    yield encoder.done(accumulator) if status == Message.Status.COMPLETED else encoder.error(error)
 
 
-async def finish_turn(pump: ChunkPump, finished: FinishedTurn) -> None:
-    """Close the model's stream and run the post-stream hooks, safe from a second cancel."""
+async def finish_turn(
+    pump: ChunkPump, finished: FinishedTurn, release: Callable[[], Awaitable[None]] | None
+) -> None:
+    """Close the model's stream, run the post-stream hooks, then release; safe from a
+    second cancellation."""
 
-    async def close_and_save() -> None:
+    async def close_save_release() -> None:
         try:
             await pump.close()
         finally:
-            await run_post_stream_hooks(finished)
+            try:
+                await run_post_stream_hooks(finished)
+            finally:
+                if release is not None:
+                    await release()
 
-    task = asyncio.create_task(close_and_save())
+    task = asyncio.create_task(close_save_release())
     _finishing.add(task)
     task.add_done_callback(_finishing.discard)
     await asyncio.shield(task)

@@ -1,11 +1,25 @@
 from django.urls import path
 
-from conversations import views
+from conversations import api, site_api, views
 
 app_name = "conversations"
 
 urlpatterns = [
-    path("", views.chat, name="chat"),
-    path("<int:pk>/", views.chat, name="conversation"),
-    path("stream/", views.chat_stream, name="stream"),
+    # The chat page.
+    path("chat/", views.chat, name="chat"),
+    path("chat/<int:pk>/", views.chat, name="conversation"),
+    path("chat/stream/", views.chat_stream, name="stream"),
+    path("settings/api-keys/", views.api_keys, name="api_keys"),
+    path("settings/api-keys/<int:pk>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    # The site's own JSON API (session or API key).
+    path("api/conversations/", site_api.conversations, name="api_conversations"),
+    path("api/conversations/<int:pk>/", site_api.conversation, name="api_conversation"),
+    path(
+        "api/conversations/<int:pk>/messages/",
+        site_api.conversation_messages,
+        name="api_conversation_messages",
+    ),
+    # OpenAI-compatible (API key).
+    path("v1/models", api.models, name="v1_models"),
+    path("v1/chat/completions", api.chat_completions, name="v1_chat_completions"),
 ]

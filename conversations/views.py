@@ -1,21 +1,27 @@
-"""The chat pages and the endpoint that streams an answer."""
+"""The chat pages, the endpoint that streams an answer, and the API keys page."""
+
+from collections.abc import Callable
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import RequestDataTooBig
 from django.db import connections
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.csrf import csrf_failure as django_csrf_failure
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from conversations import providers, selectors, services
+from conversations import apikeys, providers, selectors, services
+from conversations.encoders import SiteEventEncoder
 from conversations.exceptions import ChatError, InvalidChatRequest
+from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import json_error, request_id_for, sse_response
 from conversations.streaming import stream_turn
+from conversations.turns import StartedTurn
 
 
 @login_required
@@ -40,50 +46,101 @@ def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 
 @require_POST
 async def chat_stream(request: HttpRequest) -> HttpResponse:
-    """Take a message, save it, and stream the model's answer as Server-Sent Events."""
+    """Take a message from the chat page, save it, and stream the answer as SSE."""
     request_id = request_id_for(request)
-    headers = {"X-Request-ID": request_id}
     user = await request.auser()
     if not user.is_authenticated:
-        return json_error(401, "Log in to chat.", headers=headers)
+        return json_error(401, "Log in to chat.", headers={"X-Request-ID": request_id})
     try:
         payload = parse_chat_payload(request)
-        turn = await sync_to_async(services.turn_start)(
-            user=user,
-            conversation_id=payload["conversation"],
-            model_key=payload["model"],
-            content=payload["message"],
-            request_id=request_id,
-        )
     except RequestDataTooBig:
-        return json_error(413, "The request is too large.", headers=headers)
+        return json_error(413, "The request is too large.", headers={"X-Request-ID": request_id})
     except ChatError as exc:
+        return json_error(
+            exc.status, exc.message, field=exc.field, headers={"X-Request-ID": request_id}
+        )
+    return await stream_chat_turn(request, user, request_id=request_id, **payload)
+
+
+async def stream_chat_turn(
+    request: HttpRequest,
+    user: AbstractBaseUser,
+    *,
+    request_id: str,
+    message: str,
+    model: str,
+    conversation: int | None,
+) -> HttpResponse:
+    """Answer one chat message as the site's SSE stream (the chat page and the site API)."""
+    headers = {"X-Request-ID": request_id}
+    try:
+        turn, admission = await begin_turn(
+            request,
+            user,
+            lambda: services.turn_start(
+                user=user,
+                conversation_id=conversation,
+                model_key=model,
+                content=message,
+                request_id=request_id,
+            ),
+        )
+    except ChatError as exc:
+        headers |= getattr(exc, "headers", {})
         return json_error(exc.status, exc.message, field=exc.field, headers=headers)
-    # A streaming request must not hold a pooled database connection for the whole stream.
-    await sync_to_async(connections.close_all)()
     events = stream_turn(
         turn,
         client=providers.client_for(turn.model.endpoint),
+        encoder=SiteEventEncoder(),
         keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+        release=admission.slot.release,
     )
-    return sse_response(events, request_id=request_id)
+    return sse_response(events, request_id=request_id, headers=admission.headers)
+
+
+async def begin_turn(
+    request: HttpRequest, user: AbstractBaseUser, start: Callable[[], StartedTurn]
+) -> tuple[StartedTurn, Admission]:
+    """Admit the request under the user's limits, then save its prompt with `start`.
+
+    Raises ChatError (RateLimited included) having written nothing and holding no slot. On
+    success the caller owns the admission's stream slot, and the request holds no database
+    connection: a streaming request must not keep a pooled connection for the whole stream.
+    """
+    admission = await admit_chat_request(request, user)
+    try:
+        turn = await sync_to_async(start)()
+    except BaseException:
+        await admission.slot.release()
+        raise
+    await sync_to_async(connections.close_all)()
+    return turn, admission
 
 
 def parse_chat_payload(request: HttpRequest) -> dict:
     """Read {"message", "model", "conversation"} from a JSON body, refusing malformed input."""
-    try:
-        data = orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        raise InvalidChatRequest("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise InvalidChatRequest("The request body must be a JSON object.")
+    data = parse_json_object(request)
     conversation = data.get("conversation")
     if conversation is not None and (type(conversation) is not int or conversation < 1):
         raise InvalidChatRequest("conversation must be a conversation ID.", field="conversation")
     model = data.get("model") or providers.default_model_key()
     if not isinstance(model, str):
         raise InvalidChatRequest("model must be a model key.", field="model")
-    return {"message": data.get("message"), "model": model, "conversation": conversation}
+    # Checked here as well as when saving, so that a bad message costs no rate-limit request.
+    message = services.clean_message(data.get("message"))
+    providers.get_model(model)
+    return {"message": message, "model": model, "conversation": conversation}
+
+
+def parse_json_object(request: HttpRequest) -> dict:
+    """Return the JSON object in the request body; RequestDataTooBig passes through."""
+    try:
+        data = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise InvalidChatRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidChatRequest("The request body must be a JSON object.")
+    return data
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
@@ -94,3 +151,26 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     if wants_json:
         return json_error(403, f"CSRF check failed: {reason} Reload the page and try again.")
     return django_csrf_failure(request, reason=reason)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_keys(request: HttpRequest) -> HttpResponse:
+    """List the user's API keys, and create one; a new key is shown once, on this response."""
+    new_key = None
+    if request.method == "POST":
+        _, new_key = apikeys.api_key_create(user=request.user, name=request.POST.get("name", ""))
+    context = {
+        "api_keys": request.user.api_keys.all(),
+        "new_key": new_key,
+        "api_base_url": request.build_absolute_uri("/v1"),
+    }
+    return render(request, "conversations/api_keys.html", context)
+
+
+@login_required
+@require_POST
+def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    if not apikeys.api_key_revoke(user=request.user, key_id=pk):
+        raise Http404("No such active API key.")
+    return redirect("conversations:api_keys")

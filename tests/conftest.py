@@ -4,7 +4,9 @@ Tests that use a live server must be `django_db(transaction=True)`: the server p
 another database client and sees only committed rows.
 """
 
+import copy
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,10 +14,22 @@ import httpx
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.test.utils import override_settings
 
 from tests.servers import ServerProcess, free_port, start_devllm, start_site
 
 PASSWORD = "a-long-test-password"
+# Rate-limit counters live in the cache, which is a shared Redis in CI: give each test run
+# its own key space so that runs (and user IDs reused across runs) never share counters.
+CACHE_PREFIX = f"chatsite-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache_keys() -> Iterator[None]:
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = CACHE_PREFIX
+    with override_settings(CACHES=caches):
+        yield
 
 
 @pytest.fixture
@@ -103,6 +117,10 @@ def site_env(django_db_setup, django_db_blocker, endpoints_file) -> dict[str, st
         "SERVE_STATIC": "1",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "REDIS_URL": os.environ.get("REDIS_URL", ""),
+        "CACHE_KEY_PREFIX": f"{CACHE_PREFIX}-site",
+        # Generous defaults for the shared server; limit tests set a UserLimits override.
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "MAX_CONCURRENT_STREAMS": "1000",
     }
 
 
@@ -129,3 +147,32 @@ def log_in(base_url: str, username: str, password: str = PASSWORD) -> httpx.Clie
     assert response.status_code == 302, f"login failed for {username}: {response.status_code}"
     client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
     return client
+
+
+@pytest.fixture
+def make_api_key(db) -> Callable[..., str]:
+    """Create an API key for a user and return the raw key."""
+    from conversations.apikeys import api_key_create
+
+    def make(user, name: str = "test key") -> str:
+        return api_key_create(user=user, name=name)[1]
+
+    return make
+
+
+@pytest.fixture
+def set_limits(db) -> Callable[..., object]:
+    """Give a user staff-set limit overrides."""
+    from conversations.models import UserLimits
+
+    def set_(user, **limits) -> object:
+        return UserLimits.objects.update_or_create(user=user, defaults=limits)[0]
+
+    return set_
+
+
+def openai_client(site: ServerProcess, api_key: str):
+    """The official openai SDK pointed at a chatsite server, as a user would configure it."""
+    import openai
+
+    return openai.OpenAI(base_url=f"{site.url}/v1", api_key=api_key, max_retries=0, timeout=30)

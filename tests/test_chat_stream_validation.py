@@ -97,11 +97,12 @@ def test_get_is_not_allowed(alice_client):
 
 def test_reused_request_id_is_a_conflict_and_writes_nothing_more(alice_client, alice):
     conversation = Conversation.objects.create(owner=alice, title="t", model="dev/dev-chat")
-    Message.objects.create(
-        conversation=conversation, user=alice, role="user", content="x", request_id="dup-0000001"
-    )
+    for role in ("user", "assistant"):
+        Message.objects.create(
+            conversation=conversation, user=alice, role=role, content="x", request_id="dup-0000001"
+        )
     response = post(alice_client, {"message": "hi"}, HTTP_X_REQUEST_ID="dup-0000001")
     assert response.status_code == 409
     assert "already used" in response.json()["error"]["message"]
-    assert Message.objects.count() == 1
+    assert Message.objects.count() == 2
     assert Conversation.objects.count() == 1

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.test import TransactionTestCase
 
 from conversations import services, streaming
+from conversations.encoders import SiteEventEncoder
 from conversations.models import Message
 from conversations.providers import ChatModelClient
 from conversations.providers.config import development_endpoints
@@ -45,7 +46,12 @@ class StreamTurnCancellationTests(TransactionTestCase):
             request_id=request_id,
         )
         client = ChatModelClient(self.endpoint)
-        return streaming.stream_turn(turn, client=client, keepalive_seconds=5), client
+        return (
+            streaming.stream_turn(
+                turn, client=client, encoder=SiteEventEncoder(), keepalive_seconds=5
+            ),
+            client,
+        )
 
     async def answer(self, request_id: str) -> Message:
         return await Message.objects.aget(request_id=request_id, role="assistant")
@@ -98,4 +104,18 @@ class StreamTurnCancellationTests(TransactionTestCase):
         message = await self.wait_until_saved("closed-gen-0001")
         self.assertEqual(message.status, Message.Status.STOPPED)
         self.assertTrue(message.content)
+        await client.aclose()
+
+    async def test_the_turn_is_saved_before_the_client_hears_that_it_ended(self):
+        events, client = await self.start_stream("saved-first-01")
+        async for chunk in events:
+            if b"event: done" in chunk:
+                # Read back before the generator is resumed: the save already happened.
+                message = await self.answer("saved-first-01")
+                self.assertEqual(message.status, Message.Status.COMPLETED)
+                self.assertTrue(message.content)
+                break
+        else:
+            self.fail("the stream sent no done event")
+        await events.aclose()
         await client.aclose()

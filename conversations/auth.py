@@ -1,0 +1,63 @@
+"""Who is calling: an API key (Authorization: Bearer) or the browser's session."""
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+
+from conversations.apikeys import user_for_key
+from conversations.exceptions import ChatError
+
+
+class NotAuthenticated(ChatError):
+    status = 401
+
+
+class CsrfFailed(ChatError):
+    status = 403
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    """Return the Bearer token, "" for a malformed Authorization header, None without one."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def api_key_user(request: HttpRequest) -> AbstractBaseUser:
+    """Return the owner of the request's API key, or raise NotAuthenticated."""
+    token = bearer_token(request)
+    if token is None:
+        raise NotAuthenticated(
+            "Missing API key: send it as 'Authorization: Bearer <key>'. "
+            "Create one on the API keys page."
+        )
+    if not token:
+        raise NotAuthenticated("Malformed Authorization header: expected 'Bearer <key>'.")
+    user = await sync_to_async(user_for_key)(token)
+    if user is None:
+        raise NotAuthenticated("Invalid API key: it is unknown or has been revoked.")
+    return user
+
+
+async def api_key_or_session_user(request: HttpRequest) -> AbstractBaseUser:
+    """Authenticate by API key when one is sent, else by session with Django's CSRF check.
+
+    Views using this are csrf_exempt: a key-authenticated call has no cookie to protect,
+    and a session-authenticated one is checked here instead.
+    """
+    if request.headers.get("Authorization") is not None:
+        return await api_key_user(request)
+    user = await request.auser()
+    if not user.is_authenticated:
+        raise NotAuthenticated("Log in, or send an API key as 'Authorization: Bearer <key>'.")
+    rejection = CsrfViewMiddleware(_never_called).process_view(request, None, (), {})
+    if rejection is not None:
+        raise CsrfFailed("CSRF check failed. Reload the page and try again.")
+    return user
+
+
+def _never_called(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("only process_view is used")

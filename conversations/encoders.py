@@ -1,0 +1,151 @@
+"""Turn the pipeline's moments into bytes on the wire: one encoder per API surface.
+
+`SiteEventEncoder` speaks the chat page's named events; `OpenAIChunkEncoder` speaks OpenAI's
+`chat.completion.chunk` stream, so any OpenAI SDK can read it; `CompletionCollector` sends
+nothing and keeps the result, for non-streaming API calls. No Django in here.
+"""
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from conversations import sse
+from conversations.providers import ModelChunk
+from conversations.turns import StartedTurn
+
+if TYPE_CHECKING:
+    from conversations.streaming import TurnAccumulator
+
+
+class EventEncoder(Protocol):
+    def start(self, turn: StartedTurn) -> bytes: ...
+    def chunk(self, chunk: ModelChunk) -> bytes: ...
+    def keepalive(self) -> bytes: ...
+    def done(self, accumulator: "TurnAccumulator") -> bytes: ...
+    def error(self, message: str) -> bytes: ...
+
+
+class SiteEventEncoder:
+    """Named events for the chat page: start, reasoning, delta, done, error."""
+
+    def start(self, turn: StartedTurn) -> bytes:
+        return sse.encode_event(
+            "start",
+            {
+                "conversation": turn.conversation_id,
+                "title": turn.conversation_title,
+                "user_message": turn.user_message_id,
+                "assistant_message": turn.assistant_message_id,
+                "request_id": turn.request_id,
+                "model": turn.model.key,
+            },
+        )
+
+    def chunk(self, chunk: ModelChunk) -> bytes:
+        out = b""
+        if chunk.reasoning:
+            out += sse.encode_event("reasoning", {"content": chunk.reasoning})
+        if chunk.content:
+            out += sse.encode_event("delta", {"content": chunk.content})
+        return out
+
+    def keepalive(self) -> bytes:
+        return sse.KEEPALIVE
+
+    def done(self, accumulator: "TurnAccumulator") -> bytes:
+        return sse.encode_event(
+            "done",
+            {
+                "status": "completed",
+                "finish_reason": accumulator.finish_reason,
+                "usage": accumulator.usage(),
+            },
+        )
+
+    def error(self, message: str) -> bytes:
+        return sse.encode_event("error", {"status": "failed", "message": message})
+
+
+class OpenAIChunkEncoder:
+    """OpenAI's streaming wire format: `data: {chat.completion.chunk}` lines, then [DONE]."""
+
+    def __init__(self, *, completion_id: str, model: str, created: int, include_usage: bool):
+        self.include_usage = include_usage
+        self._base = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        body = {
+            **self._base,
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+        if self.include_usage:
+            body["usage"] = None
+        return sse.encode_data(body)
+
+    def start(self, turn: StartedTurn) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def chunk(self, chunk: ModelChunk) -> bytes:
+        delta = {}
+        if chunk.reasoning:
+            delta["reasoning_content"] = chunk.reasoning
+        if chunk.content:
+            delta["content"] = chunk.content
+        return self._chunk(delta) if delta else b""
+
+    def keepalive(self) -> bytes:
+        return sse.KEEPALIVE
+
+    def done(self, accumulator: "TurnAccumulator") -> bytes:
+        out = self._chunk({}, accumulator.finish_reason or "stop")
+        if self.include_usage:
+            out += sse.encode_data(
+                {**self._base, "choices": [], "usage": openai_usage(accumulator)}
+            )
+        return out + sse.DONE
+
+    def error(self, message: str) -> bytes:
+        # The openai SDK raises APIError when a stream carries an error object.
+        return sse.encode_data(
+            {"error": {"message": message, "type": "upstream_error", "param": None, "code": None}}
+        )
+
+
+class CompletionCollector:
+    """Send nothing while the model answers; keep the outcome for one JSON response."""
+
+    def __init__(self) -> None:
+        self.accumulator: TurnAccumulator | None = None
+        self.error_message = ""
+
+    def start(self, turn: StartedTurn) -> bytes:
+        return b""
+
+    def chunk(self, chunk: ModelChunk) -> bytes:
+        return b""
+
+    def keepalive(self) -> bytes:
+        return b""
+
+    def done(self, accumulator: "TurnAccumulator") -> bytes:
+        self.accumulator = accumulator
+        return b""
+
+    def error(self, message: str) -> bytes:
+        self.error_message = message
+        return b""
+
+
+def openai_usage(accumulator: "TurnAccumulator") -> dict[str, int]:
+    prompt = accumulator.prompt_tokens or 0
+    completion = accumulator.completion_tokens or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }

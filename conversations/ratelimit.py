@@ -1,0 +1,171 @@
+"""Per-user limits on asking the models, shared by the web chat, the site API and /v1.
+
+Three rules, checked in this order for every request that calls a model:
+
+1. **Requests per minute**, counted by django-ratelimit in the default cache. With REDIS_URL
+   set, that cache is Redis, so the count holds across every server process.
+2. **A daily token quota** (optional), counted from the usage saved with each answer since
+   local midnight.
+3. **Concurrent streams**: a counter in the cache, taken before the model is called and given
+   back when the stream ends, however it ends. If a process dies holding slots, the counter
+   expires STREAM_SLOT_TTL seconds after the user's last stream started.
+
+The defaults are settings; staff override them per user with UserLimits in the admin.
+Every chat response, allowed or refused, carries X-RateLimit-Limit, -Remaining and -Reset
+(seconds until the minute's window ends); a refusal adds Retry-After.
+"""
+
+import contextlib
+import datetime
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.utils import timezone
+from django_ratelimit.core import get_usage
+
+from conversations.exceptions import ChatError
+from conversations.models import Message, UserLimits
+
+STREAM_SLOT_TTL = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    requests_per_minute: int
+    max_concurrent_streams: int
+    daily_token_quota: int  # 0: no quota
+
+
+class RateLimited(ChatError):
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+        self.headers = {**headers, "Retry-After": str(self.retry_after)}
+
+
+@dataclass
+class Admission:
+    """A request let through: the headers to send, and the stream slot to give back."""
+
+    headers: dict[str, str]
+    slot: "StreamSlot"
+    limits: Limits = field(repr=False)
+
+
+def limits_for(user: AbstractBaseUser) -> Limits:
+    """Return the user's limits: staff overrides where set, the settings elsewhere."""
+    override = UserLimits.objects.filter(user=user).first()
+
+    def pick(name: str, default: int) -> int:
+        value = getattr(override, name, None)
+        return default if value is None else value
+
+    return Limits(
+        requests_per_minute=pick("requests_per_minute", settings.RATE_LIMIT_PER_MINUTE),
+        max_concurrent_streams=pick("max_concurrent_streams", settings.MAX_CONCURRENT_STREAMS),
+        daily_token_quota=pick("daily_token_quota", settings.DAILY_TOKEN_QUOTA),
+    )
+
+
+def tokens_used_today(user: AbstractBaseUser) -> int:
+    """Sum the prompt and completion tokens of the user's answers since local midnight."""
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    totals = Message.objects.filter(
+        user=user, role=Message.Role.ASSISTANT, created_at__gte=midnight
+    ).aggregate(
+        prompt=Coalesce(Sum("prompt_tokens"), 0), completion=Coalesce(Sum("completion_tokens"), 0)
+    )
+    return totals["prompt"] + totals["completion"]
+
+
+def seconds_until_midnight() -> int:
+    now = timezone.localtime()
+    tomorrow = (now + datetime.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((tomorrow - now).total_seconds()) + 1
+
+
+def _count_request(request: HttpRequest, user_id: int, limits: Limits) -> dict:
+    usage = get_usage(
+        request,
+        group="chat",
+        key=lambda group, request: str(user_id),
+        rate=f"{limits.requests_per_minute}/m",
+        increment=True,
+    )
+    # get_usage answers None only when RATELIMIT_ENABLE is off: then nothing is limited.
+    return usage or {"count": 0, "should_limit": False, "time_left": 60}
+
+
+class StreamSlot:
+    """One of the user's concurrent streams, held in the cache until released."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+        self._held = True
+
+    @classmethod
+    async def acquire(cls, user_id: int, limit: int, headers: dict[str, str]) -> "StreamSlot":
+        key = f"chat-streams:{user_id}"
+        await cache.aadd(key, 0, timeout=STREAM_SLOT_TTL)
+        try:
+            count = await cache.aincr(key)
+        except ValueError:  # the counter expired between add and incr
+            await cache.aset(key, 1, timeout=STREAM_SLOT_TTL)
+            count = 1
+        await cache.atouch(key, STREAM_SLOT_TTL)
+        if count > limit:
+            await cache.adecr(key)
+            raise RateLimited(
+                f"You already have {limit} answer{'s' if limit != 1 else ''} streaming; "
+                "wait for one to finish or stop it.",
+                retry_after=1,
+                headers=headers,
+            )
+        return cls(key)
+
+    async def release(self) -> None:
+        """Give the slot back; releasing twice is harmless."""
+        if not self._held:
+            return
+        self._held = False
+        with contextlib.suppress(ValueError):  # the counter expired: nothing to give back
+            await cache.adecr(self._key)
+
+
+async def admit_chat_request(request: HttpRequest, user: AbstractBaseUser) -> Admission:
+    """Count the request against the user's limits; raise RateLimited when one is reached."""
+    limits = await sync_to_async(limits_for)(user)
+    usage = await sync_to_async(_count_request)(request, user.pk, limits)
+    reset = max(0, usage["time_left"])
+    headers = {
+        "X-RateLimit-Limit": str(limits.requests_per_minute),
+        "X-RateLimit-Remaining": str(max(0, limits.requests_per_minute - usage["count"])),
+        "X-RateLimit-Reset": str(reset),
+    }
+    if usage["should_limit"]:
+        raise RateLimited(
+            f"You have reached your limit of {limits.requests_per_minute} requests a minute. "
+            f"Try again in {max(1, reset)} seconds.",
+            retry_after=reset,
+            headers=headers,
+        )
+    if limits.daily_token_quota:
+        used = await sync_to_async(tokens_used_today)(user)
+        if used >= limits.daily_token_quota:
+            wait = seconds_until_midnight()
+            raise RateLimited(
+                f"You have used your daily quota of {limits.daily_token_quota} tokens. "
+                f"It renews in {wait // 3600} h {wait % 3600 // 60} min.",
+                retry_after=wait,
+                headers=headers,
+            )
+    slot = await StreamSlot.acquire(user.pk, limits.max_concurrent_streams, headers)
+    return Admission(headers=headers, slot=slot, limits=limits)

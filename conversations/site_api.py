@@ -1,0 +1,156 @@
+"""The site's own JSON API for a user's conversations, by session or API key.
+
+    GET    /api/conversations/                 list (?limit=50&offset=0), newest activity first
+    POST   /api/conversations/                 {message, model?}: start one, answer streamed
+    GET    /api/conversations/<id>/            one, with its messages
+    PATCH  /api/conversations/<id>/            {title}: rename
+    DELETE /api/conversations/<id>/            delete, with its messages
+    POST   /api/conversations/<id>/messages/   {message, model?}: continue, answer streamed
+
+Answers stream exactly as on the chat page (see docs/streaming.md). Errors are
+{"error": {"message", "field"?}} with the matching HTTP status.
+"""
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from conversations import selectors, services
+from conversations.auth import api_key_or_session_user
+from conversations.exceptions import ChatError, InvalidChatRequest
+from conversations.models import Conversation, Message
+from conversations.responses import json_error, request_id_for
+from conversations.views import parse_chat_payload, parse_json_object, stream_chat_turn
+
+MAX_PAGE = 200
+
+SiteApiView = Callable[..., Awaitable[HttpResponse]]
+
+
+def site_api_view(*methods: str) -> Callable[[SiteApiView], SiteApiView]:
+    """Authenticate, allow only `methods`, and turn ChatErrors into the site's JSON errors."""
+
+    def decorate(view: SiteApiView) -> SiteApiView:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            request_id = request_id_for(request)
+            headers = {"X-Request-ID": request_id}
+            if request.method not in methods:
+                return json_error(
+                    405, f"{request.method} is not allowed here.", headers=headers | _allow(methods)
+                )
+            try:
+                user = await api_key_or_session_user(request)
+                return await view(request, user, *args, request_id=request_id, **kwargs)
+            except RequestDataTooBig:
+                return json_error(413, "The request is too large.", headers=headers)
+            except ChatError as exc:
+                return json_error(exc.status, exc.message, field=exc.field, headers=headers)
+
+        return wrapper
+
+    return decorate
+
+
+def _allow(methods: tuple[str, ...]) -> dict[str, str]:
+    return {"Allow": ", ".join(methods)}
+
+
+@site_api_view("GET", "POST")
+async def conversations(
+    request: HttpRequest, user: AbstractBaseUser, *, request_id: str
+) -> HttpResponse:
+    if request.method == "POST":
+        payload = parse_chat_payload(request) | {"conversation": None}
+        return await stream_chat_turn(request, user, request_id=request_id, **payload)
+    limit = _int_param(request, "limit", default=50, maximum=MAX_PAGE)
+    offset = _int_param(request, "offset", default=0, maximum=None)
+    return JsonResponse(await sync_to_async(_conversation_page)(user, limit, offset))
+
+
+@site_api_view("GET", "PATCH", "DELETE")
+async def conversation(
+    request: HttpRequest, user: AbstractBaseUser, pk: int, *, request_id: str
+) -> HttpResponse:
+    if request.method == "PATCH":
+        title = parse_json_object(request).get("title")
+        renamed = await sync_to_async(services.conversation_rename)(
+            user=user, conversation_id=pk, title=title
+        )
+        return JsonResponse(conversation_json(renamed))
+    if request.method == "DELETE":
+        await sync_to_async(services.conversation_delete)(user=user, conversation_id=pk)
+        return HttpResponse(status=204)
+    return JsonResponse(await sync_to_async(_conversation_detail)(user, pk))
+
+
+@site_api_view("POST")
+async def conversation_messages(
+    request: HttpRequest, user: AbstractBaseUser, pk: int, *, request_id: str
+) -> HttpResponse:
+    payload = parse_chat_payload(request) | {"conversation": pk}
+    return await stream_chat_turn(request, user, request_id=request_id, **payload)
+
+
+def _int_param(request: HttpRequest, name: str, *, default: int, maximum: int | None) -> int:
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or (maximum is not None and int(raw) > maximum):
+        limit = f" from 0 to {maximum}" if maximum is not None else ""
+        raise InvalidChatRequest(f"{name} must be a whole number{limit}.", field=name)
+    return int(raw)
+
+
+def _conversation_page(user: AbstractBaseUser, limit: int, offset: int) -> dict[str, Any]:
+    rows = list(selectors.conversation_list(user=user)[offset : offset + limit + 1])
+    return {
+        "data": [conversation_json(c) for c in rows[:limit]],
+        "has_more": len(rows) > limit,
+    }
+
+
+def _conversation_detail(user: AbstractBaseUser, pk: int) -> dict[str, Any]:
+    found = selectors.conversation_get(user=user, conversation_id=pk)
+    messages = selectors.conversation_messages(conversation=found)
+    return conversation_json(found) | {"messages": [message_json(m) for m in messages]}
+
+
+def conversation_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "model": conversation.model,
+        "source": conversation.source,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "content": message.content,
+        "reasoning": message.reasoning,
+        "status": message.status,
+        "finish_reason": message.finish_reason,
+        "model": message.model,
+        "request_id": message.request_id,
+        "usage": {
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+            "reported": message.usage_reported,
+        },
+        "time_to_first_token_ms": message.time_to_first_token_ms,
+        "duration_ms": message.duration_ms,
+        "error": message.error,
+        "created_at": message.created_at.isoformat(),
+    }

@@ -1,0 +1,134 @@
+"""Per-user limits over real HTTP: shared across server processes through Redis."""
+
+import os
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from conversations.models import Message
+from tests.conftest import CACHE_PREFIX, log_in, openai_client
+from tests.servers import start_site
+from tests.sse_client import post_stream
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+ONE_TOKEN = [{"role": "user", "content": "[[devllm tokens=1 delay_ms=1]] hi"}]
+
+
+@pytest.fixture(scope="module")
+def two_sites(site_env, server_logs):
+    """Two chatsite processes on different ports sharing one database and one Redis."""
+    env = {
+        **site_env,
+        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "CACHE_KEY_PREFIX": f"{CACHE_PREFIX}-pair",
+    }
+    sites = [start_site(server_logs, env), start_site(server_logs, env)]
+    yield sites
+    for site in sites:
+        site.stop()
+
+
+def call(site, key) -> httpx.Response:
+    return httpx.post(
+        f"{site.url}/v1/chat/completions",
+        json={"model": "dev/dev-chat", "messages": ONE_TOKEN},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def test_per_minute_limit_holds_across_two_server_processes(
+    two_sites, alice, bob, make_api_key, set_limits
+):
+    limit = 5
+    set_limits(alice, requests_per_minute=limit)
+    alice_key, bob_key = make_api_key(alice), make_api_key(bob)
+    first = call(two_sites[0], alice_key)
+    earlier_window = 0
+    if int(first.headers["X-RateLimit-Reset"]) < 15:  # don't straddle the window's end
+        time.sleep(int(first.headers["X-RateLimit-Reset"]) + 1)
+        first, earlier_window = call(two_sites[0], alice_key), 1
+    responses = [first] + [call(two_sites[n % 2], alice_key) for n in range(1, 2 * limit)]
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == limit, statuses
+    assert statuses == [200] * limit + [429] * limit
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses[:limit]] == [
+        "4",
+        "3",
+        "2",
+        "1",
+        "0",
+    ]
+    for refused in responses[limit:]:
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert refused.headers["X-RateLimit-Limit"] == str(limit)
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    answers = Message.objects.filter(user=alice, role="assistant").count()
+    assert answers == limit + earlier_window  # nothing saved for the refused requests
+    # Another user is not affected, on either process.
+    assert [call(site, bob_key).status_code for site in two_sites] == [200, 200]
+
+
+def test_the_sdk_raises_rate_limit_error(site, alice, make_api_key, set_limits):
+    set_limits(alice, requests_per_minute=1)
+    sdk = openai_client(site, make_api_key(alice))
+    sdk.chat.completions.create(model="dev/dev-chat", messages=ONE_TOKEN)
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk.chat.completions.create(model="dev/dev-chat", messages=ONE_TOKEN)
+    assert int(caught.value.response.headers["Retry-After"]) >= 1
+    assert "1 requests a minute" in caught.value.message
+
+
+def test_web_chat_and_api_share_one_per_minute_count(site, alice, make_api_key, set_limits):
+    set_limits(alice, requests_per_minute=2)
+    web = log_in(site.url, "alice")
+    assert post_stream(web, {"message": "[[devllm tokens=1]] hi"}).status_code == 200
+    assert call(site, make_api_key(alice)).status_code == 200
+
+    refused = post_stream(web, {"message": "one more"})
+
+    assert refused.status_code == 429
+    message = refused.events[0].data["error"]["message"]
+    assert "limit of 2 requests a minute" in message and "Try again in" in message
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert not Message.objects.filter(content="one more").exists()
+
+
+def test_stream_over_the_concurrency_cap_is_refused_while_the_others_continue(
+    site, alice, set_limits
+):
+    set_limits(alice, max_concurrent_streams=2)
+    client = log_in(site.url, "alice")
+    results = {}
+
+    def slow_stream(name):
+        results[name] = post_stream(client, {"message": "[[devllm delay_ms=60]] long answer"})
+
+    threads = [threading.Thread(target=slow_stream, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while Message.objects.filter(role="assistant", status="streaming").count() < 2:
+        assert time.monotonic() < deadline, "the two streams never started"
+        time.sleep(0.05)
+
+    refused = post_stream(client, {"message": "a third at once"})
+
+    assert refused.status_code == 429
+    assert "already have 2 answers streaming" in refused.events[0].data["error"]["message"]
+    assert refused.headers["Retry-After"] == "1"
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [results[n].events[-1].data["status"] for n in ("a", "b")] == ["completed"] * 2
+    # Both slots came back when the streams ended, stopped or not.
+    assert post_stream(client, {"message": "[[devllm tokens=1]] now"}).status_code == 200
+    stopped = post_stream(client, {"message": "[[devllm delay_ms=50]] x"}, stop_after=2)
+    assert stopped.status_code == 200
+    time.sleep(0.5)
+    both = [post_stream(client, {"message": f"[[devllm tokens=1]] {n}"}) for n in range(2)]
+    assert [s.status_code for s in both] == [200, 200]

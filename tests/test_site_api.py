@@ -1,0 +1,180 @@
+"""The site's JSON API for a user's conversations, by session or API key."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from conversations.models import Conversation, Message
+from tests.conftest import PASSWORD, log_in
+from tests.sse_client import parse_events
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def session(alice) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def with_key(alice, make_api_key) -> Client:
+    return Client(headers={"Authorization": f"Bearer {make_api_key(alice)}"})
+
+
+def conversation(owner, title="Trip", **extra) -> Conversation:
+    found = Conversation.objects.create(owner=owner, title=title, model="dev/dev-chat", **extra)
+    Message.objects.create(
+        conversation=found, user=owner, role="user", content="Where to?", request_id=f"r{found.pk}"
+    )
+    return found
+
+
+def test_list_shows_only_the_users_conversations_newest_first(session, alice, bob):
+    older, newer = conversation(alice, "Older"), conversation(alice, "Newer")
+    conversation(bob, "Bob's")
+
+    response = session.get("/api/conversations/")
+
+    assert response.status_code == 200
+    data = response.json()
+    assert [c["id"] for c in data["data"]] == [newer.pk, older.pk]
+    assert data["has_more"] is False
+    assert set(data["data"][0]) == {"id", "title", "model", "source", "created_at", "updated_at"}
+
+
+def test_list_is_paginated(with_key, alice):
+    for n in range(3):
+        conversation(alice, f"c{n}")
+    first = with_key.get("/api/conversations/", {"limit": 2}).json()
+    rest = with_key.get("/api/conversations/", {"limit": 2, "offset": 2}).json()
+    assert len(first["data"]) == 2 and first["has_more"] is True
+    assert len(rest["data"]) == 1 and rest["has_more"] is False
+
+
+@pytest.mark.parametrize("query", [{"limit": "x"}, {"limit": "500"}, {"offset": "-1"}])
+def test_bad_pagination_is_a_400_naming_the_field(session, query):
+    response = session.get("/api/conversations/", query)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == next(iter(query))
+
+
+def test_read_one_with_its_messages(with_key, alice):
+    found = conversation(alice)
+    data = with_key.get(f"/api/conversations/{found.pk}/").json()
+    assert data["title"] == "Trip"
+    assert [(m["role"], m["content"]) for m in data["messages"]] == [("user", "Where to?")]
+    assert data["messages"][0]["request_id"] == f"r{found.pk}"
+
+
+def test_rename_with_an_api_key_needs_no_csrf_token(with_key, alice):
+    found = conversation(alice)
+    response = with_key.patch(
+        f"/api/conversations/{found.pk}/",
+        data=json.dumps({"title": "  Paris\\nin May "}),
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    found.refresh_from_db()
+    assert found.title == response.json()["title"] == "Paris\\nin May"
+
+
+@pytest.mark.parametrize("title", ["", "   ", 5, "x" * 201])
+def test_bad_title_is_a_400_and_changes_nothing(session, alice, title):
+    found = conversation(alice)
+    response = session.patch(
+        f"/api/conversations/{found.pk}/",
+        data=json.dumps({"title": title}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and response.json()["error"]["field"] == "title"
+    found.refresh_from_db()
+    assert found.title == "Trip"
+
+
+def test_delete_removes_the_conversation_and_its_messages(session, alice):
+    found = conversation(alice)
+    assert session.delete(f"/api/conversations/{found.pk}/").status_code == 204
+    assert not Conversation.objects.filter(pk=found.pk).exists()
+    assert not Message.objects.filter(conversation_id=found.pk).exists()
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+def test_another_users_conversation_is_not_found(session, bob, method):
+    theirs = conversation(bob)
+    url = f"/api/conversations/{theirs.pk}/"
+    if method == "get":
+        response = session.get(url)
+    else:
+        body = json.dumps({"title": "Taken over"})
+        response = getattr(session, method)(url, data=body, content_type="application/json")
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "No such conversation."
+    assert Conversation.objects.get(pk=theirs.pk).title == "Trip"
+
+
+def test_sending_to_another_users_conversation_is_not_found(with_key, bob):
+    theirs = conversation(bob)
+    response = with_key.post(
+        f"/api/conversations/{theirs.pk}/messages/",
+        data=json.dumps({"message": "hi"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 404
+    assert Message.objects.count() == 1
+
+
+def test_anonymous_caller_is_a_401(db):
+    response = Client().get("/api/conversations/")
+    assert response.status_code == 401
+    assert "API key" in response.json()["error"]["message"]
+
+
+def test_revoked_key_is_a_401(alice, make_api_key):
+    key = make_api_key(alice)
+    alice.api_keys.update(revoked_at="2026-01-01T00:00:00Z")
+    response = Client(headers={"Authorization": f"Bearer {key}"}).get("/api/conversations/")
+    assert response.status_code == 401
+
+
+def test_session_writes_need_the_csrf_token(alice):
+    found = conversation(alice)
+    client = Client(enforce_csrf_checks=True)
+    client.login(username="alice", password=PASSWORD)
+    response = client.delete(f"/api/conversations/{found.pk}/")
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]["message"]
+    assert Conversation.objects.filter(pk=found.pk).exists()
+
+
+def test_unsupported_method_is_a_405(session):
+    response = session.put("/api/conversations/")
+    assert response.status_code == 405 and response.headers["Allow"] == "GET, POST"
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_sending_a_message_streams_like_the_chat_page(site, alice, make_api_key):
+    key = make_api_key(alice)
+    client = log_in(site.url, "alice")
+    client.headers = {"Authorization": f"Bearer {key}"}  # the key, not the session
+
+    def stream(path, body):
+        with client.stream("POST", path, json=body) as response:
+            assert response.status_code == 200
+            events, _ = parse_events(response.read(), 0)
+        return events
+
+    started = stream("/api/conversations/", {"message": "[[devllm tokens=4]] hello"})
+    conversation_id = started[0].data["conversation"]
+    continued = stream(
+        f"/api/conversations/{conversation_id}/messages/", {"message": "[[devllm tokens=3]] more"}
+    )
+
+    assert [e.name for e in started] == ["start"] + ["delta"] * 4 + ["done"]
+    assert continued[0].data["conversation"] == conversation_id
+    assert [e.name for e in continued].count("delta") == 3
+    assert Message.objects.filter(conversation_id=conversation_id).count() == 4
+    assert Conversation.objects.get(pk=conversation_id).source == "web"
