@@ -119,3 +119,36 @@ def test_an_empty_message_is_not_sent(page):
     send(page, "   ")
     expect(page.locator("article.message")).to_have_count(0)
     assert Message.objects.count() == 0
+
+
+def test_over_the_rate_limit_the_page_says_how_long_to_wait_and_keeps_the_text(
+    page, alice, set_limits
+):
+    set_limits(alice, requests_per_minute=1)
+    send(page, "[[devllm tokens=2]] first")
+    expect(page.locator("article.message-assistant").last).to_have_attribute(
+        "data-status", "completed"
+    )
+
+    send(page, "second, too soon")
+
+    error = page.locator("#composer-error")
+    expect(error).to_contain_text("limit of 1 requests a minute")
+    expect(error).to_contain_text("Try again in")
+    expect(page.locator("#message-input")).to_have_value("second, too soon")
+    expect(page.locator("article.message-user")).to_have_count(1)
+
+
+def test_a_user_creates_copies_and_revokes_an_api_key(page):
+    page.goto("/settings/api-keys/")
+    page.fill("#key-name", "notebook")
+    page.click("text=Create key")
+
+    key = page.locator("#new-key-value").input_value()
+    assert key.startswith("cs-")
+    page.goto("/settings/api-keys/")
+    expect(page.locator("#new-key-value")).to_have_count(0)
+    row = page.locator("tr", has_text="notebook")
+    expect(row).to_contain_text(key[:10])
+    row.get_by_role("button", name="Revoke notebook").click()
+    expect(page.locator("tr", has_text="notebook")).to_contain_text("Revoked")
