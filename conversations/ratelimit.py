@@ -104,6 +104,10 @@ def _count_request(request: HttpRequest, user_id: int, limits: Limits) -> dict:
     return usage or {"count": 0, "should_limit": False, "time_left": 60}
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 class StreamSlot:
     """One of the user's concurrent streams, held in the cache until released."""
 
@@ -112,19 +116,19 @@ class StreamSlot:
         self._held = True
 
     @classmethod
-    async def acquire(cls, user_id: int, limit: int, headers: dict[str, str]) -> "StreamSlot":
+    def acquire(cls, user_id: int, limit: int, headers: dict[str, str]) -> "StreamSlot":
         key = f"chat-streams:{user_id}"
-        await cache.aadd(key, 0, timeout=STREAM_SLOT_TTL)
+        cache.add(key, 0, timeout=STREAM_SLOT_TTL)
         try:
-            count = await cache.aincr(key)
+            count = cache.incr(key)
         except ValueError:  # the counter expired between add and incr
-            await cache.aset(key, 1, timeout=STREAM_SLOT_TTL)
+            cache.set(key, 1, timeout=STREAM_SLOT_TTL)
             count = 1
-        await cache.atouch(key, STREAM_SLOT_TTL)
+        cache.touch(key, STREAM_SLOT_TTL)
         if count > limit:
-            await cache.adecr(key)
+            cache.decr(key)
             raise RateLimited(
-                f"You already have {limit} answer{'s' if limit != 1 else ''} streaming; "
+                f"You already have {_plural(limit, 'answer')} streaming; "
                 "wait for one to finish or stop it.",
                 retry_after=1,
                 headers=headers,
@@ -140,10 +144,9 @@ class StreamSlot:
             await cache.adecr(self._key)
 
 
-async def admit_chat_request(request: HttpRequest, user: AbstractBaseUser) -> Admission:
-    """Count the request against the user's limits; raise RateLimited when one is reached."""
-    limits = await sync_to_async(limits_for)(user)
-    usage = await sync_to_async(_count_request)(request, user.pk, limits)
+def _admit(request: HttpRequest, user: AbstractBaseUser) -> Admission:
+    limits = limits_for(user)
+    usage = _count_request(request, user.pk, limits)
     reset = max(0, usage["time_left"])
     headers = {
         "X-RateLimit-Limit": str(limits.requests_per_minute),
@@ -152,20 +155,27 @@ async def admit_chat_request(request: HttpRequest, user: AbstractBaseUser) -> Ad
     }
     if usage["should_limit"]:
         raise RateLimited(
-            f"You have reached your limit of {limits.requests_per_minute} requests a minute. "
+            f"You have reached your limit of {_plural(limits.requests_per_minute, 'request')} "
+            "a minute. "
             f"Try again in {max(1, reset)} seconds.",
             retry_after=reset,
             headers=headers,
         )
-    if limits.daily_token_quota:
-        used = await sync_to_async(tokens_used_today)(user)
-        if used >= limits.daily_token_quota:
-            wait = seconds_until_midnight()
-            raise RateLimited(
-                f"You have used your daily quota of {limits.daily_token_quota} tokens. "
-                f"It renews in {wait // 3600} h {wait % 3600 // 60} min.",
-                retry_after=wait,
-                headers=headers,
-            )
-    slot = await StreamSlot.acquire(user.pk, limits.max_concurrent_streams, headers)
+    if limits.daily_token_quota and tokens_used_today(user) >= limits.daily_token_quota:
+        wait = seconds_until_midnight()
+        raise RateLimited(
+            f"You have used your daily quota of {limits.daily_token_quota} tokens. "
+            f"It renews in {wait // 3600} h {wait % 3600 // 60} min.",
+            retry_after=wait,
+            headers=headers,
+        )
+    slot = StreamSlot.acquire(user.pk, limits.max_concurrent_streams, headers)
     return Admission(headers=headers, slot=slot, limits=limits)
+
+
+async def admit_chat_request(request: HttpRequest, user: AbstractBaseUser) -> Admission:
+    """Count the request against the user's limits; raise RateLimited when one is reached.
+
+    One trip to a worker thread: the checks read the database and the cache.
+    """
+    return await sync_to_async(_admit)(request, user)

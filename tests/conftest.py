@@ -176,3 +176,18 @@ def openai_client(site: ServerProcess, api_key: str):
     import openai
 
     return openai.OpenAI(base_url=f"{site.url}/v1", api_key=api_key, max_retries=0, timeout=30)
+
+
+def fresh_rate_window(user, *, margin: int = 10) -> None:
+    """Wait until the user's per-minute window has at least `margin` seconds left.
+
+    django-ratelimit counts in fixed windows (staggered per key); a test that straddled a
+    window's end would see its count reset halfway through.
+    """
+    import time
+
+    from django_ratelimit.core import _get_window  # private, but the window is what we test
+
+    left = _get_window(str(user.pk), 60) - time.time()
+    if left < margin:
+        time.sleep(left + 0.5)

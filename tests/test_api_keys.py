@@ -64,6 +64,7 @@ def test_create_api_key_command_prints_a_working_key(alice):
     assert raw_key not in err.getvalue()
     response = Client(headers={"Authorization": f"Bearer {raw_key}"}).get("/api/conversations/")
     assert response.status_code == 200
+    assert ApiKey.objects.get(key_hash=hash_key(raw_key)).last_used_at is not None
 
 
 def test_admin_lists_keys_without_their_hash_and_can_revoke(make_user, alice, make_api_key):

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from conversations.models import Message
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, fresh_rate_window
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -125,6 +125,7 @@ def test_over_the_rate_limit_the_page_says_how_long_to_wait_and_keeps_the_text(
     page, alice, set_limits
 ):
     set_limits(alice, requests_per_minute=1)
+    fresh_rate_window(alice)
     send(page, "[[devllm tokens=2]] first")
     expect(page.locator("article.message-assistant").last).to_have_attribute(
         "data-status", "completed"
@@ -133,7 +134,7 @@ def test_over_the_rate_limit_the_page_says_how_long_to_wait_and_keeps_the_text(
     send(page, "second, too soon")
 
     error = page.locator("#composer-error")
-    expect(error).to_contain_text("limit of 1 requests a minute")
+    expect(error).to_contain_text("limit of 1 request a minute")
     expect(error).to_contain_text("Try again in")
     expect(page.locator("#message-input")).to_have_value("second, too soon")
     expect(page.locator("article.message-user")).to_have_count(1)
