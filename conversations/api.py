@@ -8,16 +8,11 @@ is saved as a conversation whose source is "api". Errors use OpenAI's shape, so 
 raise their own exception types (AuthenticationError, RateLimitError, ...).
 """
 
-import functools
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from conversations import providers, services
 from conversations.auth import NotAuthenticated, api_key_user
@@ -25,11 +20,9 @@ from conversations.encoders import CompletionCollector, OpenAIChunkEncoder, open
 from conversations.exceptions import ChatError, UnknownModel
 from conversations.openai_schema import parse_chat_completion
 from conversations.ratelimit import RateLimited
-from conversations.responses import request_id_for, sse_response
+from conversations.responses import json_api_view, sse_response
 from conversations.streaming import stream_turn
 from conversations.views import begin_turn, parse_json_object
-
-ApiView = Callable[..., Awaitable[HttpResponse]]
 
 
 def openai_error(
@@ -52,11 +45,7 @@ def error_for(exc: ChatError, headers: dict[str, str]) -> JsonResponse:
         return openai_error(401, exc.message, code="invalid_api_key", headers=headers)
     if isinstance(exc, RateLimited):
         return openai_error(
-            429,
-            exc.message,
-            type="requests",
-            code="rate_limit_exceeded",
-            headers=headers | exc.headers,
+            429, exc.message, type="requests", code="rate_limit_exceeded", headers=headers
         )
     if isinstance(exc, UnknownModel):
         return openai_error(
@@ -65,32 +54,9 @@ def error_for(exc: ChatError, headers: dict[str, str]) -> JsonResponse:
     return openai_error(exc.status, exc.message, param=exc.field, headers=headers)
 
 
-def v1_view(method: str) -> Callable[[ApiView], ApiView]:
-    """Authenticate by API key, allow only `method`, and answer errors in OpenAI's shape."""
-
-    def decorate(view: ApiView) -> ApiView:
-        @csrf_exempt
-        @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            request_id = request_id_for(request)
-            headers = {"X-Request-ID": request_id}
-            if request.method != method:
-                return openai_error(
-                    405,
-                    f"{request.method} is not allowed here; use {method}.",
-                    headers=headers | {"Allow": method},
-                )
-            try:
-                user = await api_key_user(request)
-                return await view(request, user, *args, request_id=request_id, **kwargs)
-            except RequestDataTooBig:
-                return openai_error(413, "The request body is too large.", headers=headers)
-            except ChatError as exc:
-                return error_for(exc, headers)
-
-        return wrapper
-
-    return decorate
+def v1_view(method: str):
+    """API key only, and OpenAI's error shape."""
+    return json_api_view(method, authenticate=api_key_user, render_error=error_for)
 
 
 @v1_view("GET")

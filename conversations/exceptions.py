@@ -10,14 +10,25 @@ class ChatError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.headers = headers or {}
 
 
 class InvalidChatRequest(ChatError):
     status = 400
+
+
+class MethodNotAllowed(ChatError):
+    status = 405
+
+
+class PayloadTooLarge(ChatError):
+    status = 413
 
 
 class ConversationNotFound(ChatError, Http404):

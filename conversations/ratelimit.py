@@ -46,9 +46,8 @@ class RateLimited(ChatError):
     status = 429
 
     def __init__(self, message: str, *, retry_after: int, headers: dict[str, str]) -> None:
-        super().__init__(message)
         self.retry_after = max(1, retry_after)
-        self.headers = {**headers, "Retry-After": str(self.retry_after)}
+        super().__init__(message, headers={**headers, "Retry-After": str(self.retry_after)})
 
 
 @dataclass

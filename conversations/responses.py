@@ -1,10 +1,17 @@
 """The site's response shapes: one JSON error body, and the SSE response with its headers."""
 
+import functools
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from conversations.exceptions import ChatError, MethodNotAllowed, PayloadTooLarge
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
@@ -45,3 +52,42 @@ def sse_response(
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     response["X-Request-ID"] = request_id
     return response
+
+
+JsonApiView = Callable[..., Awaitable[HttpResponse]]
+
+
+def json_api_view(
+    *methods: str,
+    authenticate: Callable[[HttpRequest], Awaitable[AbstractBaseUser]],
+    render_error: Callable[[ChatError, dict[str, str]], HttpResponse],
+) -> Callable[[JsonApiView], JsonApiView]:
+    """Make an async API view: allow only `methods`, authenticate, and render every
+    ChatError through `render_error`, so each API surface has one error shape.
+
+    The view is called as `view(request, user, *args, request_id=..., **kwargs)`. It is
+    csrf_exempt: `authenticate` does the CSRF check where a session is used.
+    """
+
+    def decorate(view: JsonApiView) -> JsonApiView:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            request_id = request_id_for(request)
+            try:
+                if request.method not in methods:
+                    raise MethodNotAllowed(
+                        f"{request.method} is not allowed here; use {' or '.join(methods)}.",
+                        headers={"Allow": ", ".join(methods)},
+                    )
+                user = await authenticate(request)
+                return await view(request, user, *args, request_id=request_id, **kwargs)
+            except RequestDataTooBig:
+                error = PayloadTooLarge("The request body is too large.")
+                return render_error(error, {"X-Request-ID": request_id})
+            except ChatError as exc:
+                return render_error(exc, {"X-Request-ID": request_id} | exc.headers)
+
+        return wrapper
+
+    return decorate

@@ -11,56 +11,29 @@ Answers stream exactly as on the chat page (see docs/streaming.md). Errors are
 {"error": {"message", "field"?}} with the matching HTTP status.
 """
 
-import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from conversations import selectors, services
 from conversations.auth import api_key_or_session_user
 from conversations.exceptions import ChatError, InvalidChatRequest
 from conversations.models import Conversation, Message
-from conversations.responses import json_error, request_id_for
+from conversations.responses import json_api_view, json_error
 from conversations.views import parse_chat_payload, parse_json_object, stream_chat_turn
 
 MAX_PAGE = 200
 
-SiteApiView = Callable[..., Awaitable[HttpResponse]]
+
+def render_error(exc: ChatError, headers: dict[str, str]) -> HttpResponse:
+    return json_error(exc.status, exc.message, field=exc.field, headers=headers)
 
 
-def site_api_view(*methods: str) -> Callable[[SiteApiView], SiteApiView]:
-    """Authenticate, allow only `methods`, and turn ChatErrors into the site's JSON errors."""
-
-    def decorate(view: SiteApiView) -> SiteApiView:
-        @csrf_exempt
-        @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            request_id = request_id_for(request)
-            headers = {"X-Request-ID": request_id}
-            if request.method not in methods:
-                return json_error(
-                    405, f"{request.method} is not allowed here.", headers=headers | _allow(methods)
-                )
-            try:
-                user = await api_key_or_session_user(request)
-                return await view(request, user, *args, request_id=request_id, **kwargs)
-            except RequestDataTooBig:
-                return json_error(413, "The request is too large.", headers=headers)
-            except ChatError as exc:
-                return json_error(exc.status, exc.message, field=exc.field, headers=headers)
-
-        return wrapper
-
-    return decorate
-
-
-def _allow(methods: tuple[str, ...]) -> dict[str, str]:
-    return {"Allow": ", ".join(methods)}
+def site_api_view(*methods: str):
+    """Session or API key, and the site's error shape."""
+    return json_api_view(*methods, authenticate=api_key_or_session_user, render_error=render_error)
 
 
 @site_api_view("GET", "POST")

@@ -86,8 +86,7 @@ async def stream_chat_turn(
             ),
         )
     except ChatError as exc:
-        headers |= getattr(exc, "headers", {})
-        return json_error(exc.status, exc.message, field=exc.field, headers=headers)
+        return json_error(exc.status, exc.message, field=exc.field, headers=headers | exc.headers)
     events = stream_turn(
         turn,
         client=providers.client_for(turn.model.endpoint),
