@@ -9,6 +9,7 @@ raise their own exception types (AuthenticationError, RateLimitError, ...).
 """
 
 import time
+from collections.abc import AsyncIterator
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -104,7 +105,27 @@ async def chat_completions(
         events = stream_turn(turn, encoder=encoder, **pipeline)
         return sse_response(events, request_id=request_id, headers=headers)
     collector = CompletionCollector()
-    async for _ in stream_turn(turn, encoder=collector, **pipeline):
+    return await collect_completion(
+        stream_turn(turn, encoder=collector, **pipeline),
+        collector,
+        completion_id=completion_id,
+        created=created,
+        model=completion.model,
+        headers=headers,
+    )
+
+
+async def collect_completion(
+    events: AsyncIterator[bytes],
+    collector: CompletionCollector,
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    headers: dict[str, str],
+) -> HttpResponse:
+    """Run a turn to its end and answer with one `chat.completion` object."""
+    async for _ in events:
         pass
     if collector.accumulator is None:
         return openai_error(
@@ -122,7 +143,7 @@ async def chat_completions(
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
-        "model": completion.model,
+        "model": model,
         "choices": [
             {
                 "index": 0,
