@@ -12,7 +12,14 @@ DEVLLM_PORT ?= 8001
 
 .PHONY: install run test test-fast lint format check-browser clean
 
-install: $(STAMP)
+NODE_STAMP := node_modules/.installed-$(shell cksum package-lock.json | cut -d' ' -f1)
+
+install: $(STAMP) $(NODE_STAMP)
+
+# The page's browser libraries (Markdown, sanitizer, highlighter), pinned in package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "chatsite needs Python 3.12 or newer; install it with pyenv (pyenv install 3.12.1) or set PYTHON=/path/to/python3.12")'
@@ -53,4 +60,4 @@ format: install
 	$(PY) -m ruff format .
 
 clean:
-	rm -rf $(VENV) db.sqlite3 test_db.sqlite3 staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules db.sqlite3 test_db.sqlite3 staticfiles .pytest_cache .ruff_cache
