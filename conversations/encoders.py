@@ -36,6 +36,7 @@ class SiteEventEncoder:
                 "assistant_message": turn.assistant_message_id,
                 "request_id": turn.request_id,
                 "model": turn.model.key,
+                "replaces": list(turn.replaces),
             },
         )
 

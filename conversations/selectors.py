@@ -21,7 +21,17 @@ def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Convers
 
 
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
-    return conversation.messages.order_by("pk")
+    """Return the conversation's thread as the user sees it: superseded messages left out."""
+    return conversation.messages.filter(superseded_at__isnull=True).order_by("pk")
+
+
+def last_user_message(*, conversation: Conversation) -> Message | None:
+    return (
+        conversation_messages(conversation=conversation)
+        .filter(role=Message.Role.USER)
+        .order_by("-pk")
+        .first()
+    )
 
 
 def model_history(*, conversation: Conversation, limit: int) -> list[dict[str, str]]:
@@ -31,7 +41,8 @@ def model_history(*, conversation: Conversation, limit: int) -> list[dict[str, s
     it; empty ones are left out, because an empty assistant turn confuses most models.
     """
     rows = (
-        conversation.messages.exclude(role=Message.Role.ASSISTANT, content="")
+        conversation_messages(conversation=conversation)
+        .exclude(role=Message.Role.ASSISTANT, content="")
         .order_by("-pk")
         .values_list("role", "content")[:limit]
     )

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from conversations import providers, selectors
@@ -107,6 +108,61 @@ def prompt_turn_start(
         return _start_answer(conversation, saved[-1], model, request_id, messages)
 
 
+def turn_regenerate(
+    *, user: AbstractBaseUser, conversation_id: int, model_key: str, request_id: str
+) -> StartedTurn:
+    """Hide the conversation's last answer and start a new one to the same question."""
+    model = providers.get_model(model_key)
+    with _one_answer_per_request(request_id), transaction.atomic():
+        conversation = _locked_conversation(user, conversation_id, model.key)
+        question = _last_question(conversation, "There is no message to answer again.")
+        answers = selectors.conversation_messages(conversation=conversation)
+        replaced = _supersede(answers.filter(pk__gt=question.pk))
+        history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
+        return _start_answer(conversation, question, model, request_id, history, replaced)
+
+
+def turn_edit_last(
+    *,
+    user: AbstractBaseUser,
+    conversation_id: int,
+    model_key: str,
+    content: object,
+    request_id: str,
+) -> StartedTurn:
+    """Replace the conversation's last question (hiding it and its answer) and answer anew."""
+    text = clean_message(content)
+    model = providers.get_model(model_key)
+    with _one_answer_per_request(request_id), transaction.atomic():
+        conversation = _locked_conversation(user, conversation_id, model.key)
+        question = _last_question(conversation, "There is no message to edit.")
+        question_and_answer = selectors.conversation_messages(conversation=conversation)
+        replaced = _supersede(question_and_answer.filter(pk__gte=question.pk))
+        edited = Message.objects.create(
+            conversation=conversation,
+            user=user,
+            request_id=request_id,
+            role=Message.Role.USER,
+            content=text,
+        )
+        history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
+        return _start_answer(conversation, edited, model, request_id, history, replaced)
+
+
+def _last_question(conversation: Conversation, missing: str) -> Message:
+    question = selectors.last_user_message(conversation=conversation)
+    if question is None:
+        raise InvalidChatRequest(missing, field="conversation")
+    return question
+
+
+def _supersede(messages: QuerySet[Message]) -> tuple[int, ...]:
+    """Hide these messages from the thread, keeping them as records; return their IDs."""
+    ids = tuple(messages.values_list("pk", flat=True))
+    Message.objects.filter(pk__in=ids).update(superseded_at=timezone.now())
+    return ids
+
+
 @contextmanager
 def _one_answer_per_request(request_id: str) -> Iterator[None]:
     try:
@@ -121,6 +177,7 @@ def _start_answer(
     model: providers.ModelOption,
     request_id: str,
     history: list[dict[str, str]],
+    replaces: tuple[int, ...] = (),
 ) -> StartedTurn:
     answer = Message.objects.create(
         conversation=conversation,
@@ -139,6 +196,7 @@ def _start_answer(
         assistant_message_id=answer.pk,
         model=model,
         history=history,
+        replaces=replaces,
     )
 
 
@@ -149,6 +207,13 @@ def _conversation_for_turn(
         return Conversation.objects.create(
             owner=user, title=title_from_message(text), model=model_key
         )
+    return _locked_conversation(user, conversation_id, model_key)
+
+
+def _locked_conversation(
+    user: AbstractBaseUser, conversation_id: int, model_key: str
+) -> Conversation:
+    """Lock the user's conversation for this turn and switch it to the turn's model."""
     conversation = (
         Conversation.objects.select_for_update().filter(owner=user, pk=conversation_id).first()
     )

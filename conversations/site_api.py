@@ -5,7 +5,9 @@
     GET    /api/conversations/<id>/            one, with its messages
     PATCH  /api/conversations/<id>/            {title}: rename
     DELETE /api/conversations/<id>/            delete, with its messages
-    POST   /api/conversations/<id>/messages/   {message, model?}: continue, answer streamed
+    POST   /api/conversations/<id>/messages/   {message, model?, action?}: continue, answer
+                                               streamed; action "regenerate" or "edit" redoes
+                                               the last answer or the last question
 
 Answers stream exactly as on the chat page (see docs/streaming.md). Errors are
 {"error": {"message", "field"?}} with the matching HTTP status.
@@ -41,7 +43,13 @@ async def conversations(
     request: HttpRequest, user: AbstractBaseUser, *, request_id: str
 ) -> HttpResponse:
     if request.method == "POST":
-        payload = parse_chat_payload(request) | {"conversation": None}
+        payload = parse_chat_payload(request)
+        if payload["action"] != "send" or payload["conversation"] is not None:
+            raise InvalidChatRequest(
+                "This starts a new conversation; to continue one, regenerate or edit, "
+                "POST to /api/conversations/<id>/messages/.",
+                field="conversation" if payload["conversation"] else "action",
+            )
         return await stream_chat_turn(request, user, request_id=request_id, **payload)
     limit = _int_param(request, "limit", default=50, maximum=MAX_PAGE)
     offset = _int_param(request, "offset", default=0, maximum=None)
@@ -68,7 +76,7 @@ async def conversation(
 async def conversation_messages(
     request: HttpRequest, user: AbstractBaseUser, pk: int, *, request_id: str
 ) -> HttpResponse:
-    payload = parse_chat_payload(request) | {"conversation": pk}
+    payload = parse_chat_payload(request, url_conversation=pk)
     return await stream_chat_turn(request, user, request_id=request_id, **payload)
 
 

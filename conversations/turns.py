@@ -17,6 +17,8 @@ class StartedTurn:
     assistant_message_id: int
     model: ModelOption
     history: list[dict[str, str]]
+    # Messages this turn hid from the thread (a regenerated answer, an edited question).
+    replaces: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

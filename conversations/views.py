@@ -70,21 +70,22 @@ async def stream_chat_turn(
     message: str,
     model: str,
     conversation: int | None,
+    action: str = "send",
 ) -> HttpResponse:
     """Answer one chat message as the site's SSE stream (the chat page and the site API)."""
     headers = {"X-Request-ID": request_id}
+    common = {"user": user, "model_key": model, "request_id": request_id}
+    starts = {
+        "send": lambda: services.turn_start(
+            conversation_id=conversation, content=message, **common
+        ),
+        "regenerate": lambda: services.turn_regenerate(conversation_id=conversation, **common),
+        "edit": lambda: services.turn_edit_last(
+            conversation_id=conversation, content=message, **common
+        ),
+    }
     try:
-        turn, admission = await begin_turn(
-            request,
-            user,
-            lambda: services.turn_start(
-                user=user,
-                conversation_id=conversation,
-                model_key=model,
-                content=message,
-                request_id=request_id,
-            ),
-        )
+        turn, admission = await begin_turn(request, user, starts[action])
     except ChatError as exc:
         return json_error(exc.status, exc.message, field=exc.field, headers=headers | exc.headers)
     events = stream_turn(
@@ -116,19 +117,29 @@ async def begin_turn(
     return turn, admission
 
 
-def parse_chat_payload(request: HttpRequest) -> dict:
-    """Read {"message", "model", "conversation"} from a JSON body, refusing malformed input."""
+ACTIONS = ("send", "regenerate", "edit")
+
+
+def parse_chat_payload(request: HttpRequest, *, url_conversation: int | None = None) -> dict:
+    """Read {"message", "model", "conversation", "action"} from a JSON body, refusing
+    malformed input. `action` is "send" (the default), "regenerate" the last answer, or
+    "edit" the last question. A conversation named in the URL wins over the body's."""
     data = parse_json_object(request)
-    conversation = data.get("conversation")
+    action = data.get("action", "send")
+    if action not in ACTIONS:
+        raise InvalidChatRequest(f"action must be one of {', '.join(ACTIONS)}.", field="action")
+    conversation = url_conversation or data.get("conversation")
     if conversation is not None and (type(conversation) is not int or conversation < 1):
         raise InvalidChatRequest("conversation must be a conversation ID.", field="conversation")
+    if action != "send" and conversation is None:
+        raise InvalidChatRequest(f"To {action}, name the conversation.", field="conversation")
     model = data.get("model") or providers.default_model_key()
     if not isinstance(model, str):
         raise InvalidChatRequest("model must be a model key.", field="model")
     # Checked here as well as when saving, so that a bad message costs no rate-limit request.
-    message = services.clean_message(data.get("message"))
+    message = "" if action == "regenerate" else services.clean_message(data.get("message"))
     providers.get_model(model)
-    return {"message": message, "model": model, "conversation": conversation}
+    return {"message": message, "model": model, "conversation": conversation, "action": action}
 
 
 def parse_json_object(request: HttpRequest) -> dict:

@@ -77,3 +77,11 @@ def test_another_users_conversation_is_not_found(alice_client, bob):
 
 def test_missing_conversation_is_not_found(alice_client):
     assert alice_client.get("/chat/999999/").status_code == 404
+
+
+def test_superseded_messages_are_not_shown(alice_client, alice):
+    conversation = conversation_with_answer(alice, content="The old answer")
+    conversation.messages.filter(role="assistant").update(superseded_at="2026-01-01T00:00:00Z")
+    response = alice_client.get(conversation.get_absolute_url())
+    assert b"The old answer" not in response.content
+    assert b"A &lt;b&gt;question&lt;/b&gt;" in response.content

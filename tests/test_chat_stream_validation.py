@@ -106,3 +106,14 @@ def test_reused_request_id_is_a_conflict_and_writes_nothing_more(alice_client, a
     assert "already used" in response.json()["error"]["message"]
     assert Message.objects.count() == 2
     assert Conversation.objects.count() == 1
+
+
+def test_unknown_action_is_refused(alice_client):
+    response = post(alice_client, {"message": "hi", "action": "delete"})
+    assert_rejected(response, 400, "action must be one of", "action")
+
+
+@pytest.mark.parametrize("action", ["regenerate", "edit"])
+def test_regenerate_and_edit_need_a_conversation(alice_client, action):
+    response = post(alice_client, {"message": "hi", "action": action})
+    assert_rejected(response, 400, "name the conversation", "conversation")

@@ -4,8 +4,13 @@ import dataclasses
 
 import pytest
 
-from conversations import services
-from conversations.exceptions import DuplicateRequest, UnknownModel
+from conversations import selectors, services
+from conversations.exceptions import (
+    ConversationNotFound,
+    DuplicateRequest,
+    InvalidChatRequest,
+    UnknownModel,
+)
 from conversations.models import Conversation, Message
 from conversations.turns import FinishedTurn
 
@@ -124,3 +129,63 @@ def test_saving_a_turn_a_second_time_changes_nothing(alice):
 )
 def test_title_from_message(message, title):
     assert services.title_from_message(message) == title
+
+
+def answered(user, request_id, **overrides):
+    """Start a turn and save its answer; return the started turn."""
+    turn = start(user, request_id=request_id, **overrides)
+    services.save_finished_turn(finished(turn))
+    return turn
+
+
+def test_regenerate_hides_the_last_answer_and_answers_the_same_question_again(alice):
+    first = answered(alice, "req-regen-001")
+
+    again = services.turn_regenerate(
+        user=alice,
+        conversation_id=first.conversation_id,
+        model_key="dev/dev-chat",
+        request_id="req-regen-002",
+    )
+
+    assert again.user_message_id == first.user_message_id
+    assert again.replaces == (first.assistant_message_id,)
+    assert again.history == [{"role": "user", "content": "What is a turn?"}]
+    old = Message.objects.get(pk=first.assistant_message_id)
+    assert old.superseded_at is not None and old.content  # kept as a record
+    visible = selectors.conversation_messages(conversation=old.conversation)
+    assert [m.pk for m in visible] == [first.user_message_id, again.assistant_message_id]
+
+
+def test_edit_hides_the_last_question_and_its_answer_and_asks_the_new_text(alice):
+    earlier = answered(alice, "req-edit-0001", content="First question")
+    last = answered(
+        alice, "req-edit-0002", conversation_id=earlier.conversation_id, content="Typo'd"
+    )
+
+    edited = services.turn_edit_last(
+        user=alice,
+        conversation_id=earlier.conversation_id,
+        model_key="dev/dev-chat",
+        content="Fixed question",
+        request_id="req-edit-0003",
+    )
+
+    assert set(edited.replaces) == {last.user_message_id, last.assistant_message_id}
+    assert [m["content"] for m in edited.history] == [
+        "First question",
+        "A turn is a question and its answer.",
+        "Fixed question",
+    ]
+    assert Message.objects.get(pk=edited.user_message_id).content == "Fixed question"
+    assert Message.objects.filter(superseded_at__isnull=False).count() == 2
+
+
+def test_regenerate_and_edit_need_a_question_and_the_users_own_conversation(alice, bob):
+    empty = Conversation.objects.create(owner=alice, title="empty", model="dev/dev-chat")
+    common = {"model_key": "dev/dev-chat", "request_id": "req-nothing-1"}
+    with pytest.raises(InvalidChatRequest, match="no message"):
+        services.turn_regenerate(user=alice, conversation_id=empty.pk, **common)
+    with pytest.raises(ConversationNotFound):
+        services.turn_edit_last(user=bob, conversation_id=empty.pk, content="x", **common)
+    assert Message.objects.count() == 0

@@ -233,3 +233,27 @@ def test_reasoning_model_streams_and_saves_its_reasoning(site, alice):
     )
     assert answer.reasoning == "".join(e.data["content"] for e in reasoning)
     assert answer.content == stream.content
+
+
+def test_regenerate_streams_a_new_answer_and_the_model_never_sees_the_old_one(
+    site, devllm, alice
+):
+    client = log_in(site.url, "alice")
+    first = post_stream(client, {"message": "Tell me a story."})
+    started = first.named("start")[0].data
+
+    again = post_stream(
+        client,
+        {"action": "regenerate", "conversation": started["conversation"]},
+        headers={"X-Request-ID": "regenerate-0001"},
+    )
+
+    restart = again.named("start")[0].data
+    assert restart["replaces"] == [started["assistant_message"]]
+    assert restart["user_message"] == started["user_message"]
+    assert again.events[-1].data["status"] == "completed"
+    assert devllm_record(devllm, "regenerate-0001")["messages"] == [
+        {"role": "user", "content": "Tell me a story."}
+    ]
+    old = Message.objects.get(pk=started["assistant_message"])
+    assert old.superseded_at is not None and old.content == first.content
