@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEVLLM_PORT ?= 8001
 
-.PHONY: install run test test-fast lint format check-browser clean
+.PHONY: install run test test-fast bench lint format check-browser clean
 
 NODE_STAMP := node_modules/.installed-$(shell cksum package-lock.json | cut -d' ' -f1)
 
@@ -47,6 +47,11 @@ test: install check-browser
 # Everything but the browser, for a quick loop.
 test-fast: install
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(PY) -m pytest -m "not browser"
+
+# Streams per second, time to first byte and server CPU per stream: chatsite against the bare
+# development LLM server, in one run (see bench/stream_bench.py).
+bench: install
+	$(PY) bench/stream_bench.py
 
 check-browser:
 	@test -x $(CHROMIUM) || { echo "Browser tests need Chromium at $(CHROMIUM): apt-get install -y chromium (or set CHROMIUM=...)"; exit 1; }
