@@ -1,68 +1,210 @@
-from django.contrib import admin
-from django.db.models import Count
-from django.utils import timezone
+"""The review admin: saved conversations are records, read by staff and never edited here.
 
+Reviewing needs only the view permission; nobody adds or changes a transcript, and only
+superusers delete. Lists annotate what they show in one query, so a page of 200 rows costs
+what a page of 10 does.
+"""
+
+import datetime
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from conversations import admin_search, exports, usage
 from conversations.models import ApiKey, Conversation, Message, UserLimits
 
 
-class MessageInline(admin.TabularInline):
-    """Read-only: a saved transcript is a record, not a draft."""
+class RecordAdmin(admin.ModelAdmin):
+    """Read-only for everyone; only superusers delete."""
 
-    model = Message
-    fields = ("role", "status", "content", "request_id", "completion_tokens", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+
+class LastStatusFilter(admin.SimpleListFilter):
+    title = "status of the last answer"
+    parameter_name = "last_status"
+
+    def lookups(self, request, model_admin):
+        return Message.Status.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(last_status=self.value())
+        return queryset
+
+
+def last_answer(field: str) -> Subquery:
+    answers = Message.objects.filter(
+        conversation=OuterRef("pk"), role=Message.Role.ASSISTANT, superseded_at__isnull=True
+    ).order_by("-pk")
+    return Subquery(answers.values(field)[:1])
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(RecordAdmin):
     list_display = (
-        "title",
-        "owner",
+        "title_link",
+        "owner_link",
         "model",
-        "source",
         "message_count",
+        "tokens",
+        "last_status",
+        "source",
         "created_at",
         "updated_at",
     )
-    list_filter = ("source", "model", "created_at")
-    search_fields = ("title", "owner__username", "owner__email", "messages__request_id")
-    list_select_related = ("owner",)
+    list_filter = (
+        LastStatusFilter,
+        "model",
+        "source",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "owner__is_staff",
+        "created_at",
+    )
+    # Searched by admin_search.search_conversations; listing a field here turns the box on.
+    search_fields = ("title",)
+    search_help_text = (
+        "Titles, usernames, emails, exact request or upstream response IDs, and message text."
+    )
     date_hierarchy = "created_at"
-    readonly_fields = ("owner", "model", "source", "created_at", "updated_at")
-    inlines = [MessageInline]
+    ordering = ("-created_at", "-pk")
+    list_select_related = ("owner",)
+    list_per_page = 50
+    actions = ["export_jsonl", "export_csv"]
+    change_form_template = "admin/conversations/conversation/transcript.html"
+    change_list_template = "admin/conversations/conversation/change_list.html"
+    fields = ("title", "owner", "model", "source", "created_at", "updated_at")
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(message_count=Count("messages"))
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                message_count=Count("messages", distinct=True),
+                tokens=Coalesce(Sum("messages__prompt_tokens"), 0)
+                + Coalesce(Sum("messages__completion_tokens"), 0),
+                last_status=last_answer("status"),
+            )
+        )
 
-    @admin.display(ordering="message_count", description="messages")
+    def get_search_results(self, request, queryset, search_term):
+        return admin_search.search_conversations(self, request, queryset, search_term)
+
+    @admin.display(description="title", ordering="title")
+    def title_link(self, obj: Conversation) -> str:
+        return obj.title or f"Conversation {obj.pk}"
+
+    @admin.display(description="owner", ordering="owner__username")
+    def owner_link(self, obj: Conversation) -> str:
+        url = reverse("admin:auth_user_change", args=[obj.owner_id])
+        return format_html('<a href="{}">{}</a>', url, obj.owner.get_username())
+
+    @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: Conversation) -> int:
         return obj.message_count
 
+    @admin.display(description="tokens", ordering="tokens")
+    def tokens(self, obj: Conversation) -> int:
+        return obj.tokens
+
+    @admin.display(description="last answer", ordering="last_status")
+    def last_status(self, obj: Conversation) -> str:
+        return Message.Status(obj.last_status).label if obj.last_status else "—"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        conversation = self.get_object(request, object_id)
+        transcript = []
+        if conversation is not None:
+            transcript = list(conversation.messages.select_related("user").order_by("pk"))
+        extra_context = {**(extra_context or {}), "transcript": transcript}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        usage_view = self.admin_site.admin_view(self.usage_view)
+        return [path("usage/", usage_view, name="conversations_usage"), *super().get_urls()]
+
+    def usage_view(self, request: HttpRequest) -> TemplateResponse:
+        """Requests and tokens per user per day, top users, error and stop rates, and
+        time-to-first-token percentiles, for a chosen period."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = UsagePeriodForm(request.GET or None)
+        start, end = form.period()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage overview",
+            "opts": self.model._meta,
+            "form": form,
+            "overview": usage.usage_overview(start=start, end=end),
+        }
+        return TemplateResponse(request, "admin/conversations/usage.html", context)
+
+    @admin.action(description="Export selected conversations as JSONL", permissions=["view"])
+    def export_jsonl(self, request, queryset):
+        return exports.conversations_jsonl_response(queryset)
+
+    @admin.action(
+        description="Export messages of selected conversations as CSV", permissions=["view"]
+    )
+    def export_csv(self, request, queryset):
+        return exports.messages_csv_response(queryset)
+
+
+class UsagePeriodForm(forms.Form):
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    DEFAULT_DAYS = 7
+
+    def period(self) -> tuple[datetime.date, datetime.date]:
+        """Return the chosen days, or the last week; a reversed period is put right."""
+        today = timezone.localdate()
+        start = end = None
+        if self.is_bound and self.is_valid():
+            start, end = self.cleaned_data["start"], self.cleaned_data["end"]
+        end = end or today
+        start = start or end - datetime.timedelta(days=self.DEFAULT_DAYS - 1)
+        return (end, start) if start > end else (start, end)
+
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(RecordAdmin):
     list_display = (
         "id",
         "role",
         "status",
         "user",
+        "conversation_link",
         "model",
         "request_id",
         "completion_tokens",
         "created_at",
     )
     list_filter = ("status", "role", "model", "created_at")
-    search_fields = ("request_id", "upstream_id", "user__username", "content")
-    list_select_related = ("user",)
+    search_fields = ("=request_id", "=upstream_id", "user__username")
+    list_select_related = ("user", "conversation")
     date_hierarchy = "created_at"
     ordering = ("-pk",)
-    readonly_fields = [f.name for f in Message._meta.fields]
+
+    @admin.display(description="conversation", ordering="conversation")
+    def conversation_link(self, obj: Message) -> str:
+        url = reverse("admin:conversations_conversation_change", args=[obj.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, obj.conversation)
 
 
 @admin.register(ApiKey)
