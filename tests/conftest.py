@@ -188,6 +188,7 @@ def fresh_rate_window(user, *, margin: int = 10) -> None:
 
     from django_ratelimit.core import _get_window  # private, but the window is what we test
 
-    left = _get_window(str(user.pk), 60) - time.time()
+    # The window includes its last whole second: a new one starts once int(time) passes it.
+    left = _get_window(str(user.pk), 60) + 1 - time.time()
     if left < margin:
-        time.sleep(left + 0.5)
+        time.sleep(left + 0.1)
