@@ -235,9 +235,7 @@ def test_reasoning_model_streams_and_saves_its_reasoning(site, alice):
     assert answer.content == stream.content
 
 
-def test_regenerate_streams_a_new_answer_and_the_model_never_sees_the_old_one(
-    site, devllm, alice
-):
+def test_regenerate_streams_a_new_answer_and_the_model_never_sees_the_old_one(site, devllm, alice):
     client = log_in(site.url, "alice")
     first = post_stream(client, {"message": "Tell me a story."})
     started = first.named("start")[0].data

@@ -1,141 +1,33 @@
-// Chat page: sends a message to the stream endpoint and renders the
-// Server-Sent Events answer as it arrives. Plain ES module, no dependencies.
+// The chat page: wires the composer, the sidebar and the thread together and runs each
+// turn (send, regenerate, edit) as one streamed request. The other modules each do one
+// job: sse.js (event streams), api.js (requests), markdown.js + codeblocks.js (rendering),
+// messages.js (message articles), composer.js, sidebar.js, scroll.js, clipboard.js.
 
-const STATUS_STREAMING = "streaming";
-const STATUS_COMPLETED = "completed";
-const STATUS_STOPPED = "stopped";
-const STATUS_FAILED = "failed";
+import { openChatStream } from "./api.js";
+import { handleCodeCopy } from "./codeblocks.js";
+import { copyText, showCopied } from "./clipboard.js";
+import { createComposer } from "./composer.js";
+import {
+  STATUS,
+  createMessageArticle,
+  flushMessage,
+  foldReasoning,
+  hydrateMessage,
+  messageText,
+  openEditor,
+  removeWaitingIndicator,
+  setAnswerText,
+  setOutcome,
+  setReasoningText,
+  setUserText,
+  showWaitingIndicator,
+  updateTurnActions,
+} from "./messages.js";
+import { createScrollFollower } from "./scroll.js";
+import { readEventStream } from "./sse.js";
+import { createSidebar } from "./sidebar.js";
 
-const LENGTH_LIMIT_TEXT = "The answer was cut off (length limit).";
-const NEAR_BOTTOM_PX = 48;
-
-// ---------------------------------------------------------------------------
-// SSE parsing
-// ---------------------------------------------------------------------------
-
-/**
- * Incremental Server-Sent Events parser.
- *
- * Feed it decoded text with push(); it calls onEvent({event, data, id}) once
- * per complete event (data lines joined with "\n"). Comment lines (":" ...)
- * are ignored. Lines may end in "\n", "\r\n" or "\r", and chunks may split
- * lines or events anywhere. Call end() when the stream closes: unlike the
- * browser's EventSource, a final event that lacks its trailing blank line is
- * still dispatched.
- */
-export function createSseParser(onEvent) {
-  let buffer = "";
-  let eventType = "";
-  let dataLines = [];
-  let lastEventId = "";
-
-  function reset() {
-    eventType = "";
-    dataLines = [];
-  }
-
-  function dispatch() {
-    if (dataLines.length === 0) {
-      reset();
-      return;
-    }
-    const event = {
-      event: eventType || "message",
-      data: dataLines.join("\n"),
-      id: lastEventId,
-    };
-    reset();
-    onEvent(event);
-  }
-
-  function processLine(line) {
-    if (line === "") {
-      dispatch();
-      return;
-    }
-    if (line.startsWith(":")) {
-      return; // comment / keep-alive
-    }
-    const colon = line.indexOf(":");
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) {
-      value = value.slice(1);
-    }
-    if (field === "event") {
-      eventType = value;
-    } else if (field === "data") {
-      dataLines.push(value);
-    } else if (field === "id" && !value.includes("\0")) {
-      lastEventId = value;
-    }
-    // "retry" and unknown fields are ignored.
-  }
-
-  function push(chunk) {
-    buffer += chunk;
-    let lineStart = 0;
-    let i = 0;
-    while (i < buffer.length) {
-      const code = buffer.charCodeAt(i);
-      if (code === 10) {
-        // "\n"
-        processLine(buffer.slice(lineStart, i));
-        i += 1;
-        lineStart = i;
-      } else if (code === 13) {
-        // "\r": may be the first half of "\r\n" split across chunks.
-        if (i + 1 >= buffer.length) {
-          break;
-        }
-        processLine(buffer.slice(lineStart, i));
-        i += buffer.charCodeAt(i + 1) === 10 ? 2 : 1;
-        lineStart = i;
-      } else {
-        i += 1;
-      }
-    }
-    buffer = buffer.slice(lineStart);
-  }
-
-  function end() {
-    let rest = buffer;
-    buffer = "";
-    if (rest.endsWith("\r")) {
-      rest = rest.slice(0, -1);
-    }
-    if (rest !== "") {
-      processLine(rest);
-    }
-    dispatch();
-  }
-
-  return { push, end };
-}
-
-// ---------------------------------------------------------------------------
-// Small helpers
-// ---------------------------------------------------------------------------
-
-function readCookie(name) {
-  const prefix = `${name}=`;
-  for (const part of document.cookie ? document.cookie.split(";") : []) {
-    const item = part.trim();
-    if (item.startsWith(prefix)) {
-      return decodeURIComponent(item.slice(prefix.length));
-    }
-  }
-  return "";
-}
-
-function csrfToken(form) {
-  const fromCookie = readCookie("csrftoken");
-  if (fromCookie) {
-    return fromCookie;
-  }
-  const input = form.querySelector("input[name='csrfmiddlewaretoken']");
-  return input ? input.value : "";
-}
+export { createSseParser } from "./sse.js";
 
 function parseJson(text) {
   try {
@@ -145,170 +37,77 @@ function parseJson(text) {
   }
 }
 
-function fallbackErrorMessage(status) {
-  if (status === 403) {
-    return "Your session may have expired. Reload the page and try again.";
-  }
-  if (status === 429) {
-    return "Too many requests. Wait a moment and try again.";
-  }
-  if (status >= 500) {
-    return `The server had a problem (error ${status}). Try again later.`;
-  }
-  return `The request failed (error ${status}).`;
-}
-
-/** Reads `{"error": {"message": "..."}}` from a failed response. */
-async function readErrorMessage(response) {
-  let body = null;
-  try {
-    body = parseJson(await response.text());
-  } catch {
-    body = null;
-  }
-  const error = body && body.error;
-  if (error && typeof error === "object" && typeof error.message === "string" && error.message) {
-    return error.message;
-  }
-  if (typeof error === "string" && error) {
-    return error;
-  }
-  return fallbackErrorMessage(response.status);
-}
-
-function isEventStream(response) {
-  const type = response.headers.get("Content-Type") || "";
-  return type.toLowerCase().startsWith("text/event-stream");
-}
-
-/** The form's conversation id as a number, or null for a new chat. */
-function currentConversationId(form) {
-  const id = Number.parseInt(form.dataset.conversationId || "", 10);
-  return Number.isInteger(id) && id > 0 ? id : null;
-}
-
-function conversationUrl(newChatUrl, conversationId) {
-  const base = newChatUrl.endsWith("/") ? newChatUrl : `${newChatUrl}/`;
-  return `${base}${encodeURIComponent(conversationId)}/`;
-}
-
-// ---------------------------------------------------------------------------
-// Message articles
-// ---------------------------------------------------------------------------
-
-function createMessageArticle(role, status) {
-  const article = document.createElement("article");
-  article.className = `message message-${role}`;
-  article.dataset.role = role;
-  article.dataset.status = status;
-  const body = document.createElement("div");
-  body.className = "message-body";
-  article.append(body);
-  return article;
-}
-
-function messageBody(article) {
-  return article.querySelector(".message-body");
-}
-
-function showWaitingIndicator(article) {
-  const waiting = document.createElement("span");
-  waiting.className = "waiting-indicator";
-  waiting.setAttribute("aria-label", "Waiting for the answer");
-  waiting.textContent = "…";
-  messageBody(article).replaceChildren(waiting);
-}
-
-function removeWaitingIndicator(article) {
-  const waiting = article.querySelector(".waiting-indicator");
-  if (waiting) {
-    waiting.remove();
-  }
-}
-
-function ensureReasoning(article) {
-  let details = article.querySelector("details.reasoning");
-  if (!details) {
-    details = document.createElement("details");
-    details.className = "reasoning";
-    details.open = true;
-    const summary = document.createElement("summary");
-    summary.textContent = "Thinking";
-    const body = document.createElement("div");
-    body.className = "reasoning-body";
-    details.append(summary, body);
-    article.insertBefore(details, messageBody(article));
-  }
-  return details;
-}
-
-function setStatusMarker(article, text) {
-  let marker = article.querySelector(".message-status");
-  if (!text) {
-    if (marker) {
-      marker.remove();
-    }
-    return;
-  }
-  if (!marker) {
-    marker = document.createElement("p");
-    marker.className = "message-status";
-    article.append(marker);
-  }
-  marker.textContent = text;
-}
-
-function markerFor(status, message) {
-  if (status === STATUS_STOPPED) {
-    return "Stopped";
-  }
-  if (status === STATUS_FAILED) {
-    return `Failed: ${message || "unknown error"}`;
-  }
-  return "";
-}
-
-// ---------------------------------------------------------------------------
-// The chat page
-// ---------------------------------------------------------------------------
-
 function initChat() {
   const form = document.getElementById("composer");
   const thread = document.getElementById("thread");
   if (!form || !thread) {
     return;
   }
-  const textarea = document.getElementById("message-input");
+  const layout = document.querySelector(".chat-layout");
   const modelSelect = document.getElementById("model-select");
-  const sendButton = document.getElementById("send-button");
-  const stopButton = document.getElementById("stop-button");
   const errorBox = document.getElementById("composer-error");
-  const conversationList = document.getElementById("conversation-list");
+  const titleHeading = document.getElementById("chat-title");
   const newChatLink = document.getElementById("new-chat");
   const newChatUrl = (newChatLink && newChatLink.getAttribute("href")) || "/chat/";
+  const streamUrl = form.dataset.streamUrl;
 
-  let active = null; // the stream in progress, if any
+  let active = null; // the turn being streamed, if any
 
-  // --- scrolling -----------------------------------------------------------
+  const follower = createScrollFollower(thread, document.getElementById("jump-to-latest"));
 
-  function isNearBottom() {
-    return thread.scrollHeight - thread.scrollTop - thread.clientHeight <= NEAR_BOTTOM_PX;
+  const composer = createComposer({
+    form,
+    textarea: document.getElementById("message-input"),
+    sendButton: document.getElementById("send-button"),
+    stopButton: document.getElementById("stop-button"),
+    onSend: send,
+    onStop: stop,
+  });
+
+  function currentConversationId() {
+    const id = Number.parseInt(form.dataset.conversationId || "", 10);
+    return Number.isInteger(id) && id > 0 ? id : null;
   }
 
-  function scrollToBottom() {
-    thread.scrollTop = thread.scrollHeight;
+  function conversationUrl(id) {
+    const base = newChatUrl.endsWith("/") ? newChatUrl : `${newChatUrl}/`;
+    return `${base}${encodeURIComponent(id)}/`;
   }
 
-  /** Runs a DOM update, then keeps following the stream if we were at the bottom. */
-  function followingScroll(update) {
-    const follow = isNearBottom();
-    update();
-    if (follow) {
-      scrollToBottom();
+  function setTitle(title) {
+    if (titleHeading) {
+      titleHeading.textContent = title;
     }
+    document.title = `${title} · chatsite`;
   }
 
-  // --- composer state ------------------------------------------------------
+  const sidebar = createSidebar({
+    layout,
+    sidebar: document.getElementById("sidebar"),
+    list: document.getElementById("conversation-list"),
+    toggle: document.getElementById("sidebar-toggle"),
+    closeButton: document.getElementById("sidebar-close"),
+    backdrop: document.getElementById("sidebar-backdrop"),
+    dialog: document.getElementById("delete-dialog"),
+    itemTemplate: document.getElementById("conversation-item-template"),
+    statusBox: document.getElementById("sidebar-status"),
+    apiUrl: layout.dataset.apiUrl,
+    newChatUrl,
+    currentConversationId,
+    onRenamed(id, title) {
+      if (id === currentConversationId()) {
+        setTitle(title);
+      }
+    },
+    onDeleted(id, wasOpen) {
+      if (wasOpen) {
+        active?.controller.abort();
+        window.location.assign(newChatUrl);
+      }
+    },
+  });
+
+  // --- page state ----------------------------------------------------------
 
   function showError(message) {
     errorBox.textContent = message;
@@ -318,155 +117,108 @@ function initChat() {
     errorBox.textContent = "";
   }
 
+  function refreshActions() {
+    updateTurnActions(thread, { busy: active !== null, streaming: active?.assistant ?? null });
+  }
+
   function setBusy(busy) {
-    textarea.disabled = busy;
-    sendButton.disabled = busy;
-    stopButton.hidden = !busy;
+    composer.setBusy(busy);
     thread.setAttribute("aria-busy", busy ? "true" : "false");
+    refreshActions();
   }
 
-  function restoreInput(text) {
-    if (!textarea.value) {
-      textarea.value = text;
-    }
-  }
-
-  // --- sidebar -------------------------------------------------------------
-
-  function findConversationItem(conversationId, url) {
-    for (const item of conversationList.children) {
-      const link = item.querySelector("a");
-      if (
-        item.dataset.conversationId === String(conversationId) ||
-        (link && link.getAttribute("href") === url)
-      ) {
-        return item;
-      }
-    }
-    return null;
-  }
-
-  function upsertConversation(conversationId, title) {
-    if (!conversationList) {
-      return;
-    }
-    const url = conversationUrl(newChatUrl, conversationId);
-    let item = findConversationItem(conversationId, url);
-    let link = item && item.querySelector("a");
-    if (!item || !link) {
-      item = document.createElement("li");
-      link = document.createElement("a");
-      link.href = url;
-      link.textContent = title || "New chat";
-      item.append(link);
-    } else if (title) {
-      link.textContent = title;
-    }
-    item.dataset.conversationId = String(conversationId);
-    for (const current of conversationList.querySelectorAll("[aria-current]")) {
-      current.removeAttribute("aria-current");
-    }
-    link.setAttribute("aria-current", "page");
-    conversationList.prepend(item);
+  function removePlaceholder() {
+    thread.querySelector(".thread-empty")?.remove();
   }
 
   // --- stream events -------------------------------------------------------
 
-  function finishWith(stream, status, marker) {
-    stream.finished = true;
-    removeWaitingIndicator(stream.assistant);
-    followingScroll(() => {
-      stream.assistant.dataset.status = status;
-      setStatusMarker(stream.assistant, marker);
-    });
+  function finish(turn, status, { error = "", finishReason = "" } = {}) {
+    turn.finished = true;
+    flushMessage(turn.assistant);
+    removeWaitingIndicator(turn.assistant);
+    foldReasoning(turn.assistant);
+    setOutcome(turn.assistant, { status, error, finishReason });
+    follower.follow();
   }
 
-  function onStart(stream, data) {
-    stream.started = true;
-    const conversationId = data.conversation;
-    if (conversationId === undefined || conversationId === null) {
-      return;
+  function onStart(turn, data) {
+    turn.started = true;
+    if (data.user_message !== undefined && data.user_message !== null) {
+      turn.user.dataset.messageId = String(data.user_message);
     }
-    const wasNew = currentConversationId(form) === null;
-    form.dataset.conversationId = String(conversationId);
-    if (data.user_message !== undefined) {
-      stream.user.dataset.messageId = String(data.user_message);
+    if (data.assistant_message !== undefined && data.assistant_message !== null) {
+      turn.assistant.dataset.messageId = String(data.assistant_message);
     }
-    if (data.assistant_message !== undefined) {
-      stream.assistant.dataset.messageId = String(data.assistant_message);
-    }
-    if (wasNew) {
-      history.replaceState(history.state, "", conversationUrl(newChatUrl, conversationId));
-    }
-    if (data.title) {
-      document.title = `${data.title} · chatsite`;
-    }
-    upsertConversation(conversationId, data.title);
-  }
-
-  function onDelta(stream, data) {
-    const content = typeof data.content === "string" ? data.content : "";
-    if (!content) {
-      return;
-    }
-    followingScroll(() => {
-      removeWaitingIndicator(stream.assistant);
-      if (stream.sawReasoning && !stream.foldedReasoning) {
-        const details = stream.assistant.querySelector("details.reasoning");
-        if (details) {
-          details.open = false;
-        }
-        stream.foldedReasoning = true;
+    // The server hid these messages (the answer regenerated, the message edited).
+    const replaced = new Set((Array.isArray(data.replaces) ? data.replaces : []).map(String));
+    for (const article of thread.querySelectorAll("article.message")) {
+      const mine = article === turn.user || article === turn.assistant;
+      if (!mine && (turn.hidden.includes(article) || replaced.has(article.dataset.messageId))) {
+        article.remove();
       }
-      messageBody(stream.assistant).textContent += content;
-    });
+    }
+    turn.hidden = [];
+
+    const conversationId = data.conversation;
+    if (conversationId !== undefined && conversationId !== null) {
+      const wasNew = currentConversationId() === null;
+      form.dataset.conversationId = String(conversationId);
+      if (wasNew) {
+        history.replaceState(history.state, "", conversationUrl(conversationId));
+      }
+      if (data.title) {
+        setTitle(data.title);
+      }
+      sidebar.upsert(conversationId, data.title);
+    }
   }
 
-  function onReasoning(stream, data) {
+  function onReasoning(turn, data) {
     const content = typeof data.content === "string" ? data.content : "";
     if (!content) {
       return;
     }
-    followingScroll(() => {
-      const details = ensureReasoning(stream.assistant);
-      stream.sawReasoning = true;
-      details.querySelector(".reasoning-body").textContent += content;
+    turn.reasoning += content;
+    removeWaitingIndicator(turn.assistant);
+    setReasoningText(turn.assistant, turn.reasoning, follower.follow);
+  }
+
+  function onDelta(turn, data) {
+    const content = typeof data.content === "string" ? data.content : "";
+    if (!content) {
+      return;
+    }
+    turn.content += content;
+    foldReasoning(turn.assistant);
+    setAnswerText(turn.assistant, turn.content, follower.follow);
+  }
+
+  function onDone(turn, data) {
+    const status = Object.values(STATUS).includes(data.status) ? data.status : STATUS.COMPLETED;
+    const message = typeof data.message === "string" ? data.message : "";
+    finish(turn, status === STATUS.STREAMING ? STATUS.COMPLETED : status, {
+      error: message,
+      finishReason: typeof data.finish_reason === "string" ? data.finish_reason : "",
     });
   }
 
-  function onDone(stream, data) {
-    const status = [STATUS_COMPLETED, STATUS_STOPPED, STATUS_FAILED].includes(data.status)
-      ? data.status
-      : STATUS_COMPLETED;
-    let marker;
-    if (data.finish_reason === "length") {
-      marker = LENGTH_LIMIT_TEXT;
-    } else if (status === STATUS_FAILED && stream.errorMessage) {
-      marker = markerFor(status, stream.errorMessage); // keep the error event's text
-    } else {
-      const message = (data.error && data.error.message) || data.error || data.message;
-      marker = markerFor(status, typeof message === "string" ? message : "");
-    }
-    finishWith(stream, status, marker);
-  }
-
-  function onError(stream, data) {
-    const message = (data && typeof data.message === "string" && data.message) || "unknown error";
-    stream.errorMessage = message;
-    finishWith(stream, STATUS_FAILED, markerFor(STATUS_FAILED, message));
+  function onError(turn, data) {
+    const message = typeof data.message === "string" ? data.message : "";
+    finish(turn, STATUS.FAILED, { error: message });
   }
 
   const handlers = {
     start: onStart,
-    delta: onDelta,
     reasoning: onReasoning,
+    delta: onDelta,
     done: onDone,
     error: onError,
   };
 
-  function handleEvent(stream, { event, data }) {
+  function handleEvent(turn, { event, data }) {
     const handler = handlers[event];
-    if (!handler || stream.stopped) {
+    if (!handler || turn.stopped || turn.finished) {
       return;
     }
     const payload = parseJson(data);
@@ -474,172 +226,238 @@ function initChat() {
       console.warn(`chat: ignoring malformed "${event}" event`, data);
       return;
     }
-    handler(stream, payload);
+    handler(turn, payload);
   }
 
-  // --- sending -------------------------------------------------------------
+  // --- turns ---------------------------------------------------------------
 
-  /** Undo the optimistic articles after a request the server did not accept. */
-  function rejectRequest(stream, message) {
-    stream.finished = true;
-    stream.user.remove();
-    stream.assistant.remove();
-    restoreInput(stream.text);
+  /** Undo a turn the server did not accept: remove what we added, show what we hid. */
+  function reject(turn, message) {
+    turn.finished = true;
+    for (const article of turn.created) {
+      article.remove();
+    }
+    for (const article of turn.hidden) {
+      article.hidden = false;
+    }
     showError(message);
-  }
-
-  async function readStream(stream, response) {
-    const parser = createSseParser((event) => handleEvent(stream, event));
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) {
-        break;
-      }
-      parser.push(decoder.decode(value, { stream: true }));
-    }
-    parser.push(decoder.decode());
-    parser.end();
-  }
-
-  async function runStream(stream, body) {
-    let response;
-    try {
-      response = await fetch(form.dataset.streamUrl, {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          "X-CSRFToken": csrfToken(form),
-          Accept: "text/event-stream",
-        },
-        body: JSON.stringify(body),
-        signal: stream.controller.signal,
-        credentials: "same-origin",
-      });
-    } catch {
-      if (!stream.stopped) {
-        rejectRequest(stream, "Could not reach the server. Check your connection and try again.");
-      }
-      return;
-    }
-
-    if (!response.ok) {
-      rejectRequest(stream, await readErrorMessage(response));
-      return;
-    }
-    if (response.redirected && !isEventStream(response)) {
-      rejectRequest(stream, "Your session has expired. Reload the page and log in again.");
-      return;
-    }
-    if (!isEventStream(response) || !response.body) {
-      rejectRequest(stream, "Unexpected response from the server. Reload the page and try again.");
-      return;
-    }
-
-    try {
-      await readStream(stream, response);
-    } catch {
-      if (!stream.stopped && !stream.finished) {
-        finishWith(stream, STATUS_FAILED, markerFor(STATUS_FAILED, "the connection was interrupted."));
-      }
-      return;
-    }
-    if (!stream.stopped && !stream.finished) {
-      finishWith(
-        stream,
-        STATUS_FAILED,
-        markerFor(STATUS_FAILED, "the connection closed before the answer was complete."),
-      );
+    if (turn.onReject) {
+      turn.onReject();
     }
   }
 
-  async function send(text) {
+  /**
+   * Stream one turn. `created` are the articles added for it (removed if the server refuses
+   * the request), `hidden` the ones it replaces (shown again in that case).
+   */
+  async function runTurn({
+    body,
+    user,
+    assistant,
+    created,
+    hidden = [],
+    onReject = null,
+    restoreText = "",
+  }) {
     clearError();
-    const placeholder = thread.querySelector(".thread-empty");
-    if (placeholder) {
-      placeholder.remove();
-    }
-
-    const user = createMessageArticle("user", STATUS_COMPLETED);
-    messageBody(user).textContent = text;
-    const assistant = createMessageArticle("assistant", STATUS_STREAMING);
+    removePlaceholder();
     showWaitingIndicator(assistant);
-    thread.append(user, assistant);
-    scrollToBottom();
-
-    const stream = {
-      text,
+    const turn = {
       user,
       assistant,
+      created,
+      hidden,
+      onReject,
+      restoreText,
       controller: new AbortController(),
       started: false,
       stopped: false,
       finished: false,
-      sawReasoning: false,
-      foldedReasoning: false,
-      errorMessage: "",
+      content: "",
+      reasoning: "",
     };
-    active = stream;
-    textarea.value = "";
+    active = turn;
     setBusy(true);
+    follower.toBottom();
 
     try {
-      await runStream(stream, {
-        message: text,
-        model: modelSelect.value,
-        conversation: currentConversationId(form),
-      });
+      let response;
+      try {
+        response = await openChatStream(streamUrl, body, turn.controller.signal);
+      } catch (error) {
+        if (!turn.stopped) {
+          reject(turn, error.message || "The request failed.");
+        }
+        return;
+      }
+      try {
+        await readEventStream(response, (event) => handleEvent(turn, event));
+      } catch {
+        if (!turn.stopped && !turn.finished) {
+          finish(turn, STATUS.FAILED, { error: "The connection was interrupted." });
+        }
+        return;
+      }
+      if (!turn.stopped && !turn.finished) {
+        finish(turn, STATUS.FAILED, {
+          error: "The connection closed before the answer was complete.",
+        });
+      }
     } finally {
       active = null;
       setBusy(false);
-      textarea.focus();
-    }
-  }
-
-  function stop() {
-    const stream = active;
-    if (!stream || stream.stopped) {
-      return;
-    }
-    stream.stopped = true;
-    if (!stream.finished) {
-      finishWith(stream, STATUS_STOPPED, markerFor(STATUS_STOPPED));
-      if (!stream.started) {
-        // The server may never have seen the message: keep the text at hand.
-        restoreInput(stream.text);
+      follower.follow();
+      if (!document.querySelector("dialog[open], .message-editor")) {
+        composer.focus();
       }
     }
-    stream.controller.abort();
   }
 
-  // --- wiring --------------------------------------------------------------
-
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
+  function send(text) {
     if (active) {
       return;
     }
-    const text = textarea.value;
-    if (!text.trim()) {
+    const user = createMessageArticle("user", STATUS.COMPLETED);
+    setUserText(user, text);
+    const assistant = createMessageArticle("assistant", STATUS.STREAMING);
+    removePlaceholder();
+    thread.append(user, assistant);
+    composer.value = "";
+    runTurn({
+      body: {
+        message: text,
+        model: modelSelect.value,
+        conversation: currentConversationId(),
+        action: "send",
+      },
+      user,
+      assistant,
+      created: [user, assistant],
+      onReject: () => composer.restore(text),
+      restoreText: text,
+    });
+  }
+
+  function lastArticle(role) {
+    const articles = thread.querySelectorAll(`article.message[data-role="${role}"]:not([hidden])`);
+    return articles.length ? articles[articles.length - 1] : null;
+  }
+
+  /** Replace the last answer with a new one to the same question. */
+  function regenerate(answer) {
+    const conversation = currentConversationId();
+    const user = lastArticle("user");
+    if (active || conversation === null || !user) {
       return;
     }
-    send(text);
-  });
+    const assistant = createMessageArticle("assistant", STATUS.STREAMING);
+    answer.after(assistant);
+    answer.hidden = true;
+    runTurn({
+      body: {
+        message: messageText(user),
+        model: modelSelect.value,
+        conversation,
+        action: "regenerate",
+      },
+      user,
+      assistant,
+      created: [assistant],
+      hidden: [answer],
+    });
+  }
 
-  textarea.addEventListener("keydown", (event) => {
-    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) {
+  /** Send new text in place of the last user message (and drop its answer). */
+  function resendEdited(original, text) {
+    const conversation = currentConversationId();
+    if (active || conversation === null) {
       return;
     }
-    event.preventDefault();
-    if (!active && textarea.value.trim()) {
-      form.requestSubmit();
+    const replaced = [original];
+    for (let next = original.nextElementSibling; next; next = next.nextElementSibling) {
+      if (next.matches("article.message")) {
+        replaced.push(next);
+      }
+    }
+    for (const article of replaced) {
+      article.hidden = true;
+    }
+    const user = createMessageArticle("user", STATUS.COMPLETED);
+    setUserText(user, text);
+    const assistant = createMessageArticle("assistant", STATUS.STREAMING);
+    thread.append(user, assistant);
+    runTurn({
+      body: { message: text, model: modelSelect.value, conversation, action: "edit" },
+      user,
+      assistant,
+      created: [user, assistant],
+      hidden: replaced,
+      onReject: () => startEditing(original, text),
+    });
+  }
+
+  function startEditing(article, text = null) {
+    if (active) {
+      return;
+    }
+    openEditor(article, {
+      text,
+      onSave: (newText) => resendEdited(article, newText),
+      onCancel: () => {
+        refreshActions();
+        article.querySelector('[data-action="edit"]')?.focus();
+      },
+    });
+    refreshActions();
+  }
+
+  function stop() {
+    const turn = active;
+    if (!turn || turn.stopped) {
+      return;
+    }
+    turn.stopped = true;
+    if (!turn.finished) {
+      finish(turn, STATUS.STOPPED);
+    }
+    if (!turn.started && turn.restoreText) {
+      // The server may never have seen the message: keep the text at hand.
+      composer.restore(turn.restoreText);
+    }
+    turn.controller.abort();
+  }
+
+  // --- message actions -----------------------------------------------------
+
+  thread.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button || !thread.contains(button)) {
+      return;
+    }
+    const article = button.closest("article.message");
+    const action = button.dataset.action;
+    if (action === "copy") {
+      if (await copyText(messageText(article))) {
+        showCopied(button);
+      }
+    } else if (action === "edit") {
+      startEditing(article);
+    } else if (action === "regenerate" || action === "retry") {
+      regenerate(article);
     }
   });
 
-  stopButton.addEventListener("click", stop);
+  handleCodeCopy(thread);
 
-  scrollToBottom();
+  // --- the page as the server rendered it ----------------------------------
+
+  for (const article of thread.querySelectorAll("article.message")) {
+    hydrateMessage(article);
+  }
+  refreshActions();
+  follower.toBottom();
+  thread.setAttribute("aria-busy", "false");
+  document.documentElement.classList.add("chat-ready");
 }
 
 if (typeof document !== "undefined") {

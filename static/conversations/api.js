@@ -1,0 +1,148 @@
+// Talking to the server: the CSRF token, the chat stream request, and the site API's
+// rename and delete calls. Every failure becomes a sentence a person can act on.
+
+import { isEventStream } from "./sse.js";
+
+/** Thrown for a request the server refused or could not be reached; `message` is for people. */
+export class RequestError extends Error {
+  constructor(message, { status = 0, field = "" } = {}) {
+    super(message);
+    this.name = "RequestError";
+    this.status = status;
+    this.field = field;
+  }
+}
+
+function readCookie(name) {
+  const prefix = `${name}=`;
+  for (const part of document.cookie ? document.cookie.split(";") : []) {
+    const item = part.trim();
+    if (item.startsWith(prefix)) {
+      return decodeURIComponent(item.slice(prefix.length));
+    }
+  }
+  return "";
+}
+
+/** Django's CSRF token: the cookie, or the hidden input of the page's form. */
+export function csrfToken() {
+  const fromCookie = readCookie("csrftoken");
+  if (fromCookie) {
+    return fromCookie;
+  }
+  const input = document.querySelector("input[name='csrfmiddlewaretoken']");
+  return input ? input.value : "";
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function fallbackErrorMessage(status) {
+  if (status === 403) {
+    return "Your session may have expired. Reload the page and try again.";
+  }
+  if (status === 404) {
+    return "That conversation no longer exists. Reload the page.";
+  }
+  if (status === 429) {
+    return "Too many requests. Wait a moment and try again.";
+  }
+  if (status >= 500) {
+    return `The server had a problem (error ${status}). Try again later.`;
+  }
+  return `The request failed (error ${status}).`;
+}
+
+/** A RequestError from a failed response's `{"error": {"message", "field"}}` body. */
+async function errorFromResponse(response) {
+  let body = null;
+  try {
+    body = parseJson(await response.text());
+  } catch {
+    body = null;
+  }
+  const error = body && body.error;
+  let message = "";
+  let field = "";
+  if (error && typeof error === "object") {
+    message = typeof error.message === "string" ? error.message : "";
+    field = typeof error.field === "string" ? error.field : "";
+  } else if (typeof error === "string") {
+    message = error;
+  }
+  return new RequestError(message || fallbackErrorMessage(response.status), {
+    status: response.status,
+    field,
+  });
+}
+
+const NETWORK_ERROR = "Could not reach the server. Check your connection and try again.";
+
+async function send(url, { method, body, signal, accept = "application/json" }) {
+  const headers = { "X-CSRFToken": csrfToken(), Accept: accept };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+  }
+  try {
+    return await fetch(url, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+      credentials: "same-origin",
+    });
+  } catch (error) {
+    if (error && error.name === "AbortError") {
+      throw error;
+    }
+    throw new RequestError(NETWORK_ERROR);
+  }
+}
+
+/**
+ * POST a chat request and return the event-stream response once the server accepted it.
+ * Throws RequestError when it did not (validation, rate limit, expired session ...).
+ */
+export async function openChatStream(url, body, signal) {
+  const response = await send(url, { method: "POST", body, signal, accept: "text/event-stream" });
+  if (!response.ok) {
+    throw await errorFromResponse(response);
+  }
+  if (response.redirected && !isEventStream(response)) {
+    throw new RequestError("Your session has expired. Reload the page and log in again.");
+  }
+  if (!isEventStream(response) || !response.body) {
+    throw new RequestError("Unexpected response from the server. Reload the page and try again.");
+  }
+  return response;
+}
+
+function conversationApiUrl(baseUrl, conversationId) {
+  const base = baseUrl.endsWith("/") ? baseUrl : `${baseUrl}/`;
+  return `${base}${encodeURIComponent(conversationId)}/`;
+}
+
+/** Rename a conversation; resolves to the server's `{id, title, ...}`. */
+export async function renameConversation(baseUrl, conversationId, title) {
+  const response = await send(conversationApiUrl(baseUrl, conversationId), {
+    method: "PATCH",
+    body: { title },
+  });
+  if (!response.ok) {
+    throw await errorFromResponse(response);
+  }
+  return response.json();
+}
+
+/** Delete a conversation and its messages. A conversation already gone counts as deleted. */
+export async function deleteConversation(baseUrl, conversationId) {
+  const response = await send(conversationApiUrl(baseUrl, conversationId), { method: "DELETE" });
+  if (!response.ok && response.status !== 404) {
+    throw await errorFromResponse(response);
+  }
+}
