@@ -63,15 +63,9 @@ def turn_start(
     model = providers.get_model(model_key)
     with _one_answer_per_request(request_id), transaction.atomic():
         conversation = _conversation_for_turn(user, conversation_id, model.key, text)
-        user_message = Message.objects.create(
-            conversation=conversation,
-            user=user,
-            request_id=request_id,
-            role=Message.Role.USER,
-            content=text,
-        )
+        question = _save_question(conversation, text, request_id)
         history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
-        return _start_answer(conversation, user_message, model, request_id, history)
+        return _start_answer(conversation, question, model, request_id, history)
 
 
 def prompt_turn_start(
@@ -138,15 +132,19 @@ def turn_edit_last(
         question = _last_question(conversation, "There is no message to edit.")
         question_and_answer = selectors.conversation_messages(conversation=conversation)
         replaced = _supersede(question_and_answer.filter(pk__gte=question.pk))
-        edited = Message.objects.create(
-            conversation=conversation,
-            user=user,
-            request_id=request_id,
-            role=Message.Role.USER,
-            content=text,
-        )
+        edited = _save_question(conversation, text, request_id)
         history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
         return _start_answer(conversation, edited, model, request_id, history, replaced)
+
+
+def _save_question(conversation: Conversation, text: str, request_id: str) -> Message:
+    return Message.objects.create(
+        conversation=conversation,
+        user_id=conversation.owner_id,
+        request_id=request_id,
+        role=Message.Role.USER,
+        content=text,
+    )
 
 
 def _last_question(conversation: Conversation, missing: str) -> Message:
@@ -181,7 +179,7 @@ def _start_answer(
 ) -> StartedTurn:
     answer = Message.objects.create(
         conversation=conversation,
-        user=conversation.owner,
+        user_id=conversation.owner_id,
         request_id=request_id,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,

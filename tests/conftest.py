@@ -19,6 +19,14 @@ from django.test.utils import override_settings
 from tests.servers import ServerProcess, free_port, start_devllm, start_site
 
 PASSWORD = "a-long-test-password"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 # Rate-limit counters live in the cache, which is a shared Redis in CI: give each test run
 # its own key space so that runs (and user IDs reused across runs) never share counters.
 CACHE_PREFIX = f"chatsite-test-{uuid.uuid4().hex[:12]}"
@@ -192,3 +200,22 @@ def fresh_rate_window(user, *, margin: int = 10) -> None:
     left = _get_window(str(user.pk), 60) + 1 - time.time()
     if left < margin:
         time.sleep(left + 0.1)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread for as long as the
+    # browser lives; the tests' ORM calls (and pytest-django's flush) are plain blocking
+    # calls, which Django refuses next to a running loop unless told it is safe.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                args=CHROMIUM_ARGS,
+            )
+            yield chromium
+            chromium.close()

@@ -5,7 +5,6 @@ from playwright.sync_api import expect
 
 from conversations.models import Conversation, Message
 from tests.conftest import PASSWORD
-from tests.test_chat_browser import browser  # noqa: F401  (the module-scoped Chromium)
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -19,7 +18,7 @@ HOSTILE = (
 )
 
 
-def test_a_hostile_answer_is_inert_in_the_transcript(browser, site, make_user, alice):  # noqa: F811
+def test_a_hostile_answer_is_inert_in_the_transcript(browser, site, make_user, alice):
     make_user("root", is_staff=True, is_superuser=True)
     conversation = Conversation.objects.create(owner=alice, title="Hostile", model="dev/dev-chat")
     for role, content in (("user", "Say something nasty"), ("assistant", HOSTILE)):

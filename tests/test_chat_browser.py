@@ -1,40 +1,14 @@
 """The chat page in a real browser: Playwright driving Debian's Chromium against daphne."""
 
-import os
 import time
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from conversations.models import Message
 from tests.conftest import PASSWORD, fresh_rate_window
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Playwright's sync API keeps an event loop running in this thread for as long as the
-    # browser lives; the tests' ORM calls (and pytest-django's flush) are plain blocking
-    # calls, which Django refuses next to a running loop unless told it is safe.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                args=CHROMIUM_ARGS,
-            )
-            yield browser
-            browser.close()
 
 
 @pytest.fixture

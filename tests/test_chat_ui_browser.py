@@ -5,26 +5,17 @@ Safe Markdown rendering, code blocks, reasoning, regenerate / edit / retry, the 
 rename and delete, and screenshots of the result in light and dark, desktop and phone.
 """
 
-import os
 import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from conversations.models import Conversation, Message
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 HOSTILE_MARKDOWN = """[[devllm echo]] Some **bold** text before the tricks.
@@ -71,22 +62,6 @@ import math
 def area(radius: float) -> float:
     return math.pi * radius ** 2
 ```"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # Playwright's sync API keeps an event loop running in this thread for as long as the
-    # browser lives; the tests' ORM calls (and pytest-django's flush) are plain blocking
-    # calls, which Django refuses next to a running loop unless told it is safe.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-                args=CHROMIUM_ARGS,
-            )
-            yield browser
-            browser.close()
 
 
 @pytest.fixture
