@@ -22,7 +22,7 @@ from conversations.exceptions import ChatError, UnknownModel
 from conversations.openai_schema import parse_chat_completion
 from conversations.ratelimit import RateLimited
 from conversations.responses import json_api_view, sse_response
-from conversations.streaming import stream_turn
+from conversations.streaming import stream_turn, turn_events
 from conversations.views import begin_turn, parse_json_object
 
 
@@ -102,7 +102,7 @@ async def chat_completions(
             created=created,
             include_usage=completion.include_usage,
         )
-        events = stream_turn(turn, encoder=encoder, **pipeline)
+        events = turn_events(turn, encoder=encoder, **pipeline)
         return sse_response(events, request_id=request_id, headers=headers)
     collector = CompletionCollector()
     return await collect_completion(

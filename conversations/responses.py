@@ -3,7 +3,7 @@
 import functools
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -39,7 +39,7 @@ def json_error(
 
 
 def sse_response(
-    events: AsyncIterator[bytes], *, request_id: str, headers: dict[str, str] | None = None
+    events: AsyncIterable[bytes], *, request_id: str, headers: dict[str, str] | None = None
 ) -> StreamingHttpResponse:
     """Wrap an async iterator of encoded events in a streaming response.
 

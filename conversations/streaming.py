@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
+
 from conversations.encoders import EventEncoder
 from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
@@ -171,17 +173,19 @@ async def stream_turn(
     """
     accumulator = TurnAccumulator()
     outcome: tuple[str, str] | None = None  # (status, error) once the model's stream ended
-    # Sent before the model is asked anything, so the client sees the stream open at once.
-    yield encoder.start(turn)
-    pump = ChunkPump(
-        client.stream_chat(
-            model=turn.model.upstream_id,
-            messages=turn.history,
-            request_id=turn.request_id,
-            **(params or {}),
-        )
-    )
+    pump: ChunkPump | None = None
     try:
+        # Sent before the model is asked anything, so the client sees the stream open at
+        # once. Inside the try: a client may leave right after it, and the turn is saved then.
+        yield encoder.start(turn)
+        pump = ChunkPump(
+            client.stream_chat(
+                model=turn.model.upstream_id,
+                messages=turn.history,
+                request_id=turn.request_id,
+                **(params or {}),
+            )
+        )
         while (batch := await pump.next_batch(keepalive_seconds)) is not None:
             if not batch:
                 yield encoder.keepalive()
@@ -204,14 +208,17 @@ async def stream_turn(
 
 
 async def finish_turn(
-    pump: ChunkPump, finished: FinishedTurn, release: Callable[[], Awaitable[None]] | None
+    pump: ChunkPump | None,
+    finished: FinishedTurn,
+    release: Callable[[], Awaitable[None]] | None,
 ) -> None:
     """Close the model's stream, run the post-stream hooks, then release; safe from a
     second cancellation."""
 
     async def close_save_release() -> None:
         try:
-            await pump.close()
+            if pump is not None:
+                await pump.close()
         finally:
             try:
                 await run_post_stream_hooks(finished)
@@ -223,3 +230,64 @@ async def finish_turn(
     _finishing.add(task)
     task.add_done_callback(_finishing.discard)
     await asyncio.shield(task)
+
+
+async def finish_unstarted_turn(
+    turn: StartedTurn, release: Callable[[], Awaitable[None]] | None
+) -> None:
+    """Save a turn whose stream never started as stopped, and release it: the client left
+    between the prompt being saved and the first event being read."""
+    await finish_turn(None, TurnAccumulator().finish(turn, status=Message.Status.STOPPED), release)
+
+
+class TurnEvents:
+    """A turn's event stream, as a StreamingHttpResponse wants it.
+
+    Django calls close() when the response is done, however it went. If the client left
+    before the first event was read, the stream's generator never ran, and neither did the
+    save in its finally block: close() then saves the turn as stopped and releases it.
+    """
+
+    def __init__(
+        self,
+        turn: StartedTurn,
+        events: AsyncIterator[bytes],
+        release: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self._turn, self._events, self._release = turn, events, release
+        self._started = False
+
+    def __aiter__(self) -> "TurnEvents":
+        # Django calls aiter() when it builds the response, long before it reads from it.
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._started = True
+        return await self._events.__anext__()
+
+    def close(self) -> None:
+        # Django calls this through sync_to_async, so async_to_sync reaches the event loop.
+        if not self._started:
+            self._started = True
+            async_to_sync(finish_unstarted_turn)(self._turn, self._release)
+
+
+def turn_events(
+    turn: StartedTurn,
+    *,
+    client: ChatModelClient,
+    encoder: EventEncoder,
+    keepalive_seconds: float,
+    params: dict[str, Any] | None = None,
+    release: Callable[[], Awaitable[None]] | None = None,
+) -> TurnEvents:
+    """Return stream_turn's events wrapped so that a never-read stream is saved too."""
+    events = stream_turn(
+        turn,
+        client=client,
+        encoder=encoder,
+        keepalive_seconds=keepalive_seconds,
+        params=params,
+        release=release,
+    )
+    return TurnEvents(turn, events, release)

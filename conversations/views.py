@@ -1,5 +1,6 @@
 """The chat pages, the endpoint that streams an answer, and the API keys page."""
 
+import asyncio
 from collections.abc import Callable
 
 import orjson
@@ -20,7 +21,7 @@ from conversations.encoders import SiteEventEncoder
 from conversations.exceptions import ChatError, InvalidChatRequest
 from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import json_error, request_id_for, sse_response
-from conversations.streaming import stream_turn
+from conversations.streaming import finish_unstarted_turn, turn_events
 from conversations.turns import StartedTurn
 
 
@@ -88,7 +89,7 @@ async def stream_chat_turn(
         turn, admission = await begin_turn(request, user, starts[action])
     except ChatError as exc:
         return json_error(exc.status, exc.message, field=exc.field, headers=headers | exc.headers)
-    events = stream_turn(
+    events = turn_events(
         turn,
         client=providers.client_for(turn.model.endpoint),
         encoder=SiteEventEncoder(),
@@ -108,8 +109,19 @@ async def begin_turn(
     connection: a streaming request must not keep a pooled connection for the whole stream.
     """
     admission = await admit_chat_request(request, user)
+    saving = asyncio.ensure_future(sync_to_async(start)())
     try:
-        turn = await sync_to_async(start)()
+        turn = await asyncio.shield(saving)
+    except asyncio.CancelledError:
+        # The client left while its prompt was being saved. The save goes on in its thread
+        # regardless, so wait for it and record the turn it made as stopped.
+        try:
+            turn = await saving
+        except Exception:
+            await admission.slot.release()
+        else:
+            await finish_unstarted_turn(turn, admission.slot.release)
+        raise
     except BaseException:
         await admission.slot.release()
         raise

@@ -119,3 +119,14 @@ class StreamTurnCancellationTests(TransactionTestCase):
             self.fail("the stream sent no done event")
         await events.aclose()
         await client.aclose()
+
+    async def test_a_stream_closed_right_after_its_start_event_is_saved(self):
+        events, client = await self.start_stream("after-start-001")
+        first = await anext(events)
+        self.assertIn(b"event: start", first)
+        await events.aclose()
+
+        message = await self.wait_until_saved("after-start-001")
+        self.assertEqual(message.status, Message.Status.STOPPED)
+        self.assertEqual(message.content, "")
+        await client.aclose()

@@ -1,0 +1,103 @@
+"""A client that leaves before its answer's stream starts: the turn is still saved and its
+stream slot given back."""
+
+import asyncio
+import contextlib
+import json
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.asgi import get_asgi_application
+from django.core.cache import cache
+from django.test import Client, RequestFactory, TransactionTestCase
+
+from conversations import services
+from conversations.models import Message
+from conversations.views import begin_turn
+from tests.conftest import PASSWORD
+
+CSRF = "a" * 32
+
+
+class EarlyDisconnectTests(TransactionTestCase):
+    def setUp(self):
+        self.user = get_user_model().objects.create_user("dora", password=PASSWORD)
+        client = Client()
+        client.force_login(self.user)
+        self.session = client.cookies["sessionid"].value
+
+    def slots_in_use(self) -> int:
+        return cache.get(f"chat-streams:{self.user.pk}", 0)
+
+    async def test_leaving_after_the_response_started_but_before_the_stream_saves_it(self):
+        body = json.dumps({"message": "Are you there?"}).encode()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/chat/stream/",
+            "raw_path": b"/chat/stream/",
+            "query_string": b"",
+            "root_path": "",
+            "server": ("testserver", 80),
+            "client": ("127.0.0.1", 5555),
+            "headers": [
+                (b"host", b"testserver"),
+                (b"content-type", b"application/json"),
+                (b"cookie", f"sessionid={self.session}; csrftoken={CSRF}".encode()),
+                (b"x-csrftoken", CSRF.encode()),
+                (b"x-request-id", b"early-leave-0001"),
+            ],
+        }
+        response_started = asyncio.Event()
+        body_sent = []
+        requests = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if requests:
+                return requests.pop()
+            await response_started.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                response_started.set()
+                await asyncio.sleep(0.5)  # the disconnect lands here, before any body is read
+            else:
+                body_sent.append(message)
+
+        await get_asgi_application()(scope, receive, send)
+
+        answer = await Message.objects.aget(request_id="early-leave-0001", role="assistant")
+        self.assertEqual(answer.status, Message.Status.STOPPED)
+        self.assertEqual(body_sent, [])
+        self.assertTrue(
+            await Message.objects.filter(request_id="early-leave-0001", role="user").aexists()
+        )
+        self.assertEqual(await asyncio.to_thread(self.slots_in_use), 0)
+
+    async def test_leaving_while_the_prompt_is_saved_records_the_turn_as_stopped(self):
+        request = RequestFactory().post("/chat/stream/")
+
+        def slow_start():
+            time.sleep(0.3)  # the client leaves while this runs
+            return services.turn_start(
+                user=self.user,
+                conversation_id=None,
+                model_key="dev/dev-chat",
+                content="Slow to save",
+                request_id="early-leave-0002",
+            )
+
+        task = asyncio.create_task(begin_turn(request, self.user, slow_start))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+        self.assertTrue(task.cancelled())
+        answer = await Message.objects.aget(request_id="early-leave-0002", role="assistant")
+        self.assertEqual(answer.status, Message.Status.STOPPED)
+        self.assertEqual(await asyncio.to_thread(self.slots_in_use), 0)
