@@ -50,9 +50,18 @@ async def api_key_or_session_user(request: HttpRequest) -> AbstractBaseUser:
     """
     if request.headers.get("Authorization") is not None:
         return await api_key_user(request)
+    return await session_user(
+        request, not_logged_in="Log in, or send an API key as 'Authorization: Bearer <key>'."
+    )
+
+
+async def session_user(
+    request: HttpRequest, *, not_logged_in: str = "Log in to chat."
+) -> AbstractBaseUser:
+    """Return the session's user after Django's CSRF check, for csrf_exempt views."""
     user = await request.auser()
     if not user.is_authenticated:
-        raise NotAuthenticated("Log in, or send an API key as 'Authorization: Bearer <key>'.")
+        raise NotAuthenticated(not_logged_in)
     rejection = CsrfViewMiddleware(_never_called).process_view(request, None, (), {})
     if rejection is not None:
         raise CsrfFailed("CSRF check failed. Reload the page and try again.")

@@ -38,6 +38,11 @@ def json_error(
     return JsonResponse({"error": error}, status=status, headers=headers)
 
 
+def render_json_error(exc: ChatError, headers: dict[str, str]) -> JsonResponse:
+    """Render a ChatError in the site's one error shape (see json_error)."""
+    return json_error(exc.status, exc.message, field=exc.field, headers=headers)
+
+
 def sse_response(
     events: AsyncIterable[bytes], *, request_id: str, headers: dict[str, str] | None = None
 ) -> StreamingHttpResponse:

@@ -21,21 +21,19 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from conversations import selectors, services
 from conversations.auth import api_key_or_session_user
-from conversations.exceptions import ChatError, InvalidChatRequest
+from conversations.exceptions import InvalidChatRequest
 from conversations.models import Conversation, Message
-from conversations.responses import json_api_view, json_error
+from conversations.responses import json_api_view, render_json_error
 from conversations.views import parse_chat_payload, parse_json_object, stream_chat_turn
 
 MAX_PAGE = 200
 
 
-def render_error(exc: ChatError, headers: dict[str, str]) -> HttpResponse:
-    return json_error(exc.status, exc.message, field=exc.field, headers=headers)
-
-
 def site_api_view(*methods: str):
     """Session or API key, and the site's error shape."""
-    return json_api_view(*methods, authenticate=api_key_or_session_user, render_error=render_error)
+    return json_api_view(
+        *methods, authenticate=api_key_or_session_user, render_error=render_json_error
+    )
 
 
 @site_api_view("GET", "POST")

@@ -273,21 +273,8 @@ class TurnEvents:
 
 
 def turn_events(
-    turn: StartedTurn,
-    *,
-    client: ChatModelClient,
-    encoder: EventEncoder,
-    keepalive_seconds: float,
-    params: dict[str, Any] | None = None,
-    release: Callable[[], Awaitable[None]] | None = None,
+    turn: StartedTurn, *, release: Callable[[], Awaitable[None]] | None = None, **pipeline: Any
 ) -> TurnEvents:
-    """Return stream_turn's events wrapped so that a never-read stream is saved too."""
-    events = stream_turn(
-        turn,
-        client=client,
-        encoder=encoder,
-        keepalive_seconds=keepalive_seconds,
-        params=params,
-        release=release,
-    )
-    return TurnEvents(turn, events, release)
+    """Return stream_turn's events (it takes the same arguments), wrapped so that a stream
+    that is never read is saved too."""
+    return TurnEvents(turn, stream_turn(turn, release=release, **pipeline), release)

@@ -8,7 +8,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import RequestDataTooBig
 from django.db import connections
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -17,10 +16,16 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_http_methods, require_POST
 
 from conversations import apikeys, providers, selectors, services
+from conversations.auth import session_user
 from conversations.encoders import SiteEventEncoder
-from conversations.exceptions import ChatError, InvalidChatRequest
+from conversations.exceptions import InvalidChatRequest
 from conversations.ratelimit import Admission, admit_chat_request
-from conversations.responses import json_error, request_id_for, sse_response
+from conversations.responses import (
+    json_api_view,
+    json_error,
+    render_json_error,
+    sse_response,
+)
 from conversations.streaming import finish_unstarted_turn, turn_events
 from conversations.turns import StartedTurn
 
@@ -45,21 +50,12 @@ def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     return render(request, "conversations/chat.html", context)
 
 
-@require_POST
-async def chat_stream(request: HttpRequest) -> HttpResponse:
+@json_api_view("POST", authenticate=session_user, render_error=render_json_error)
+async def chat_stream(
+    request: HttpRequest, user: AbstractBaseUser, *, request_id: str
+) -> HttpResponse:
     """Take a message from the chat page, save it, and stream the answer as SSE."""
-    request_id = request_id_for(request)
-    user = await request.auser()
-    if not user.is_authenticated:
-        return json_error(401, "Log in to chat.", headers={"X-Request-ID": request_id})
-    try:
-        payload = parse_chat_payload(request)
-    except RequestDataTooBig:
-        return json_error(413, "The request is too large.", headers={"X-Request-ID": request_id})
-    except ChatError as exc:
-        return json_error(
-            exc.status, exc.message, field=exc.field, headers={"X-Request-ID": request_id}
-        )
+    payload = parse_chat_payload(request)
     return await stream_chat_turn(request, user, request_id=request_id, **payload)
 
 
@@ -73,8 +69,9 @@ async def stream_chat_turn(
     conversation: int | None,
     action: str = "send",
 ) -> HttpResponse:
-    """Answer one chat message as the site's SSE stream (the chat page and the site API)."""
-    headers = {"X-Request-ID": request_id}
+    """Answer one chat message as the site's SSE stream (the chat page and the site API).
+
+    A ChatError (a refused limit included) passes to the caller's json_api_view."""
     common = {"user": user, "model_key": model, "request_id": request_id}
     starts = {
         "send": lambda: services.turn_start(
@@ -85,10 +82,7 @@ async def stream_chat_turn(
             conversation_id=conversation, content=message, **common
         ),
     }
-    try:
-        turn, admission = await begin_turn(request, user, starts[action])
-    except ChatError as exc:
-        return json_error(exc.status, exc.message, field=exc.field, headers=headers | exc.headers)
+    turn, admission = await begin_turn(request, user, starts[action])
     events = turn_events(
         turn,
         client=providers.client_for(turn.model.endpoint),
