@@ -140,6 +140,15 @@ def site(site_env, server_logs) -> Iterator[ServerProcess]:
     server.stop()
 
 
+def log_in_browser(page, username: str, *, path: str = "/accounts/login/") -> None:
+    """Log a Playwright page in through the real login form (the site's, or the admin's)."""
+    page.goto(path)
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("[type=submit]")
+    page.wait_for_url(lambda url: "/login/" not in url)
+
+
 def log_in(base_url: str, username: str, password: str = PASSWORD) -> httpx.Client:
     """Return an HTTP client logged in through the real login form."""
     client = httpx.Client(base_url=base_url, timeout=30)

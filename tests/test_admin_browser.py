@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Conversation, Message
-from tests.conftest import PASSWORD
+from tests.conftest import log_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -33,10 +33,7 @@ def test_a_hostile_answer_is_inert_in_the_transcript(browser, site, make_user, a
     page = context.new_page()
     requested = []
     page.on("request", lambda request: requested.append(request.url))
-    page.goto("/admin/login/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    log_in_browser(page, "root", path="/admin/login/")
 
     page.goto(f"/admin/conversations/conversation/{conversation.pk}/change/")
 

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import Message
-from tests.conftest import PASSWORD, fresh_rate_window
+from tests.conftest import fresh_rate_window, log_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -15,10 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(trans
 def page(browser, site, alice) -> Page:
     context = browser.new_context(base_url=site.url)
     page = context.new_page()
-    page.goto("/accounts/login/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in_browser(page, "alice")
     page.wait_for_url("**/chat/")
     yield page
     context.close()

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import Conversation, Message
-from tests.conftest import PASSWORD
+from tests.conftest import log_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -83,10 +83,7 @@ def page(browser, site, alice) -> Page:
             else None
         ),
     )
-    page.goto("/accounts/login/")
-    page.fill("#id_username", "alice")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in_browser(page, "alice")
     page.wait_for_url("**/chat/")
     yield page
     context.close()
