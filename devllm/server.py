@@ -39,6 +39,9 @@ from devllm.replies import (
 
 RECORD_LIMIT = 1000
 LIST_LIMIT = 200
+# aiohttp refuses bodies over 1 MiB by default, but chatsite accepts 2.5 MB prompts and the
+# SDK may escape their text on the way (a non-ASCII character can become six bytes).
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 def make_app(*, delay_ms: float = 30, api_key: str | None = None) -> web.Application:
     """Create the aiohttp application; serve it with handler_cancellation=True."""
-    app = web.Application(middlewares=[auth_middleware])
+    app = web.Application(middlewares=[auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS_KEY] = Settings(delay_ms=delay_ms, api_key=api_key, started=int(time.time()))
     app[RECORDS_KEY] = OrderedDict()
     app.router.add_get("/v1/models", list_models)
