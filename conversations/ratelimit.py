@@ -11,8 +11,10 @@ Three rules, checked in this order for every request that calls a model:
    expires STREAM_SLOT_TTL seconds after the user's last stream started.
 
 The defaults are settings; staff override them per user with UserLimits in the admin.
-Every chat response, allowed or refused, carries X-RateLimit-Limit, -Remaining and -Reset
-(seconds until the minute's window ends); a refusal adds Retry-After.
+Every chat response, allowed or refused, carries the headers OpenAI sends:
+x-ratelimit-limit-requests, -remaining-requests and -reset-requests (and the -tokens trio
+when a quota applies), and the IETF draft's RateLimit-Policy and RateLimit; a refusal adds
+Retry-After.
 """
 
 import contextlib
@@ -45,8 +47,11 @@ class Limits:
 class RateLimited(ChatError):
     status = 429
 
-    def __init__(self, message: str, *, retry_after: int, headers: dict[str, str]) -> None:
+    def __init__(
+        self, message: str, *, retry_after: int, headers: dict[str, str], kind: str = "requests"
+    ) -> None:
         self.retry_after = max(1, retry_after)
+        self.kind = kind  # what ran out, "requests" or "tokens", as OpenAI's error type says
         super().__init__(message, headers={**headers, "Retry-After": str(self.retry_after)})
 
 
@@ -77,9 +82,7 @@ def limits_for(user: AbstractBaseUser) -> Limits:
 def tokens_used_today(user: AbstractBaseUser) -> int:
     """Sum the prompt and completion tokens of the user's answers since local midnight."""
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    totals = Message.objects.filter(
-        user=user, role=Message.Role.ASSISTANT, created_at__gte=midnight
-    ).aggregate(
+    totals = Message.objects.filter(user=user, is_answer=True, created_at__gte=midnight).aggregate(
         prompt=Coalesce(Sum("prompt_tokens"), 0), completion=Coalesce(Sum("completion_tokens"), 0)
     )
     return totals["prompt"] + totals["completion"]
@@ -147,11 +150,8 @@ def _admit(request: HttpRequest, user: AbstractBaseUser) -> Admission:
     limits = limits_for(user)
     usage = _count_request(request, user.pk, limits)
     reset = max(0, usage["time_left"])
-    headers = {
-        "X-RateLimit-Limit": str(limits.requests_per_minute),
-        "X-RateLimit-Remaining": str(max(0, limits.requests_per_minute - usage["count"])),
-        "X-RateLimit-Reset": str(reset),
-    }
+    remaining = max(0, limits.requests_per_minute - usage["count"])
+    headers = request_limit_headers(limits.requests_per_minute, remaining, reset)
     if usage["should_limit"]:
         raise RateLimited(
             f"You have reached your limit of {_plural(limits.requests_per_minute, 'request')} "
@@ -160,16 +160,50 @@ def _admit(request: HttpRequest, user: AbstractBaseUser) -> Admission:
             retry_after=reset,
             headers=headers,
         )
-    if limits.daily_token_quota and tokens_used_today(user) >= limits.daily_token_quota:
-        wait = seconds_until_midnight()
-        raise RateLimited(
-            f"You have used your daily quota of {limits.daily_token_quota} tokens. "
-            f"It renews in {wait // 3600} h {wait % 3600 // 60} min.",
-            retry_after=wait,
-            headers=headers,
-        )
+    if limits.daily_token_quota:
+        used, wait = tokens_used_today(user), seconds_until_midnight()
+        quota = limits.daily_token_quota
+        headers |= token_quota_headers(quota, max(0, quota - used), wait)
+        if used >= quota:
+            raise RateLimited(
+                f"You have used your daily quota of {quota} tokens. "
+                f"It renews in {wait // 3600} h {wait % 3600 // 60} min.",
+                retry_after=wait,
+                headers=headers,
+                kind="tokens",
+            )
     slot = StreamSlot.acquire(user.pk, limits.max_concurrent_streams, headers)
     return Admission(headers=headers, slot=slot, limits=limits)
+
+
+def request_limit_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
+    """The per-minute limit in the headers OpenAI sends (which SDKs and gateways read) and
+    in the IETF draft's RateLimit-Policy and RateLimit fields."""
+    return {
+        "x-ratelimit-limit-requests": str(limit),
+        "x-ratelimit-remaining-requests": str(remaining),
+        "x-ratelimit-reset-requests": openai_duration(reset),
+        "RateLimit-Policy": f'"requests";q={limit};w=60',
+        "RateLimit": f'"requests";r={remaining};t={reset}',
+    }
+
+
+def token_quota_headers(quota: int, remaining: int, reset: int) -> dict[str, str]:
+    """The daily token quota in OpenAI's -tokens headers."""
+    return {
+        "x-ratelimit-limit-tokens": str(quota),
+        "x-ratelimit-remaining-tokens": str(remaining),
+        "x-ratelimit-reset-tokens": openai_duration(reset),
+    }
+
+
+def openai_duration(seconds: int) -> str:
+    """Write a wait as OpenAI's reset headers do: "7s", "6m0s", "2h5m0s"."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 async def admit_chat_request(request: HttpRequest, user: AbstractBaseUser) -> Admission:

@@ -1,12 +1,13 @@
 """Limits resolved per user, and the daily token quota."""
 
 import json
+import re
 
 import pytest
 from django.test import Client
 
 from conversations.models import Conversation, Message
-from conversations.ratelimit import limits_for, tokens_used_today
+from conversations.ratelimit import limits_for, openai_duration, tokens_used_today
 
 pytestmark = pytest.mark.django_db
 
@@ -17,6 +18,7 @@ def spend(user, prompt, completion):
         conversation=conversation,
         user=user,
         role="assistant",
+        is_answer=True,
         request_id=f"spent-{prompt}-{completion}",
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -45,6 +47,13 @@ def test_tokens_used_today_counts_only_the_users_answers(alice, bob):
     assert tokens_used_today(alice) == 45
 
 
+@pytest.mark.parametrize(
+    ("seconds", "written"), [(0, "0s"), (7, "7s"), (60, "1m0s"), (361, "6m1s"), (7322, "2h2m2s")]
+)
+def test_waits_are_written_as_openai_writes_its_reset_headers(seconds, written):
+    assert openai_duration(seconds) == written
+
+
 def test_a_spent_daily_quota_refuses_with_the_time_until_it_renews(alice, set_limits):
     set_limits(alice, daily_token_quota=40)
     spend(alice, 10, 30)
@@ -58,4 +67,8 @@ def test_a_spent_daily_quota_refuses_with_the_time_until_it_renews(alice, set_li
     assert response.status_code == 429
     assert "daily quota of 40 tokens" in response.json()["error"]["message"]
     assert int(response["Retry-After"]) <= 86401
+    # OpenAI's -tokens trio describes the quota, as SDKs and gateways read it.
+    assert response["x-ratelimit-limit-tokens"] == "40"
+    assert response["x-ratelimit-remaining-tokens"] == "0"
+    assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s", response["x-ratelimit-reset-tokens"])
     assert Message.objects.filter(role="user").count() == 0

@@ -52,12 +52,12 @@ def test_per_minute_limit_holds_across_two_server_processes(
 
     statuses = [r.status_code for r in responses]
     seen = [
-        (r.status_code, r.headers.get("X-RateLimit-Remaining"), r.headers.get("X-RateLimit-Reset"))
+        (r.status_code, r.headers.get("x-ratelimit-remaining-requests"), r.headers.get("RateLimit"))
         for r in responses
     ]
     assert statuses.count(200) == limit, seen
     assert statuses == [200] * limit + [429] * limit
-    assert [r.headers["X-RateLimit-Remaining"] for r in responses[:limit]] == [
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in responses[:limit]] == [
         "4",
         "3",
         "2",
@@ -66,7 +66,9 @@ def test_per_minute_limit_holds_across_two_server_processes(
     ]
     for refused in responses[limit:]:
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
-        assert refused.headers["X-RateLimit-Limit"] == str(limit)
+        assert refused.headers["x-ratelimit-limit-requests"] == str(limit)
+        assert refused.headers["RateLimit-Policy"] == f'"requests";q={limit};w=60'
+        assert refused.headers["RateLimit"].startswith('"requests";r=0;t=')
         assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     # Nothing is saved for the refused requests.
     assert Message.objects.filter(user=alice, role="assistant").count() == limit
