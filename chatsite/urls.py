@@ -8,3 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("conversations.urls")),
 ]
+
+# The APIs answer in JSON even when Django itself has to answer (see conversations.views).
+handler404 = "conversations.views.page_not_found"
+handler500 = "conversations.views.server_error"

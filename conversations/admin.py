@@ -50,7 +50,7 @@ class LastStatusFilter(admin.SimpleListFilter):
 
 def last_answer(field: str) -> Subquery:
     answers = Message.objects.filter(
-        conversation=OuterRef("pk"), role=Message.Role.ASSISTANT, superseded_at__isnull=True
+        conversation=OuterRef("pk"), is_answer=True, superseded_at__isnull=True
     ).order_by("-pk")
     return Subquery(answers.values(field)[:1])
 

@@ -30,15 +30,20 @@ async def api_key_user(request: HttpRequest) -> AbstractBaseUser:
     """Return the owner of the request's API key, or raise NotAuthenticated."""
     token = bearer_token(request)
     if token is None:
+        # OpenAI's wording: SDKs and gateways classify errors by it.
         raise NotAuthenticated(
-            "Missing API key: send it as 'Authorization: Bearer <key>'. "
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). "
             "Create one on the API keys page."
         )
     if not token:
         raise NotAuthenticated("Malformed Authorization header: expected 'Bearer <key>'.")
     user = await sync_to_async(user_for_key)(token)
     if user is None:
-        raise NotAuthenticated("Invalid API key: it is unknown or has been revoked.")
+        raise NotAuthenticated(
+            "Incorrect API key provided: it is unknown or has been revoked. "
+            "Create one on the API keys page."
+        )
     return user
 
 

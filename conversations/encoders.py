@@ -8,6 +8,7 @@ nothing and keeps the result, for non-streaming API calls. No Django in here.
 from typing import TYPE_CHECKING, Any, Protocol
 
 from conversations import sse
+from conversations.exceptions import ProviderError
 from conversations.providers import ModelChunk
 from conversations.turns import StartedTurn
 
@@ -20,7 +21,7 @@ class EventEncoder(Protocol):
     def chunk(self, chunk: ModelChunk) -> bytes: ...
     def keepalive(self) -> bytes: ...
     def done(self, accumulator: "TurnAccumulator") -> bytes: ...
-    def error(self, message: str) -> bytes: ...
+    def error(self, failure: ProviderError) -> bytes: ...
 
 
 class SiteEventEncoder:
@@ -61,8 +62,8 @@ class SiteEventEncoder:
             },
         )
 
-    def error(self, message: str) -> bytes:
-        return sse.encode_event("error", {"status": "failed", "message": message})
+    def error(self, failure: ProviderError) -> bytes:
+        return sse.encode_event("error", {"status": "failed", "message": failure.message})
 
 
 class OpenAIChunkEncoder:
@@ -110,11 +111,9 @@ class OpenAIChunkEncoder:
             )
         return out + sse.DONE
 
-    def error(self, message: str) -> bytes:
+    def error(self, failure: ProviderError) -> bytes:
         # The openai SDK raises APIError when a stream carries an error object.
-        return sse.encode_data(
-            {"error": {"message": message, "type": "upstream_error", "param": None, "code": None}}
-        )
+        return sse.encode_data({"error": openai_error_body(failure)})
 
 
 class CompletionCollector:
@@ -122,7 +121,7 @@ class CompletionCollector:
 
     def __init__(self) -> None:
         self.accumulator: TurnAccumulator | None = None
-        self.error_message = ""
+        self.failure: ProviderError | None = None
 
     def start(self, turn: StartedTurn) -> bytes:
         return b""
@@ -137,16 +136,30 @@ class CompletionCollector:
         self.accumulator = accumulator
         return b""
 
-    def error(self, message: str) -> bytes:
-        self.error_message = message
+    def error(self, failure: ProviderError) -> bytes:
+        self.failure = failure
         return b""
 
 
-def openai_usage(accumulator: "TurnAccumulator") -> dict[str, int]:
-    prompt = accumulator.prompt_tokens or 0
-    completion = accumulator.completion_tokens or 0
+def openai_usage(accumulator: "TurnAccumulator") -> dict[str, int | None]:
+    """OpenAI's usage object, honest about what is unknown: when the model reported no usage,
+    the completion tokens are the chunks we counted and the prompt's are null, not zero."""
+    prompt, completion = accumulator.prompt_tokens, accumulator.counted_completion_tokens
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": None if prompt is None else prompt + completion,
+    }
+
+
+def openai_error_body(failure: ProviderError) -> dict[str, str | None]:
+    """The model's failure in OpenAI's error shape, keeping the upstream's param and code."""
+    kind = "invalid_request_error" if failure.status < 500 else "upstream_error"
+    if failure.status == 429:
+        kind = "rate_limit_error"
+    return {
+        "message": failure.message,
+        "type": kind,
+        "param": failure.param,
+        "code": failure.code or ("upstream_error" if failure.status >= 500 else None),
     }

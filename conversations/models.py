@@ -17,12 +17,27 @@ class Conversation(models.Model):
     # The model key, "<endpoint>/<upstream model id>", used for the conversation's next turn.
     model = models.CharField(max_length=200)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.WEB)
+    # API conversations only: a hash of the messages a client would send back to continue
+    # this thread (see conversations.threads). Empty while an answer is streaming, so that
+    # no other call can continue the thread until its answer is known.
+    thread_hash = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at", "-pk"]
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="conv_owner_updated_idx")]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="conv_owner_updated_idx"),
+            # The chat page lists only web chats, however many API threads a user has.
+            models.Index(
+                fields=["owner", "source", "-updated_at"], name="conv_owner_source_updated_idx"
+            ),
+            models.Index(
+                fields=["owner", "thread_hash"],
+                condition=~models.Q(thread_hash=""),
+                name="conv_owner_thread_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
@@ -52,6 +67,10 @@ class Message(models.Model):
     )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
+    # True for the model's answer to this row's request. Every other row is something the
+    # client sent: the chat page's question, or any message of an API prompt, assistant
+    # messages (earlier history or a prefill) included.
+    is_answer = models.BooleanField(default=False)
     reasoning = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
     finish_reason = models.CharField(max_length=64, blank=True)
@@ -76,10 +95,11 @@ class Message(models.Model):
         ordering = ["conversation_id", "pk"]
         constraints = [
             # One answer per request: a repeated request ID is refused, and a finished answer
-            # can never be saved twice. (An API call saves several prompt messages under it.)
+            # can never be saved twice. (An API call saves several prompt messages under it,
+            # assistant messages among them.)
             models.UniqueConstraint(
                 fields=["request_id"],
-                condition=models.Q(role="assistant"),
+                condition=models.Q(is_answer=True),
                 name="msg_one_answer_per_request",
             ),
         ]

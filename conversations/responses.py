@@ -1,17 +1,20 @@
 """The site's response shapes: one JSON error body, and the SSE response with its headers."""
 
 import functools
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from conversations.exceptions import ChatError, MethodNotAllowed, PayloadTooLarge
+from conversations.exceptions import ChatError, InternalError, MethodNotAllowed, PayloadTooLarge
+
+logger = logging.getLogger(__name__)
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
@@ -92,6 +95,16 @@ def json_api_view(
                 return render_error(error, {"X-Request-ID": request_id})
             except ChatError as exc:
                 return render_error(exc, {"X-Request-ID": request_id} | exc.headers)
+            except (Http404, PermissionDenied):
+                raise  # Django's handlers answer these (in JSON under /api/ and /v1/)
+            except Exception:
+                # An API client must get JSON, never Django's HTML error page.
+                logger.exception("Unexpected error in %s (request %s)", request.path, request_id)
+                error = InternalError(
+                    f"The server failed unexpectedly; quote request ID {request_id} when "
+                    "reporting it."
+                )
+                return render_error(error, {"X-Request-ID": request_id})
 
         return wrapper
 

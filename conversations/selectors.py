@@ -6,10 +6,18 @@ from django.db.models import QuerySet
 from conversations.exceptions import ConversationNotFound
 from conversations.models import Conversation, Message
 
+UNFINISHED_OR_FAILED = (Message.Status.STREAMING, Message.Status.STOPPED, Message.Status.FAILED)
 
-def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
-    """Return the user's conversations, most recently active first."""
-    return Conversation.objects.filter(owner=user).order_by("-updated_at", "-pk")
+
+def conversation_list(
+    *, user: AbstractBaseUser, source: str | None = None
+) -> QuerySet[Conversation]:
+    """Return the user's conversations, most recently active first; only those from
+    `source` (web or API) when it is given."""
+    conversations = Conversation.objects.filter(owner=user)
+    if source is not None:
+        conversations = conversations.filter(source=source)
+    return conversations.order_by("-updated_at", "-pk")
 
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:
@@ -29,6 +37,16 @@ def last_user_message(*, conversation: Conversation) -> Message | None:
     return (
         conversation_messages(conversation=conversation)
         .filter(role=Message.Role.USER)
+        .order_by("-pk")
+        .first()
+    )
+
+
+def last_prompt_message(*, conversation: Conversation) -> Message | None:
+    """Return the last message a continuation of this API thread answers: the newest one
+    that is not a failed or stopped answer."""
+    return (
+        conversation.messages.exclude(is_answer=True, status__in=UNFINISHED_OR_FAILED)
         .order_by("-pk")
         .first()
     )

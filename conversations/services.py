@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from conversations import providers, selectors
+from conversations import providers, selectors, threads
 from conversations.exceptions import ConversationNotFound, DuplicateRequest, InvalidChatRequest
 from conversations.models import Conversation, Message
 from conversations.selectors import model_history
@@ -75,21 +75,18 @@ def prompt_turn_start(
     messages: list[dict[str, str]],
     request_id: str,
 ) -> StartedTurn:
-    """Save an API call's whole prompt as a new API conversation, and an empty answer.
+    """Save an API call's prompt and an empty answer, continuing the API thread it extends.
 
     `messages` are already validated ({"role", "content"} with text content); they go to the
-    model exactly as given, and the saved conversation shows all of them.
+    model exactly as given. When they begin with the messages of one of the user's API
+    conversations (see conversations.threads), only the messages after that prefix are saved,
+    in that conversation; otherwise they all start a new one.
     """
     model = providers.get_model(model_key)
-    last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    hashes = threads.prefix_hashes(messages)
     with _one_answer_per_request(request_id), transaction.atomic():
-        conversation = Conversation.objects.create(
-            owner=user,
-            title=title_from_message(last_user or messages[-1]["content"]),
-            model=model.key,
-            source=Conversation.Source.API,
-        )
-        saved = Message.objects.bulk_create(
+        conversation, known = _api_thread(user, hashes, model.key, messages)
+        new_messages = [
             Message(
                 conversation=conversation,
                 user=user,
@@ -97,9 +94,51 @@ def prompt_turn_start(
                 role=m["role"],
                 content=m["content"],
             )
-            for m in messages
+            for m in messages[known:]
+        ]
+        if new_messages:
+            last_prompt_message = Message.objects.bulk_create(new_messages)[-1]
+        else:  # the whole prompt is saved already: a retry after a failed answer
+            last_prompt_message = selectors.last_prompt_message(conversation=conversation)
+        return _start_answer(
+            conversation,
+            last_prompt_message,
+            model,
+            request_id,
+            messages,
+            prompt_hash=hashes[-1],
         )
-        return _start_answer(conversation, saved[-1], model, request_id, messages)
+
+
+def _api_thread(
+    user: AbstractBaseUser, hashes: list[str], model_key: str, messages: list[dict[str, str]]
+) -> tuple[Conversation, int]:
+    """Return the API conversation these messages continue, locked, and how many of them it
+    holds already; or a new conversation and 0.
+
+    The thread's hash is cleared until its answer ends, so that a concurrent call with the
+    same history starts a conversation of its own instead of interleaving with this one.
+    """
+    position = {digest: i for i, digest in enumerate(hashes)}
+    candidates = Conversation.objects.select_for_update().filter(
+        owner=user, source=Conversation.Source.API, thread_hash__in=hashes
+    )
+    found = max(
+        candidates, key=lambda c: (position[c.thread_hash], c.updated_at, c.pk), default=None
+    )
+    if found is None:
+        first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
+        conversation = Conversation.objects.create(
+            owner=user,
+            title=title_from_message(first_user or messages[0]["content"]),
+            model=model_key,
+            source=Conversation.Source.API,
+        )
+        return conversation, 0
+    known = position[found.thread_hash] + 1
+    found.model, found.thread_hash = model_key, ""
+    found.save(update_fields=["model", "thread_hash", "updated_at"])
+    return found, known
 
 
 def turn_regenerate(
@@ -176,12 +215,15 @@ def _start_answer(
     request_id: str,
     history: list[dict[str, str]],
     replaces: tuple[int, ...] = (),
+    *,
+    prompt_hash: str = "",
 ) -> StartedTurn:
     answer = Message.objects.create(
         conversation=conversation,
         user_id=conversation.owner_id,
         request_id=request_id,
         role=Message.Role.ASSISTANT,
+        is_answer=True,
         status=Message.Status.STREAMING,
         model=model.key,
     )
@@ -195,6 +237,7 @@ def _start_answer(
         model=model,
         history=history,
         replaces=replaces,
+        prompt_hash=prompt_hash,
     )
 
 
@@ -264,7 +307,12 @@ def save_finished_turn(turn: FinishedTurn) -> None:
         error=turn.error,
     )
     if updated:
-        Conversation.objects.filter(pk=turn.conversation_id).update(updated_at=timezone.now())
+        changes: dict[str, object] = {"updated_at": timezone.now()}
+        if turn.prompt_hash:  # an API thread: a client may now continue it
+            changes["thread_hash"] = threads.hash_after_answer(
+                prompt_hash=turn.prompt_hash, status=turn.status, content=turn.content
+            )
+        Conversation.objects.filter(pk=turn.conversation_id).update(**changes)
     else:
         logger.warning("Turn %s was already saved; not saving it again", turn.request_id)
 
@@ -275,7 +323,7 @@ INTERRUPTED_ERROR = "The server stopped while this answer was streaming."
 def turns_close_interrupted(*, started_before: datetime) -> int:
     """Mark answers still streaming since before `started_before` as failed; return how many."""
     return Message.objects.filter(
-        role=Message.Role.ASSISTANT,
+        is_answer=True,
         status=Message.Status.STREAMING,
         created_at__lt=started_before,
     ).update(status=Message.Status.FAILED, error=INTERRUPTED_ERROR)

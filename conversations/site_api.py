@@ -1,6 +1,7 @@
 """The site's own JSON API for a user's conversations, by session or API key.
 
-    GET    /api/conversations/                 list (?limit=50&offset=0), newest activity first
+    GET    /api/conversations/                 list (?limit=50&offset=0&source=web|api),
+                                               newest activity first
     POST   /api/conversations/                 {message, model?}: start one, answer streamed
     GET    /api/conversations/<id>/            one, with its messages
     PATCH  /api/conversations/<id>/            {title}: rename
@@ -51,7 +52,12 @@ async def conversations(
         return await stream_chat_turn(request, user, request_id=request_id, **payload)
     limit = _int_param(request, "limit", default=50, maximum=MAX_PAGE)
     offset = _int_param(request, "offset", default=0, maximum=None)
-    return JsonResponse(await sync_to_async(_conversation_page)(user, limit, offset))
+    source = request.GET.get("source")
+    if source is not None and source not in Conversation.Source.values:
+        choices = " or ".join(Conversation.Source.values)
+        raise InvalidChatRequest(f"source must be {choices}.", field="source")
+    page = await sync_to_async(_conversation_page)(user, limit, offset, source)
+    return JsonResponse(page)
 
 
 @site_api_view("GET", "PATCH", "DELETE")
@@ -88,8 +94,11 @@ def _int_param(request: HttpRequest, name: str, *, default: int, maximum: int | 
     return int(raw)
 
 
-def _conversation_page(user: AbstractBaseUser, limit: int, offset: int) -> dict[str, Any]:
-    rows = list(selectors.conversation_list(user=user)[offset : offset + limit + 1])
+def _conversation_page(
+    user: AbstractBaseUser, limit: int, offset: int, source: str | None
+) -> dict[str, Any]:
+    conversations = selectors.conversation_list(user=user, source=source)
+    rows = list(conversations[offset : offset + limit + 1])
     return {
         "data": [conversation_json(c) for c in rows[:limit]],
         "has_more": len(rows) > limit,

@@ -41,18 +41,37 @@ class ChunkPump:
     def __init__(self, chunks: AsyncIterator[ModelChunk]) -> None:
         self._chunks = chunks
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        # The first thing the model's stream produced: a chunk, its end, or its failure.
+        self.first: Any = None
+        self._answered = asyncio.Event()
         self._task = asyncio.create_task(self._read())
+
+    def _put(self, item: Any) -> None:
+        if not self._answered.is_set():
+            self.first = item
+            self._answered.set()
+        self._queue.put_nowait(item)
 
     async def _read(self) -> None:
         try:
             async for chunk in self._chunks:
-                self._queue.put_nowait(chunk)
-            self._queue.put_nowait(_END)
+                self._put(chunk)
+            self._put(_END)
         except ProviderError as exc:
-            self._queue.put_nowait(exc)
+            self._put(exc)
         except Exception as exc:  # an SDK or parsing surprise must still end the stream cleanly
             logger.exception("Unexpected error reading the model's stream")
-            self._queue.put_nowait(ProviderError(f"Unexpected error from the model: {exc}"))
+            self._put(ProviderError(f"Unexpected error from the model: {exc}"))
+
+    async def wait_answered(self, patience: float) -> bool:
+        """Wait up to `patience` seconds for the model's first chunk, end or failure (then in
+        `first`, and still queued); return whether it came."""
+        try:
+            async with asyncio.timeout(patience):
+                await self._answered.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def next_batch(self, silence_seconds: float) -> list[ModelChunk] | None:
         """Return the chunks that have arrived: [] after `silence_seconds` without any, None
@@ -122,10 +141,16 @@ class TurnAccumulator:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
 
+    @property
+    def counted_completion_tokens(self) -> int:
+        """The model's own count; without it, the chunks we received are the honest estimate."""
+        return self.completion_tokens if self.usage_reported else self.token_chunks
+
     def usage(self) -> dict[str, Any]:
+        """The usage as known: no prompt count where the model reported none."""
         return {
             "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
+            "completion_tokens": self.counted_completion_tokens,
             "reported": self.usage_reported,
         }
 
@@ -145,47 +170,92 @@ class TurnAccumulator:
             finish_reason=self.finish_reason,
             upstream_id=self.response_id,
             prompt_tokens=self.prompt_tokens,
-            # Without the model's own count, the chunks we received are the honest estimate.
-            completion_tokens=(
-                self.completion_tokens if self.usage_reported else self.token_chunks
-            ),
+            completion_tokens=self.counted_completion_tokens,
             usage_reported=self.usage_reported,
             time_to_first_token_ms=ttft,
             duration_ms=round((time.monotonic() - self.started) * 1000),
             error=error,
+            prompt_hash=turn.prompt_hash,
         )
 
 
+class TurnRun:
+    """One turn's model stream: asked for, read in its own task, accumulated, and saved once
+    when it ends, however it ends. Every surface streams a turn through one of these."""
+
+    def __init__(
+        self,
+        turn: StartedTurn,
+        *,
+        client: ChatModelClient,
+        params: dict[str, Any] | None = None,
+        release: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.turn = turn
+        self.accumulator = TurnAccumulator()
+        self._client, self._params, self._release = client, params or {}, release
+        self._pump: ChunkPump | None = None
+        self._finished = False
+
+    def pump(self) -> ChunkPump:
+        """Ask the model, once; its chunks then queue up in the pump."""
+        if self._pump is None:
+            self._pump = ChunkPump(
+                self._client.stream_chat(
+                    model=self.turn.model.upstream_id,
+                    messages=self.turn.history,
+                    request_id=self.turn.request_id,
+                    **self._params,
+                )
+            )
+        return self._pump
+
+    async def failure_before_answer(self, patience: float) -> ProviderError | None:
+        """Ask the model and wait up to `patience` seconds for it to answer. Return the
+        ProviderError it failed with before its first chunk (the turn is then saved as
+        failed), or None: it answered, or is still thinking.
+
+        An API client learns a failure from the status line, which goes out with the first
+        byte: this lets the status wait for the model. A client that leaves meanwhile stops
+        the turn."""
+        pump = self.pump()
+        try:
+            await pump.wait_answered(patience)
+        except asyncio.CancelledError:
+            await self.finish(Message.Status.STOPPED)
+            raise
+        if isinstance(pump.first, ProviderError):
+            await self.finish(Message.Status.FAILED, pump.first.message)
+            return pump.first
+        return None
+
+    async def finish(self, status: str, error: str = "") -> None:
+        """Close the model's stream, save the turn and release it; only the first call
+        counts. Safe from a second cancellation."""
+        if self._finished:
+            return
+        self._finished = True
+        finished = self.accumulator.finish(self.turn, status=status, error=error)
+        await finish_turn(self._pump, finished, self._release)
+
+
 async def stream_turn(
-    turn: StartedTurn,
-    *,
-    client: ChatModelClient,
-    encoder: EventEncoder,
-    keepalive_seconds: float,
-    params: dict[str, Any] | None = None,
-    release: Callable[[], Awaitable[None]] | None = None,
+    run: TurnRun, *, encoder: EventEncoder, keepalive_seconds: float
 ) -> AsyncIterator[bytes]:
     """Yield the turn's events while the model answers; save the turn however it ends.
 
     Cancellation (the client went away or pressed Stop) closes the model's stream at once and
     saves the partial answer as stopped; the save is shielded from a second cancellation.
-    `release` runs last, whatever happened (it gives back the user's stream slot).
+    The user's stream slot is released last, whatever happened.
     """
-    accumulator = TurnAccumulator()
-    outcome: tuple[str, str] | None = None  # (status, error) once the model's stream ended
-    pump: ChunkPump | None = None
+    accumulator = run.accumulator
+    outcome: tuple[str, ProviderError | None] | None = None  # once the model's stream ended
     try:
-        # Sent before the model is asked anything, so the client sees the stream open at
-        # once. Inside the try: a client may leave right after it, and the turn is saved then.
-        yield encoder.start(turn)
-        pump = ChunkPump(
-            client.stream_chat(
-                model=turn.model.upstream_id,
-                messages=turn.history,
-                request_id=turn.request_id,
-                **(params or {}),
-            )
-        )
+        # Sent first, so the client sees the stream open at once (on the chat page, before the
+        # model is even asked). Inside the try: a client may leave right after it, and the
+        # turn is saved then.
+        yield encoder.start(run.turn)
+        pump = run.pump()
         while (batch := await pump.next_batch(keepalive_seconds)) is not None:
             if not batch:
                 yield encoder.keepalive()
@@ -195,16 +265,16 @@ async def stream_turn(
                 accumulator.add(chunk)
                 out.append(encoder.chunk(chunk))
             yield b"".join(out)
-        outcome = (Message.Status.COMPLETED, "")
+        outcome = (Message.Status.COMPLETED, None)
     except ProviderError as exc:
-        outcome = (Message.Status.FAILED, exc.message)
+        outcome = (Message.Status.FAILED, exc)
     finally:
         # Without an outcome the stream was cancelled or closed: the client went away.
-        status, error = outcome or (Message.Status.STOPPED, "")
-        await finish_turn(pump, accumulator.finish(turn, status=status, error=error), release)
+        status, failure = outcome or (Message.Status.STOPPED, None)
+        await run.finish(status, failure.message if failure else "")
     # Only reached when the client is still there. The turn is saved before the client hears
     # that it ended, so whoever reads it back after `done` or `error` finds it.
-    yield encoder.done(accumulator) if status == Message.Status.COMPLETED else encoder.error(error)
+    yield encoder.done(accumulator) if failure is None else encoder.error(failure)
 
 
 async def finish_turn(
@@ -248,13 +318,8 @@ class TurnEvents:
     save in its finally block: close() then saves the turn as stopped and releases it.
     """
 
-    def __init__(
-        self,
-        turn: StartedTurn,
-        events: AsyncIterator[bytes],
-        release: Callable[[], Awaitable[None]] | None,
-    ) -> None:
-        self._turn, self._events, self._release = turn, events, release
+    def __init__(self, run: TurnRun, events: AsyncIterator[bytes]) -> None:
+        self._run, self._events = run, events
         self._started = False
 
     def __aiter__(self) -> "TurnEvents":
@@ -269,12 +334,9 @@ class TurnEvents:
         # Django calls this through sync_to_async, so async_to_sync reaches the event loop.
         if not self._started:
             self._started = True
-            async_to_sync(finish_unstarted_turn)(self._turn, self._release)
+            async_to_sync(self._run.finish)(Message.Status.STOPPED)
 
 
-def turn_events(
-    turn: StartedTurn, *, release: Callable[[], Awaitable[None]] | None = None, **pipeline: Any
-) -> TurnEvents:
-    """Return stream_turn's events (it takes the same arguments), wrapped so that a stream
-    that is never read is saved too."""
-    return TurnEvents(turn, stream_turn(turn, release=release, **pipeline), release)
+def turn_events(run: TurnRun, *, encoder: EventEncoder, keepalive_seconds: float) -> TurnEvents:
+    """Return stream_turn's events, wrapped so that a stream that is never read is saved too."""
+    return TurnEvents(run, stream_turn(run, encoder=encoder, keepalive_seconds=keepalive_seconds))

@@ -19,6 +19,8 @@ class StartedTurn:
     history: list[dict[str, str]]
     # Messages this turn hid from the thread (a regenerated answer, an edited question).
     replaces: tuple[int, ...] = ()
+    # API threads only: the hash of the prompt, which the answer extends (see threads.py).
+    prompt_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +44,4 @@ class FinishedTurn:
     time_to_first_token_ms: int | None
     duration_ms: int
     error: str
+    prompt_hash: str = ""

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from conversations import api, site_api, views
+from conversations import openai_api, site_api, views
 
 app_name = "conversations"
 
@@ -19,7 +19,9 @@ urlpatterns = [
         site_api.conversation_messages,
         name="api_conversation_messages",
     ),
-    # OpenAI-compatible (API key).
-    path("v1/models", api.models, name="v1_models"),
-    path("v1/chat/completions", api.chat_completions, name="v1_chat_completions"),
+    # OpenAI-compatible (API key); any other /v1 URL is OpenAI's JSON 404.
+    path("v1/models", openai_api.models, name="v1_models"),
+    path("v1/models/<path:model_id>", openai_api.model, name="v1_model"),
+    path("v1/chat/completions", openai_api.chat_completions, name="v1_chat_completions"),
+    re_path(r"^v1/(?P<path>.*)$", openai_api.unknown_url, name="v1_unknown"),
 ]

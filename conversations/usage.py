@@ -51,9 +51,7 @@ def usage_overview(*, start: datetime.date, end: datetime.date, top: int = 10) -
     since = datetime.datetime.combine(start, datetime.time.min, tzinfo=zone)
     next_day = end + datetime.timedelta(days=1)
     until = datetime.datetime.combine(next_day, datetime.time.min, tzinfo=zone)
-    answers = Message.objects.filter(
-        role=Message.Role.ASSISTANT, created_at__gte=since, created_at__lt=until
-    )
+    answers = Message.objects.filter(is_answer=True, created_at__gte=since, created_at__lt=until)
     prompt, completion = Coalesce(Sum("prompt_tokens"), 0), Coalesce(Sum("completion_tokens"), 0)
     tokens = {
         "requests": Count("pk"),

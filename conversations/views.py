@@ -9,9 +9,10 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connections
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -19,6 +20,7 @@ from conversations import apikeys, providers, selectors, services
 from conversations.auth import session_user
 from conversations.encoders import SiteEventEncoder
 from conversations.exceptions import InvalidChatRequest
+from conversations.models import Conversation
 from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import (
     json_api_view,
@@ -26,7 +28,7 @@ from conversations.responses import (
     render_json_error,
     sse_response,
 )
-from conversations.streaming import finish_unstarted_turn, turn_events
+from conversations.streaming import TurnRun, finish_unstarted_turn, turn_events
 from conversations.turns import StartedTurn
 
 
@@ -39,7 +41,9 @@ def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         conversation = selectors.conversation_get(user=request.user, conversation_id=pk)
         chat_messages = selectors.conversation_messages(conversation=conversation)
     context = {
-        "conversations": selectors.conversation_list(user=request.user),
+        "conversations": selectors.conversation_list(
+            user=request.user, source=Conversation.Source.WEB
+        ),
         "conversation": conversation,
         "chat_messages": chat_messages,
         "models": providers.model_options(),
@@ -83,12 +87,13 @@ async def stream_chat_turn(
         ),
     }
     turn, admission = await begin_turn(request, user, starts[action])
-    events = turn_events(
+    run = TurnRun(
         turn,
         client=providers.client_for(turn.model.endpoint),
-        encoder=SiteEventEncoder(),
-        keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         release=admission.slot.release,
+    )
+    events = turn_events(
+        run, encoder=SiteEventEncoder(), keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS
     )
     return sse_response(events, request_id=request_id, headers=admission.headers)
 
@@ -157,6 +162,28 @@ def parse_json_object(request: HttpRequest) -> dict:
     if not isinstance(data, dict):
         raise InvalidChatRequest("The request body must be a JSON object.")
     return data
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's last resort for an unexpected error: JSON for the APIs, a page elsewhere."""
+    return _api_error(request, 500, "The server failed unexpectedly.") or defaults.server_error(
+        request
+    )
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A 404 in JSON for the APIs, Django's page elsewhere."""
+    return _api_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
+
+
+def _api_error(request: HttpRequest, status: int, message: str) -> HttpResponse | None:
+    if request.path.startswith("/v1/"):
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        return JsonResponse(body, status=status)
+    if request.path.startswith("/api/"):
+        return json_error(status, message)
+    return None
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -16,7 +16,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test.utils import override_settings
 
-from tests.servers import ServerProcess, free_port, start_devllm, start_site
+from tests.quirky_upstream import QUIRKS
+from tests.servers import (
+    ServerProcess,
+    free_port,
+    start_devllm,
+    start_quirky_upstream,
+    start_site,
+)
 
 PASSWORD = "a-long-test-password"
 CHROMIUM_ARGS = [
@@ -70,6 +77,14 @@ def devllm(server_logs) -> Iterator[ServerProcess]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def quirky(server_logs) -> Iterator[ServerProcess]:
+    """An upstream that misbehaves as the model picks (see tests/quirky_upstream.py)."""
+    server = start_quirky_upstream(server_logs)
+    yield server
+    server.stop()
+
+
 def live_database_url() -> str:
     """Return a URL for the test database that pytest-django created."""
     db = settings.DATABASES["default"]
@@ -80,9 +95,11 @@ def live_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def endpoints_file(devllm, tmp_path_factory) -> Path:
-    """An endpoints file with the development server and one endpoint nobody listens on."""
+def endpoints_file(devllm, quirky, tmp_path_factory) -> Path:
+    """An endpoints file with the development server, one endpoint nobody listens on, and
+    the quirky upstream (its models named "quirks/<quirk>")."""
     path = tmp_path_factory.mktemp("config") / "llm_endpoints.toml"
+    quirk_models = "".join(f'\n[[endpoints.models]]\nid = "{quirk}"\n' for quirk in QUIRKS)
     path.write_text(
         f"""
 [[endpoints]]
@@ -104,7 +121,11 @@ base_url = "http://127.0.0.1:{free_port()}/v1"
 [[endpoints.models]]
 id = "ghost"
 label = "A model whose server is down"
-""",
+
+[[endpoints]]
+name = "quirks"
+base_url = "{quirky.url}/v1"
+{quirk_models}""",
         encoding="utf-8",
     )
     return path

@@ -73,6 +73,18 @@ def start_devllm(log_dir: Path, *, delay_ms: int = 20) -> ServerProcess:
     )
 
 
+def start_quirky_upstream(log_dir: Path) -> ServerProcess:
+    """The misbehaving OpenAI-compatible upstream of tests/quirky_upstream.py."""
+    port = free_port()
+    return start_server(
+        ["-m", "tests.quirky_upstream", "--port", str(port)],
+        port=port,
+        ready_path="/v1/models",
+        log_path=log_dir / f"quirky-{port}.log",
+        env={},
+    )
+
+
 def start_site(log_dir: Path, env: Mapping[str, str]) -> ServerProcess:
     """Start chatsite under daphne, as production would run it."""
     port = free_port()

@@ -24,6 +24,7 @@ def saved_turn(alice):
             conversation=conversation,
             user=alice,
             role=role,
+            is_answer=role == "assistant",
             content=f"{role} text",
             request_id="req-admin-0001",
             status="stopped" if role == "assistant" else "completed",

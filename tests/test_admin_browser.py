@@ -26,6 +26,7 @@ def test_a_hostile_answer_is_inert_in_the_transcript(browser, site, make_user, a
             conversation=conversation,
             user=alice,
             role=role,
+            is_answer=role == "assistant",
             content=content,
             request_id="hostile-1",
         )

@@ -67,6 +67,7 @@ def seed_conversation(owner, n=0, *, answer="A calm answer.", reasoning="", **an
         conversation=conversation,
         user=owner,
         role="assistant",
+        is_answer=True,
         content=answer,
         reasoning=reasoning,
         request_id=request_id,
@@ -278,6 +279,7 @@ def seed_many(owner, count):
             conversation=c,
             user=owner,
             role=role,
+            is_answer=role == "assistant",
             content="Some words, naïve café ✓ " * 8,
             request_id=f"bulk-{c.pk}",
         )
@@ -378,6 +380,7 @@ def answer_on(user, day, *, status="completed", prompt=0, completion=0, ttft=Non
         conversation=conversation,
         user=user,
         role="assistant",
+        is_answer=True,
         status=status,
         request_id=f"usage-{conversation.pk}",
         prompt_tokens=prompt,

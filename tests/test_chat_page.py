@@ -20,7 +20,13 @@ def conversation_with_answer(owner, *, status="completed", content="An answer", 
     common = {"conversation": conversation, "user": owner, "request_id": f"r-{owner.pk}-{status}"}
     Message.objects.create(role="user", content="A <b>question</b>", **common)
     Message.objects.create(
-        role="assistant", content=content, status=status, error=error, reasoning="Hmm", **common
+        role="assistant",
+        is_answer=True,
+        content=content,
+        status=status,
+        error=error,
+        reasoning="Hmm",
+        **common,
     )
     return conversation
 
@@ -85,3 +91,22 @@ def test_superseded_messages_are_not_shown(alice_client, alice):
     response = alice_client.get(conversation.get_absolute_url())
     assert b"The old answer" not in response.content
     assert b"A &lt;b&gt;question&lt;/b&gt;" in response.content
+
+
+def test_the_sidebar_lists_web_chats_only_in_a_bounded_number_of_queries(
+    alice_client, alice, django_assert_max_num_queries
+):
+    Conversation.objects.bulk_create(
+        Conversation(owner=alice, title=f"API call {n}", model="dev/dev-chat", source="api")
+        for n in range(2000)
+    )
+    Conversation.objects.bulk_create(
+        Conversation(owner=alice, title=f"Web chat {n}", model="dev/dev-chat") for n in range(20)
+    )
+
+    with django_assert_max_num_queries(6):
+        response = alice_client.get("/chat/")
+
+    listed = [c.title for c in response.context["conversations"]]
+    assert sorted(listed) == sorted(f"Web chat {n}" for n in range(20))
+    assert b"API call" not in response.content

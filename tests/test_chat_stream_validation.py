@@ -99,7 +99,12 @@ def test_reused_request_id_is_a_conflict_and_writes_nothing_more(alice_client, a
     conversation = Conversation.objects.create(owner=alice, title="t", model="dev/dev-chat")
     for role in ("user", "assistant"):
         Message.objects.create(
-            conversation=conversation, user=alice, role=role, content="x", request_id="dup-0000001"
+            conversation=conversation,
+            user=alice,
+            role=role,
+            is_answer=role == "assistant",
+            content="x",
+            request_id="dup-0000001",
         )
     response = post(alice_client, {"message": "hi"}, HTTP_X_REQUEST_ID="dup-0000001")
     assert response.status_code == 409

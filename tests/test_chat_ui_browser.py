@@ -111,7 +111,7 @@ def conversation_with_messages(owner, title: str, pairs=(("Hi", "Hello!"),)) -> 
     for index, (question, answer) in enumerate(pairs):
         common = {"conversation": conversation, "user": owner, "request_id": f"{title}-{index}"}
         Message.objects.create(role="user", content=question, **common)
-        Message.objects.create(role="assistant", content=answer, **common)
+        Message.objects.create(role="assistant", is_answer=True, content=answer, **common)
     return conversation
 
 

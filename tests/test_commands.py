@@ -20,6 +20,7 @@ def test_close_interrupted_turns_fails_only_old_streaming_answers(alice):
             conversation=conversation,
             user=alice,
             role="assistant",
+            is_answer=True,
             status=status,
             request_id=request_id,
         )

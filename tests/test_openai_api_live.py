@@ -1,11 +1,14 @@
 """The OpenAI-compatible API through the official openai SDK, over real HTTP to daphne."""
 
+import re
+
 import httpx
 import openai
 import pytest
 
 from conversations.models import ApiKey, Conversation, Message
 from tests.conftest import openai_client
+from tests.quirky_upstream import QUIRKS
 from tests.test_streaming_live import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -116,7 +119,9 @@ def test_reasoning_model_returns_reasoning_content(sdk):
 
 def test_models_list_offers_every_configured_model(sdk):
     ids = [model.id for model in sdk.models.list()]
-    assert ids == ["dev/dev-chat", "dev/dev-reasoner", "offline/ghost"]
+    assert ids == ["dev/dev-chat", "dev/dev-reasoner", "offline/ghost"] + [
+        f"quirks/{quirk}" for quirk in QUIRKS
+    ]
 
 
 @pytest.mark.parametrize(
@@ -234,7 +239,118 @@ def test_successful_responses_carry_rate_limit_headers(site, key):
         headers={"Authorization": f"Bearer {key}"},
     )
     assert response.status_code == 200
-    assert response.headers["X-RateLimit-Limit"] == "100000"
-    assert response.headers["X-RateLimit-Remaining"] == "99999"
-    assert 0 <= int(response.headers["X-RateLimit-Reset"]) <= 60
+    assert response.headers["x-ratelimit-limit-requests"] == "100000"
+    assert response.headers["x-ratelimit-remaining-requests"] == "99999"
+    reset = response.headers["x-ratelimit-reset-requests"]
+    assert re.fullmatch(r"(\d+s|1m0s)", reset), reset
+    seconds = int(reset.removesuffix("s")) if reset != "1m0s" else 60
+    assert response.headers["RateLimit-Policy"] == '"requests";q=100000;w=60'
+    assert response.headers["RateLimit"] == f'"requests";r=99999;t={seconds}'
+    # No token quota is set, so OpenAI's -tokens trio is absent.
+    assert "x-ratelimit-limit-tokens" not in response.headers
     assert response.headers["X-Request-ID"] == request_id_of(response.json()["id"])
+
+
+def test_models_retrieve_returns_one_model_or_not_found(sdk):
+    model = sdk.models.retrieve("dev/dev-chat")
+    assert (model.id, model.owned_by) == ("dev/dev-chat", "dev")
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.models.retrieve("dev/nope")
+    assert caught.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/nope"),
+        ("POST", "/v1/embeddings"),
+        ("POST", "/v1/responses"),
+        ("GET", "/v1/chat/completions/"),
+        ("DELETE", "/v1/files/file-1"),
+    ],
+)
+def test_unknown_v1_urls_are_openai_json_404s(site, key, method, path):
+    response = httpx.request(
+        method, f"{site.url}{path}", headers={"Authorization": f"Bearer {key}"}, json={}
+    )
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == {
+        "message": f"Invalid URL ({method} {path})",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+
+def test_the_sdk_raises_not_found_for_an_unknown_endpoint(sdk):
+    with pytest.raises(openai.NotFoundError, match="Invalid URL"):
+        sdk.embeddings.create(model="dev/dev-chat", input="hi")
+
+
+def test_explicit_nulls_are_accepted(site, key, devllm):
+    response = httpx.post(
+        f"{site.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": "dev/dev-chat",
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": None},
+                {"role": "user", "content": "[[devllm tokens=2]] Again"},
+            ],
+            "n": None,
+            "stream": None,
+            "stop": None,
+            "temperature": None,
+            "stream_options": None,
+            "tools": None,
+            "user": None,
+        },
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["object"] == "chat.completion"
+
+
+def test_documented_fields_reach_the_upstream_as_sent(sdk, quirky):
+    fields = {
+        "reasoning_effort": "low",
+        "user": "user-1234",
+        "metadata": {"team": "blue"},
+        "logit_bias": {"50256": -100},
+        "seed": 7,
+        "logprobs": False,
+    }
+    completion = sdk.chat.completions.create(
+        model="quirks/crlf",
+        messages=PROMPT,
+        extra_body={"top_k": 20},  # an upstream's own field, unknown to OpenAI
+        **fields,
+    )
+    sent = httpx.get(f"{quirky.url}/_quirks/requests").json()["data"]
+    (body,) = [r["body"] for r in sent if r["request_id"] == request_id_of(completion.id)]
+    assert {name: body[name] for name in fields} == fields
+    assert body["top_k"] == 20
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"stream": True, "stream_options": {"include_obfuscation": True}}, None),
+    ],
+)
+def test_fields_chatsite_cannot_honour_are_refused_by_name(sdk, extra, param):
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(model="dev/dev-chat", messages=PROMPT, **extra)
+    assert caught.value.param == (param or "stream_options.include_obfuscation")
+    assert Message.objects.count() == 0
+
+
+def test_a_bad_key_uses_openais_wording(site):
+    response = httpx.get(f"{site.url}/v1/models", headers={"Authorization": "Bearer cs-wrong"})
+    assert response.status_code == 401
+    assert response.json()["error"]["message"].startswith("Incorrect API key provided")

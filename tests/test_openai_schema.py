@@ -35,7 +35,69 @@ def test_a_full_request_keeps_what_the_model_needs():
         {"role": "user", "content": "ab"},
     ]
     assert request.stream and request.include_usage
-    assert request.params == {"temperature": 0.5, "max_tokens": 10, "stop": "END", "seed": 3}
+    # Documented fields and fields OpenAI does not know both go to the upstream as given.
+    assert request.params == {
+        "temperature": 0.5,
+        "max_tokens": 10,
+        "stop": "END",
+        "seed": 3,
+        "user": "someone",
+        "unknown_future_field": True,
+    }
+
+
+def test_explicit_nulls_mean_not_given():
+    request = parse(
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None},
+        ],
+        n=None,
+        stream=None,
+        stop=None,
+        stream_options=None,
+        temperature=None,
+        tools=None,
+        logprobs=None,
+    )
+    assert request.messages[1] == {"role": "assistant", "content": ""}
+    assert not request.stream and not request.include_usage
+    assert request.params == {}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("reasoning_effort", "low"),
+        ("verbosity", "low"),
+        ("user", "u-1"),
+        ("safety_identifier", "s-1"),
+        ("prompt_cache_key", "k"),
+        ("service_tier", "auto"),
+        ("metadata", {"team": "blue"}),
+        ("logit_bias", {"50256": -100}),
+        ("store", False),
+        ("logprobs", False),
+        ("modalities", ["text"]),
+        ("prediction", {"type": "content", "content": "x"}),
+        ("response_format", {"type": "json_object"}),
+    ],
+)
+def test_documented_fields_chatsite_can_honour_are_passed_to_the_model(field, value):
+    assert parse(**{field: value}).params == {field: value}
+
+
+def test_message_fields_beyond_role_and_content_go_to_the_model_as_sent():
+    request = parse(
+        messages=[
+            {"role": "user", "content": "Write a poem", "name": "ann"},
+            {"role": "assistant", "content": "Roses", "prefix": True},
+        ]
+    )
+    assert request.messages == [
+        {"role": "user", "content": "Write a poem", "name": "ann"},
+        {"role": "assistant", "content": "Roses", "prefix": True},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -62,6 +124,27 @@ def test_a_full_request_keeps_what_the_model_needs():
         ({"response_format": "json"}, "response_format"),
         ({"n": 3}, "n"),
         ({"tool_choice": "auto"}, "tool_choice"),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"audio": {"voice": "alloy"}}, "audio"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"web_search_options": {"search_context_size": "low"}}, "web_search_options"),
+        (
+            {"stream": True, "stream_options": {"include_obfuscation": True}},
+            "stream_options.include_obfuscation",
+        ),
+        ({"stream": True, "stream_options": {"chunk_size": 3}}, "stream_options.chunk_size"),
+        ({"reasoning_effort": 3}, "reasoning_effort"),
+        ({"user": 7}, "user"),
+        ({"metadata": {"k": 1}}, "metadata"),
+        ({"logit_bias": {"1": 101}}, "logit_bias"),
+        ({"store": "yes"}, "store"),
+        ({"messages": [{"role": "system", "content": None}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]},
+            "messages[0].tool_calls",
+        ),
     ],
 )
 def test_each_bad_field_is_named(changes, field):

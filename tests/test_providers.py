@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from conversations.exceptions import ProviderError
-from conversations.providers.client import parse_chunk
+from conversations.providers.client import AnswerCheck, ModelChunk, parse_chunk
 from conversations.providers.config import load_endpoints_file
 
 TIMEOUTS = {"connect_timeout": 5.0, "read_timeout": 60.0, "max_retries": 1}
@@ -80,3 +80,79 @@ def test_bad_endpoints_file_is_refused(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ImproperlyConfigured):
         load_endpoints_file(path, **TIMEOUTS)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "openai"),
+    [
+        ("stop", "stop"),
+        ("end_turn", "stop"),
+        ("STOP_SEQUENCE", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("tool_use", "tool_calls"),
+        ("SAFETY", "content_filter"),
+        ("something-new", "stop"),
+    ],
+)
+def test_finish_reasons_of_other_apis_become_openai_values(upstream, openai):
+    chunk = parse_chunk('{"id":"c","choices":[{"delta":{},"finish_reason":"' + upstream + '"}]}')
+    assert chunk.finish_reason == openai
+
+
+def test_a_whole_completion_reads_as_one_chunk():
+    chunk = parse_chunk(
+        '{"id":"c","choices":[{"message":{"role":"assistant","content":"All of it"},'
+        '"finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":3}}'
+    )
+    assert (chunk.content, chunk.finish_reason) == ("All of it", "stop")
+    assert (chunk.usage.prompt_tokens, chunk.usage.completion_tokens) == (4, 3)
+
+
+def check_after(*chunks: ModelChunk) -> AnswerCheck:
+    check = AnswerCheck()
+    for chunk in chunks:
+        check.saw(chunk)
+    return check
+
+
+def test_a_stream_is_complete_with_an_answer_and_a_done_or_finish_reason():
+    check_after(ModelChunk(content="Hi")).ended(done=True)
+    check_after(ModelChunk(content="Hi"), ModelChunk(finish_reason="stop")).ended(done=False)
+    check_after(ModelChunk(finish_reason="length")).ended(done=True)
+
+
+def test_a_stream_that_stops_without_done_or_finish_reason_is_incomplete():
+    with pytest.raises(ProviderError, match="ended before its answer was complete"):
+        check_after(ModelChunk(content="Hi")).ended(done=False)
+
+
+def test_an_empty_answer_is_a_failure_not_a_completed_answer():
+    with pytest.raises(ProviderError, match="empty answer"):
+        check_after(ModelChunk(response_id="x")).ended(done=True)
+    with pytest.raises(ProviderError, match="empty answer"):
+        check_after(ModelChunk(finish_reason="stop")).ended(done=True)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "answered", "reason"),
+    [
+        (400, {"message": "context too long", "code": "context_length_exceeded"}, 400, "too long"),
+        (400, "prompt too long", 400, "prompt too long"),
+        (422, None, 422, "HTTP 422"),
+        (401, None, 502, "credentials"),
+        (404, None, 502, "HTTP 404"),
+        (500, "<html><title>Oops</title></html>", 502, "Oops"),
+        (503, None, 503, "HTTP 503"),
+        (504, None, 504, "HTTP 504"),
+    ],
+)
+def test_upstream_statuses_keep_their_meaning_and_reason(status, body, answered, reason):
+    error = ProviderError.from_status(status, {}, body)
+    assert error.status == answered
+    assert reason in error.message
+
+
+def test_an_upstream_429_keeps_its_wait():
+    error = ProviderError.from_status(429, {"retry-after": "6.5"}, None)
+    assert (error.status, error.retry_after) == (429, 7)
+    assert ProviderError.from_status(429, {}, None).retry_after == 1

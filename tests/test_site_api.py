@@ -178,3 +178,18 @@ def test_sending_a_message_streams_like_the_chat_page(site, alice, make_api_key)
     assert [e.name for e in continued].count("delta") == 3
     assert Message.objects.filter(conversation_id=conversation_id).count() == 4
     assert Conversation.objects.get(pk=conversation_id).source == "web"
+
+
+def test_the_site_api_lists_conversations_by_source(session, alice):
+    Conversation.objects.create(owner=alice, title="From code", model="m", source="api")
+    Conversation.objects.create(owner=alice, title="From the page", model="m")
+
+    def titles(query: str) -> list[str]:
+        response = session.get(f"/api/conversations/{query}")
+        return [c["title"] for c in response.json()["data"]]
+
+    assert titles("?source=api") == ["From code"]
+    assert titles("?source=web") == ["From the page"]
+    assert sorted(titles("")) == ["From code", "From the page"]
+    response = session.get("/api/conversations/?source=mail")
+    assert response.status_code == 400 and response.json()["error"]["field"] == "source"

@@ -46,10 +46,9 @@ class StreamTurnCancellationTests(TransactionTestCase):
             request_id=request_id,
         )
         client = ChatModelClient(self.endpoint)
+        run = streaming.TurnRun(turn, client=client)
         return (
-            streaming.stream_turn(
-                turn, client=client, encoder=SiteEventEncoder(), keepalive_seconds=5
-            ),
+            streaming.stream_turn(run, encoder=SiteEventEncoder(), keepalive_seconds=5),
             client,
         )
 

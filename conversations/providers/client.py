@@ -1,11 +1,17 @@
 """Stream chat completions from one OpenAI-compatible endpoint.
 
 The SDK's typed chunk objects are the main CPU cost of a proxied stream, so this client keeps
-the SDK for base URL, auth, retries and error mapping, but reads the raw `data:` lines of
-`with_streaming_response` and parses them with orjson.
+the SDK for base URL, auth, retries and error mapping, but reads the raw bytes of
+`with_streaming_response` (see providers.sse) and parses each event with orjson.
+
+Upstreams differ from OpenAI in ways that must not turn into an empty "completed" answer: an
+HTML page or a whole JSON completion where a stream was asked, no usage, a refusal of
+`stream_options`, finish reasons of their own, a stream that just stops. Each ends here as a
+complete answer or as a ProviderError with the upstream's reason.
 """
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +19,9 @@ import httpx2
 import openai
 import orjson
 
-from conversations.exceptions import ProviderError
+from conversations.exceptions import ProviderError, upstream_reason
 from conversations.providers.config import Endpoint
+from conversations.providers.sse import SSEDecoder
 
 
 @dataclass(slots=True)
@@ -34,8 +41,38 @@ class ModelChunk:
     usage: Usage | None = None
 
 
+# Finish reasons of other APIs and servers, as the OpenAI value a client understands.
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "function_call",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "eos": "stop",
+    "eos_token": "stop",
+    "max_tokens": "length",
+    "max_length": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+    "safety": "content_filter",
+    "recitation": "content_filter",
+    "refusal": "content_filter",
+}
+# An empty answer is still an answer when its finish reason explains it.
+EXPLAINED_EMPTY = ("length", "content_filter")
+
+
+def finish_reason_of(raw: object) -> str | None:
+    """Map an upstream's finish reason to one of OpenAI's; an unknown one means "stop"."""
+    if not raw or not isinstance(raw, str):
+        return None
+    return FINISH_REASONS.get(raw.lower(), "stop")
+
+
 def parse_chunk(payload: bytes | str) -> ModelChunk:
-    """Turn one `data:` payload into a ModelChunk, raising ProviderError for errors and junk."""
+    """Turn one event's data into a ModelChunk, raising ProviderError for errors and junk."""
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -43,22 +80,42 @@ def parse_chunk(payload: bytes | str) -> ModelChunk:
     if not isinstance(data, dict):
         raise ProviderError("The model sent a malformed response.")
     if "error" in data:
-        error = data["error"]
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise ProviderError(f"The model failed while answering: {message or 'unknown error'}")
+        reason = upstream_reason(data["error"]) or "unknown error"
+        raise ProviderError(f"The model failed while answering: {reason}")
     chunk = ModelChunk(response_id=data.get("id") or "")
     choices = data.get("choices") or ()
     if choices:
         choice = choices[0]
-        delta = choice.get("delta") or {}
+        # A whole completion has a message where a chunk has a delta.
+        delta = choice.get("delta") or choice.get("message") or {}
         chunk.content = delta.get("content") or ""
         # DeepSeek-style reasoning models send their thinking as an extra delta field.
         chunk.reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
-        chunk.finish_reason = choice.get("finish_reason")
+        chunk.finish_reason = finish_reason_of(choice.get("finish_reason"))
     usage = data.get("usage")
     if usage:
         chunk.usage = Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
     return chunk
+
+
+class AnswerCheck:
+    """Watch a stream's chunks, and refuse to call it complete when it is not."""
+
+    def __init__(self) -> None:
+        self.answered = False
+        self.finish_reason: str | None = None
+
+    def saw(self, chunk: ModelChunk) -> None:
+        self.answered = self.answered or bool(chunk.content or chunk.reasoning)
+        self.finish_reason = chunk.finish_reason or self.finish_reason
+
+    def ended(self, *, done: bool) -> None:
+        """Raise ProviderError unless the stream ended as a whole answer."""
+        if self.answered or self.finish_reason in EXPLAINED_EMPTY:
+            if done or self.finish_reason:
+                return
+            raise ProviderError("The model's stream ended before its answer was complete.")
+        raise ProviderError("The model's endpoint sent an empty answer.")
 
 
 class ChatModelClient:
@@ -66,6 +123,8 @@ class ChatModelClient:
 
     def __init__(self, endpoint: Endpoint, *, max_connections: int = 200) -> None:
         self.endpoint = endpoint
+        # Models that refused `stream_options` once (older servers); they are not sent it again.
+        self._refuse_stream_options: set[str] = set()
         self._sdk = openai.AsyncOpenAI(
             base_url=endpoint.base_url,
             api_key=endpoint.api_key or "missing",
@@ -80,38 +139,83 @@ class ChatModelClient:
         )
 
     async def stream_chat(
-        self, *, model: str, messages: list[dict[str, str]], request_id: str, **params: Any
+        self, *, model: str, messages: list[dict[str, Any]], request_id: str, **params: Any
     ) -> AsyncIterator[ModelChunk]:
         """Yield the model's chunks; closing this generator closes the upstream connection.
 
-        Every failure surfaces as ProviderError with a message a person can read.
+        `params` go into the request body as given. Every failure surfaces as ProviderError
+        with a message a person can read.
         """
+        request = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "extra_headers": {"X-Request-ID": request_id},
+            "extra_body": params,
+        }
+        check = AnswerCheck()
         try:
-            async with self._sdk.chat.completions.with_streaming_response.create(
-                model=model,
-                messages=messages,
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_headers={"X-Request-ID": request_id},
-                **params,
-            ) as response:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue  # blank separators, comments, `event:` lines
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
+            async with AsyncExitStack() as stack:
+                response = await self._open(stack, request)
+                content_type = response.headers.get("content-type", "").lower()
+                if "json" in content_type:
+                    chunk = parse_chunk(await response.read())
+                    check.saw(chunk)
+                    yield chunk
+                    check.ended(done=True)
+                    return
+                if "html" in content_type:
+                    page = upstream_reason(await response.read())
+                    raise ProviderError(
+                        "The model's endpoint answered with a web page, not a stream"
+                        + (f": {page}" if page else ".")
+                    )
+                decoder = SSEDecoder()
+                async for data in _events(response, decoder):
+                    if data.strip() == b"[DONE]":
+                        check.ended(done=True)
                         return
-                    yield parse_chunk(payload)
+                    chunk = parse_chunk(data)
+                    check.saw(chunk)
+                    yield chunk
+                check.ended(done=False)
         except openai.APIStatusError as exc:
-            raise ProviderError.from_status(exc.status_code, exc.response.headers) from exc
+            raise ProviderError.from_status(
+                exc.status_code, exc.response.headers, exc.body
+            ) from exc
         except openai.APITimeoutError as exc:
-            raise ProviderError("The model did not answer in time.") from exc
+            raise ProviderError("The model did not answer in time.", status=504) from exc
         except openai.APIConnectionError as exc:
-            raise ProviderError("The model could not be reached.") from exc
+            raise ProviderError("The model could not be reached.", status=503) from exc
         except httpx2.TimeoutException as exc:
             raise ProviderError("The model stopped sending its answer (timed out).") from exc
         except httpx2.TransportError as exc:
             raise ProviderError("The connection to the model broke off mid-answer.") from exc
 
+    async def _open(self, stack: AsyncExitStack, request: dict[str, Any]) -> Any:
+        """Send the request and return the upstream's streaming response (headers read).
+
+        Asked again without `stream_options` when the endpoint refuses it, as some older
+        OpenAI-compatible servers do; the answer then comes without usage."""
+        create = self._sdk.chat.completions.with_streaming_response.create
+        if request["model"] not in self._refuse_stream_options:
+            try:
+                return await stack.enter_async_context(
+                    create(**request, stream_options={"include_usage": True})
+                )
+            except openai.BadRequestError as exc:
+                if "stream_options" not in str(exc.body):
+                    raise
+                self._refuse_stream_options.add(request["model"])
+        return await stack.enter_async_context(create(**request))
+
     async def aclose(self) -> None:
         await self._sdk.close()
+
+
+async def _events(response: Any, decoder: SSEDecoder) -> AsyncIterator[bytes]:
+    async for raw in response.iter_bytes():
+        for data in decoder.feed(raw):
+            yield data
+    for data in decoder.end():
+        yield data
