@@ -32,11 +32,7 @@ class Conversation(models.Model):
             models.Index(
                 fields=["owner", "source", "-updated_at"], name="conv_owner_source_updated_idx"
             ),
-            models.Index(
-                fields=["owner", "thread_hash"],
-                condition=~models.Q(thread_hash=""),
-                name="conv_owner_thread_idx",
-            ),
+            models.Index(fields=["owner", "thread_hash"], name="conv_owner_thread_idx"),
         ]
 
     def __str__(self) -> str:

@@ -375,7 +375,8 @@ def test_an_upstream_error_is_explained_and_retry_asks_again(page):
     send(page, "[[devllm status=503]] hi")
     failed = wait_until_finished(page, "failed")
     expect(failed.locator(".message-status")).to_have_text(
-        "The model's endpoint failed (HTTP 503). Try again shortly."
+        "The model's endpoint failed (HTTP 503): The development server answered 503 on "
+        "purpose. Try again shortly."
     )
     failed_id = failed.get_attribute("data-message-id")
     retry = failed.get_by_role("button", name="Retry")

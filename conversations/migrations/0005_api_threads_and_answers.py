@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='conversation',
-            index=models.Index(condition=models.Q(('thread_hash', ''), _negated=True), fields=['owner', 'thread_hash'], name='conv_owner_thread_idx'),
+            index=models.Index(fields=['owner', 'thread_hash'], name='conv_owner_thread_idx'),
         ),
         migrations.AddConstraint(
             model_name='message',

@@ -11,7 +11,7 @@ complete answer or as a ProviderError with the upstream's reason.
 """
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,32 +153,12 @@ class ChatModelClient:
             "extra_headers": {"X-Request-ID": request_id},
             "extra_body": params,
         }
-        check = AnswerCheck()
         try:
             async with AsyncExitStack() as stack:
                 response = await self._open(stack, request)
-                content_type = response.headers.get("content-type", "").lower()
-                if "json" in content_type:
-                    chunk = parse_chunk(await response.read())
-                    check.saw(chunk)
+                chunks = await stack.enter_async_context(aclosing(_answer_chunks(response)))
+                async for chunk in chunks:
                     yield chunk
-                    check.ended(done=True)
-                    return
-                if "html" in content_type:
-                    page = upstream_reason(await response.read())
-                    raise ProviderError(
-                        "The model's endpoint answered with a web page, not a stream"
-                        + (f": {page}" if page else ".")
-                    )
-                decoder = SSEDecoder()
-                async for data in _events(response, decoder):
-                    if data.strip() == b"[DONE]":
-                        check.ended(done=True)
-                        return
-                    chunk = parse_chunk(data)
-                    check.saw(chunk)
-                    yield chunk
-                check.ended(done=False)
         except openai.APIStatusError as exc:
             raise ProviderError.from_status(
                 exc.status_code, exc.response.headers, exc.body
@@ -213,9 +193,35 @@ class ChatModelClient:
         await self._sdk.close()
 
 
-async def _events(response: Any, decoder: SSEDecoder) -> AsyncIterator[bytes]:
+async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
+    """Read the upstream's answer, whatever it sent: an event stream, a whole JSON completion,
+    or a web page; raise ProviderError unless it was a whole answer."""
+    content_type = response.headers.get("content-type", "").lower()
+    check = AnswerCheck()
+    if "json" in content_type:
+        chunk = parse_chunk(await response.read())
+        check.saw(chunk)
+        yield chunk
+        check.ended(done=True)
+        return
+    if "html" in content_type:
+        page = upstream_reason(await response.read())
+        raise ProviderError(
+            "The model's endpoint answered with a web page, not a stream"
+            + (f": {page}" if page else ".")
+        )
+    decoder = SSEDecoder()
     async for raw in response.iter_bytes():
         for data in decoder.feed(raw):
-            yield data
+            if data.strip() == b"[DONE]":
+                check.ended(done=True)
+                return
+            chunk = parse_chunk(data)
+            check.saw(chunk)
+            yield chunk
     for data in decoder.end():
-        yield data
+        if data.strip() != b"[DONE]":
+            chunk = parse_chunk(data)
+            check.saw(chunk)
+            yield chunk
+    check.ended(done=False)
