@@ -171,6 +171,24 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", False) else None
 )
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+# Off by default, so that development over plain HTTP works; production turns them on (see the
+# README). SecurityMiddleware sends HSTS only on HTTPS requests, which behind a proxy means
+# BEHIND_HTTPS_PROXY must be on; with SSL redirects on and it off, every request would loop.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# Failed logins (conversations.logins), counted in the default cache: per account and
+# per client address within a window, then a lock.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 60, minimum=1)  # seconds
+LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+# The request header in which your proxy passes the client's address (e.g. X-Real-IP). Behind
+# a proxy, REMOTE_ADDR is the proxy's own: without this, every client shares one address. Set
+# it only behind a proxy that always overwrites the header, or clients could choose their own.
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER")
 
 # The models: endpoints come from a TOML file (see llm_endpoints.example.toml); without one,
 # chatsite talks to the development LLM server (`python manage.py devllm`).
@@ -185,6 +203,12 @@ LLM_MAX_CONNECTIONS = env_int("LLM_MAX_CONNECTIONS", 200, minimum=1)
 # The chat pipeline.
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
 CHAT_HISTORY_MESSAGES = env_int("CHAT_HISTORY_MESSAGES", 50, minimum=1)
+# The most messages one /v1 call may send: a bound on the rows and work one request can cause.
+CHAT_MAX_PROMPT_MESSAGES = env_int("CHAT_MAX_PROMPT_MESSAGES", 1000, minimum=1)
+# Threads for post-stream work (the save and the hooks), apart from the default executor that
+# Django itself needs (e.g. to log an error response): saves waiting for a pooled connection
+# must never starve it.
+POST_STREAM_WORKERS = env_int("POST_STREAM_WORKERS", 8, minimum=1)
 # Per-user limits (staff override them per user in the admin), shared by the chat and the API.
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 20, minimum=0)
 MAX_CONCURRENT_STREAMS = env_int("MAX_CONCURRENT_STREAMS", 3, minimum=1)

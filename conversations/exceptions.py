@@ -47,7 +47,13 @@ class DuplicateRequest(ChatError):
     status = 409
 
 
-class InternalError(ChatError):
+class ServerBusy(ChatError):
+    """No database connection came free in time: a 503 to retry, not a failure."""
+
+    status = 503
+
+
+class UnexpectedError(ChatError):
     """Something unexpected broke; the details are in the log, under the request ID."""
 
     status = 500

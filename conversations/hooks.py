@@ -7,6 +7,7 @@ exist; it comes first, and a failing hook is logged without stopping the ones af
 import inspect
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 from asgiref.sync import sync_to_async
@@ -17,6 +18,15 @@ from django.utils.module_loading import import_string
 from conversations.turns import FinishedTurn
 
 logger = logging.getLogger(__name__)
+
+
+@cache
+def _executor() -> ThreadPoolExecutor:
+    # Post-stream work waits for a pooled connection; on Django's default executor it could
+    # take every thread that Django itself needs (to log an error response, for one).
+    return ThreadPoolExecutor(
+        max_workers=settings.POST_STREAM_WORKERS, thread_name_prefix="post-stream"
+    )
 
 
 @cache
@@ -44,7 +54,9 @@ async def run_post_stream_hooks(turn: FinishedTurn) -> None:
                 await hook(turn)
             else:
                 # Not thread-sensitive: the request's own thread may be gone by now.
-                await sync_to_async(_call_in_worker_thread, thread_sensitive=False)(hook, turn)
+                await sync_to_async(
+                    _call_in_worker_thread, thread_sensitive=False, executor=_executor()
+                )(hook, turn)
         except Exception:
             logger.exception(
                 "Post-stream hook %s failed for request %s", hook.__qualname__, turn.request_id

@@ -7,12 +7,21 @@ import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from psycopg_pool import PoolTimeout
 
-from conversations.exceptions import ChatError, InternalError, MethodNotAllowed, PayloadTooLarge
+from conversations.exceptions import (
+    ChatError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    ServerBusy,
+    UnexpectedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,39 @@ def sse_response(
 JsonApiView = Callable[..., Awaitable[HttpResponse]]
 
 
+def _close_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        # Inside an atomic block (a test's transaction) closing would break the block.
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+# Give the request's pooled connection back to the pool before its response goes out: Django
+# would keep it until the response is closed. Runs in the request's own thread, where its ORM
+# calls opened the connection.
+release_connections = sync_to_async(_close_connections)
+BUSY_RETRY_AFTER = 5
+
+
+def _as_chat_error(exc: Exception, request: HttpRequest, request_id: str) -> ChatError:
+    """Turn any exception of an API view into the ChatError its client is answered with."""
+    if isinstance(exc, ChatError):
+        return exc
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge("The request body is too large.")
+    if isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout):
+        logger.warning("No database connection for %s (request %s)", request.path, request_id)
+        return ServerBusy(
+            f"The server is busy. Try again in {BUSY_RETRY_AFTER} seconds.",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+        )
+    # An API client must get JSON, never Django's HTML error page.
+    logger.exception("Unexpected error in %s (request %s)", request.path, request_id)
+    return UnexpectedError(
+        f"The server failed unexpectedly; quote request ID {request_id} when reporting it."
+    )
+
+
 def json_api_view(
     *methods: str,
     authenticate: Callable[[HttpRequest], Awaitable[AbstractBaseUser]],
@@ -89,22 +131,19 @@ def json_api_view(
                         headers={"Allow": ", ".join(methods)},
                     )
                 user = await authenticate(request)
-                return await view(request, user, *args, request_id=request_id, **kwargs)
-            except RequestDataTooBig:
-                error = PayloadTooLarge("The request body is too large.")
-                return render_error(error, {"X-Request-ID": request_id})
-            except ChatError as exc:
-                return render_error(exc, {"X-Request-ID": request_id} | exc.headers)
+                response = await view(request, user, *args, request_id=request_id, **kwargs)
+            except ChatError as exc:  # ConversationNotFound too, although it is an Http404
+                response = render_error(exc, {"X-Request-ID": request_id} | exc.headers)
             except (Http404, PermissionDenied):
                 raise  # Django's handlers answer these (in JSON under /api/ and /v1/)
-            except Exception:
-                # An API client must get JSON, never Django's HTML error page.
-                logger.exception("Unexpected error in %s (request %s)", request.path, request_id)
-                error = InternalError(
-                    f"The server failed unexpectedly; quote request ID {request_id} when "
-                    "reporting it."
-                )
-                return render_error(error, {"X-Request-ID": request_id})
+            except Exception as exc:
+                error = _as_chat_error(exc, request, request_id)
+                response = render_error(error, {"X-Request-ID": request_id} | error.headers)
+            # Give the pooled connection back before the response goes out: Django keeps it
+            # until the response is closed, and logs an error response first, in a thread of
+            # the default executor that may be waiting for a connection itself.
+            await release_connections()
+            return response
 
         return wrapper
 

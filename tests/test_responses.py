@@ -4,10 +4,13 @@ The broken views below stand in for any bug: Django handles them as it would a r
 """
 
 import pytest
+from django.db import OperationalError
 from django.test import Client
 from django.urls import include, path
+from psycopg_pool import PoolTimeout
 
 from conversations.openai_api import v1_view
+from conversations.responses import _as_chat_error
 from conversations.site_api import site_api_view
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
@@ -73,3 +76,17 @@ def test_pages_keep_djangos_html_404(db):
     response = Client().get("/no-such-page/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_pool_timeout_is_a_503_to_retry_not_a_failure(rf):
+    # What Django raises when no pooled connection came free in time.
+    try:
+        try:
+            raise PoolTimeout("couldn't get a connection after 10.00 sec")
+        except PoolTimeout as timeout:
+            raise OperationalError(str(timeout)) from timeout
+    except OperationalError as exc:
+        error = _as_chat_error(exc, rf.get("/v1/models"), "req-busy-0001")
+
+    assert error.status == 503
+    assert error.headers == {"Retry-After": "5"}
