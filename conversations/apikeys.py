@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from conversations.models import ApiKey
+from conversations.validation import clean_text
 
 KEY_PREFIX = "cs-"
 SHOWN_PREFIX_LENGTH = 10
@@ -23,11 +24,19 @@ def hash_key(raw_key: str) -> str:
 
 
 def api_key_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiKey, str]:
-    """Create a key for the user; return it with the raw key, which is never stored."""
+    """Create a key for the user; return it with the raw key, which is never stored.
+
+    Raises InvalidChatRequest for a name that is too long or cannot be stored."""
+    name = clean_text(
+        name.strip() or "API key",
+        field="name",
+        max_length=ApiKey._meta.get_field("name").max_length,
+        label="The key name",
+    )
     raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
     api_key = ApiKey.objects.create(
         user=user,
-        name=name.strip() or "API key",
+        name=name,
         prefix=raw_key[:SHOWN_PREFIX_LENGTH],
         key_hash=hash_key(raw_key),
     )

@@ -93,10 +93,11 @@ class Message(models.Model):
             # One answer per request: a repeated request ID is refused, and a finished answer
             # can never be saved twice. (An API call saves several prompt messages under it,
             # assistant messages among them.)
+            # Scoped to the user: another user's request ID neither blocks nor reveals.
             models.UniqueConstraint(
-                fields=["request_id"],
+                fields=["user", "request_id"],
                 condition=models.Q(is_answer=True),
-                name="msg_one_answer_per_request",
+                name="msg_one_answer_per_user_request",
             ),
         ]
         indexes = [
@@ -155,3 +156,28 @@ class UserLimits(models.Model):
 
     def __str__(self) -> str:
         return f"Limits of {self.user}"
+
+
+class DailyUsage(models.Model):
+    """Tokens charged to a user on one day: what the daily quota is checked against.
+
+    A ledger of its own, so that deleting conversations gives no quota back. Each answer is
+    charged once, when it is saved, however it ended (a stopped or failed one for its prompt
+    at least, counted by us when the model reported nothing).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="daily_usage"
+    )
+    day = models.DateField()
+    tokens = models.PositiveBigIntegerField(default=0)
+    answers = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "daily usage"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "day"], name="usage_one_row_per_user_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.day}: {self.tokens} tokens"

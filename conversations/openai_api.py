@@ -103,7 +103,9 @@ async def chat_completions(
     request: HttpRequest, user: AbstractBaseUser, *, request_id: str
 ) -> HttpResponse:
     completion = parse_chat_completion(
-        parse_json_object(request), max_chars=settings.CHAT_MAX_MESSAGE_CHARS
+        parse_json_object(request),
+        max_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+        max_messages=settings.CHAT_MAX_PROMPT_MESSAGES,
     )
     providers.get_model(completion.model)  # an unknown model costs no rate-limit request
     turn, admission = await begin_turn(

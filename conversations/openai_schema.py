@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conversations.exceptions import InvalidChatRequest
+from conversations.validation import check_storable
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # The fields this module reads itself; the rest of the body becomes the model's parameters.
@@ -57,7 +58,9 @@ class CompletionRequest:
     params: dict[str, Any]
 
 
-def parse_chat_completion(body: dict[str, Any], *, max_chars: int) -> CompletionRequest:
+def parse_chat_completion(
+    body: dict[str, Any], *, max_chars: int, max_messages: int = 1000
+) -> CompletionRequest:
     """Return the validated request, or raise InvalidChatRequest naming the bad field."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -70,7 +73,7 @@ def parse_chat_completion(body: dict[str, Any], *, max_chars: int) -> Completion
     stream = _optional(body, "stream", bool, "a boolean") or False
     return CompletionRequest(
         model=model,
-        messages=_messages(body.get("messages"), max_chars),
+        messages=_messages(body.get("messages"), max_chars, max_messages),
         stream=stream,
         include_usage=_include_usage(body.get("stream_options"), stream),
         params=_params(body),
@@ -87,9 +90,14 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...], wh
     return value
 
 
-def _messages(raw: Any, max_chars: int) -> list[dict[str, Any]]:
+def _messages(raw: Any, max_chars: int, max_messages: int) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw:
         raise InvalidChatRequest("'messages' must be a non-empty array.", field="messages")
+    if len(raw) > max_messages:
+        raise InvalidChatRequest(
+            f"'messages' has {len(raw)} messages; this server takes at most {max_messages}.",
+            field="messages",
+        )
     return [_message(message, f"messages[{i}]", max_chars) for i, message in enumerate(raw)]
 
 
@@ -111,6 +119,7 @@ def _message(message: Any, where: str, max_chars: int) -> dict[str, Any]:
     raw_content = message.get("content")
     # OpenAI allows an assistant message without content (its text may be elsewhere).
     content = "" if raw_content is None and role == "assistant" else _text(raw_content, where)
+    check_storable(content, field=f"{where}.content", label=f"'{where}.content'")
     if len(content) > max_chars:
         raise InvalidChatRequest(
             f"'{where}.content' is too long: {len(content)} characters, at most {max_chars}.",

@@ -4,8 +4,10 @@ Three rules, checked in this order for every request that calls a model:
 
 1. **Requests per minute**, counted by django-ratelimit in the default cache. With REDIS_URL
    set, that cache is Redis, so the count holds across every server process.
-2. **A daily token quota** (optional), counted from the usage saved with each answer since
-   local midnight.
+2. **A daily token quota** (optional), checked against the user's ledger for the day
+   (DailyUsage), which every saved answer is charged to, whatever became of it; deleting
+   conversations gives nothing back. The check comes before a stream and the charge after it,
+   so a quota is overrun by at most the answers already running when it is reached.
 3. **Concurrent streams**: a counter in the cache, taken before the model is called and given
    back when the stream ends, however it ends. If a process dies holding slots, the counter
    expires STREAM_SLOT_TTL seconds after the user's last stream started.
@@ -25,14 +27,12 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Sum
-from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 from django_ratelimit.core import get_usage
 
 from conversations.exceptions import ChatError
-from conversations.models import Message, UserLimits
+from conversations.models import DailyUsage, UserLimits
 
 STREAM_SLOT_TTL = 3600
 
@@ -80,12 +80,11 @@ def limits_for(user: AbstractBaseUser) -> Limits:
 
 
 def tokens_used_today(user: AbstractBaseUser) -> int:
-    """Sum the prompt and completion tokens of the user's answers since local midnight."""
-    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    totals = Message.objects.filter(user=user, is_answer=True, created_at__gte=midnight).aggregate(
-        prompt=Coalesce(Sum("prompt_tokens"), 0), completion=Coalesce(Sum("completion_tokens"), 0)
+    """Return the tokens charged to the user's ledger today (see DailyUsage)."""
+    used = DailyUsage.objects.filter(user=user, day=timezone.localdate()).values_list(
+        "tokens", flat=True
     )
-    return totals["prompt"] + totals["completion"]
+    return used.first() or 0
 
 
 def seconds_until_midnight() -> int:

@@ -8,14 +8,15 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from conversations import providers, selectors, threads
 from conversations.exceptions import ConversationNotFound, DuplicateRequest, InvalidChatRequest
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, DailyUsage, Message
 from conversations.selectors import model_history
 from conversations.turns import FinishedTurn, StartedTurn
+from conversations.validation import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +34,9 @@ def title_from_message(content: str) -> str:
 
 def clean_message(content: object) -> str:
     """Return the message text, or raise InvalidChatRequest saying what is wrong with it."""
-    if not isinstance(content, str):
-        raise InvalidChatRequest("The message must be text.", field="message")
-    if not content.strip():
-        raise InvalidChatRequest("The message is empty.", field="message")
-    limit = settings.CHAT_MAX_MESSAGE_CHARS
-    if len(content) > limit:
-        raise InvalidChatRequest(
-            f"The message is too long: {len(content)} characters, at most {limit}.",
-            field="message",
-        )
-    return content
+    return clean_text(
+        content, field="message", max_length=settings.CHAT_MAX_MESSAGE_CHARS, label="The message"
+    )
 
 
 def turn_start(
@@ -269,11 +262,8 @@ def conversation_rename(
     *, user: AbstractBaseUser, conversation_id: int, title: object
 ) -> Conversation:
     """Rename one of the user's conversations; another user's is not found."""
-    if not isinstance(title, str) or not title.strip():
-        raise InvalidChatRequest("The title must be non-empty text.", field="title")
-    title = " ".join(title.split())
-    if len(title) > Conversation._meta.get_field("title").max_length:
-        raise InvalidChatRequest("The title is too long: at most 200 characters.", field="title")
+    limit = Conversation._meta.get_field("title").max_length
+    title = " ".join(clean_text(title, field="title", max_length=limit, label="The title").split())
     conversation = selectors.conversation_get(user=user, conversation_id=conversation_id)
     conversation.title = title
     conversation.save(update_fields=["title", "updated_at"])
@@ -286,35 +276,50 @@ def conversation_delete(*, user: AbstractBaseUser, conversation_id: int) -> None
 
 
 def save_finished_turn(turn: FinishedTurn) -> None:
-    """Save the answer of a finished turn; the default, always-first post-stream hook.
+    """Save the answer of a finished turn and charge its tokens to the user's day; the
+    default, always-first post-stream hook.
 
-    Idempotent: only an answer still marked streaming is written, so a second call for the
-    same request ID (a retried hook, a late generator finaliser) changes nothing.
+    Idempotent: only an answer still marked streaming is written (and charged), so a second
+    call for the same request ID (a retried hook, a late generator finaliser) changes nothing.
     """
-    updated = Message.objects.filter(
-        pk=turn.assistant_message_id, status=Message.Status.STREAMING
-    ).update(
-        status=turn.status,
-        content=turn.content,
-        reasoning=turn.reasoning,
-        finish_reason=turn.finish_reason,
-        upstream_id=turn.upstream_id,
-        prompt_tokens=turn.prompt_tokens,
-        completion_tokens=turn.completion_tokens,
-        usage_reported=turn.usage_reported,
-        time_to_first_token_ms=turn.time_to_first_token_ms,
-        duration_ms=turn.duration_ms,
-        error=turn.error,
-    )
-    if updated:
+    with transaction.atomic():
+        updated = Message.objects.filter(
+            pk=turn.assistant_message_id, status=Message.Status.STREAMING
+        ).update(
+            status=turn.status,
+            content=turn.content,
+            reasoning=turn.reasoning,
+            finish_reason=turn.finish_reason,
+            upstream_id=turn.upstream_id,
+            prompt_tokens=turn.prompt_tokens,
+            completion_tokens=turn.completion_tokens,
+            usage_reported=turn.usage_reported,
+            time_to_first_token_ms=turn.time_to_first_token_ms,
+            duration_ms=turn.duration_ms,
+            error=turn.error,
+        )
+        if not updated:
+            logger.warning("Turn %s was already saved; not saving it again", turn.request_id)
+            return
         changes: dict[str, object] = {"updated_at": timezone.now()}
         if turn.prompt_hash:  # an API thread: a client may now continue it
             changes["thread_hash"] = threads.hash_after_answer(
                 prompt_hash=turn.prompt_hash, status=turn.status, content=turn.content
             )
         Conversation.objects.filter(pk=turn.conversation_id).update(**changes)
-    else:
-        logger.warning("Turn %s was already saved; not saving it again", turn.request_id)
+        usage_charge(user_id=turn.user_id, tokens=turn_tokens(turn))
+
+
+def turn_tokens(turn: FinishedTurn) -> int:
+    return (turn.prompt_tokens or 0) + (turn.completion_tokens or 0)
+
+
+def usage_charge(*, user_id: int, tokens: int) -> None:
+    """Add one answer's tokens to the user's ledger for today."""
+    row, _ = DailyUsage.objects.get_or_create(user_id=user_id, day=timezone.localdate())
+    DailyUsage.objects.filter(pk=row.pk).update(
+        tokens=F("tokens") + tokens, answers=F("answers") + 1
+    )
 
 
 INTERRUPTED_ERROR = "The server stopped while this answer was streaming."

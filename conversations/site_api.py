@@ -51,7 +51,7 @@ async def conversations(
             )
         return await stream_chat_turn(request, user, request_id=request_id, **payload)
     limit = _int_param(request, "limit", default=50, maximum=MAX_PAGE)
-    offset = _int_param(request, "offset", default=0, maximum=None)
+    offset = _int_param(request, "offset", default=0, maximum=MAX_OFFSET)
     source = request.GET.get("source")
     if source is not None and source not in Conversation.Source.values:
         choices = " or ".join(Conversation.Source.values)
@@ -84,13 +84,16 @@ async def conversation_messages(
     return await stream_chat_turn(request, user, request_id=request_id, **payload)
 
 
-def _int_param(request: HttpRequest, name: str, *, default: int, maximum: int | None) -> int:
+MAX_OFFSET = 1_000_000
+
+
+def _int_param(request: HttpRequest, name: str, *, default: int, maximum: int) -> int:
     raw = request.GET.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or (maximum is not None and int(raw) > maximum):
-        limit = f" from 0 to {maximum}" if maximum is not None else ""
-        raise InvalidChatRequest(f"{name} must be a whole number{limit}.", field=name)
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > maximum:
+        raise InvalidChatRequest(f"{name} must be a whole number from 0 to {maximum}.", field=name)
     return int(raw)
 
 

@@ -22,6 +22,7 @@ from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
 from conversations.models import Message
 from conversations.providers import ChatModelClient, ModelChunk
+from conversations.token_estimate import estimate_prompt_tokens
 from conversations.turns import FinishedTurn, StartedTurn
 
 logger = logging.getLogger(__name__)
@@ -169,7 +170,12 @@ class TurnAccumulator:
             reasoning="".join(self.reasoning),
             finish_reason=self.finish_reason,
             upstream_id=self.response_id,
-            prompt_tokens=self.prompt_tokens,
+            # Every answer is charged for its prompt: counted by us when the model did not say.
+            prompt_tokens=(
+                self.prompt_tokens
+                if self.prompt_tokens is not None
+                else estimate_prompt_tokens(turn.history)
+            ),
             completion_tokens=self.counted_completion_tokens,
             usage_reported=self.usage_reported,
             time_to_first_token_ms=ttft,

@@ -8,7 +8,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,6 +24,7 @@ from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import (
     json_api_view,
     json_error,
+    release_connections,
     render_json_error,
     sse_response,
 )
@@ -124,7 +124,7 @@ async def begin_turn(
     except BaseException:
         await admission.slot.release()
         raise
-    await sync_to_async(connections.close_all)()
+    await release_connections()
     return turn, admission
 
 
@@ -200,15 +200,21 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def api_keys(request: HttpRequest) -> HttpResponse:
     """List the user's API keys, and create one; a new key is shown once, on this response."""
-    new_key = None
+    new_key, error = None, None
     if request.method == "POST":
-        _, new_key = apikeys.api_key_create(user=request.user, name=request.POST.get("name", ""))
+        try:
+            _, new_key = apikeys.api_key_create(
+                user=request.user, name=request.POST.get("name", "")
+            )
+        except InvalidChatRequest as exc:
+            error = exc.message
     context = {
         "api_keys": request.user.api_keys.all(),
         "new_key": new_key,
+        "error": error,
         "api_base_url": request.build_absolute_uri("/v1"),
     }
-    return render(request, "conversations/api_keys.html", context)
+    return render(request, "conversations/api_keys.html", context, status=400 if error else 200)
 
 
 @login_required

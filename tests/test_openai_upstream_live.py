@@ -154,8 +154,9 @@ def test_an_upstream_that_refuses_stream_options_still_answers_with_honest_usage
     usage = chunks[-1].usage
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (None, 5, None)
     answer = saved_answer()
+    # The saved record counts the prompt too, to charge it, and says the counts are ours.
     assert answer.status == "completed" and not answer.usage_reported
-    assert (answer.prompt_tokens, answer.completion_tokens) == (None, 5)
+    assert answer.completion_tokens == 5 and answer.prompt_tokens > 0
     sent = httpx.get(f"{quirky.url}/_quirks/requests").json()["data"]
     tries = [r["body"] for r in sent if r["request_id"] == answer.request_id]
     assert ["stream_options" in body for body in tries] == [True, False]

@@ -1,28 +1,35 @@
 """Limits resolved per user, and the daily token quota."""
 
+import dataclasses
 import json
 import re
+import uuid
 
 import pytest
 from django.test import Client
 
+from conversations import services
 from conversations.models import Conversation, Message
 from conversations.ratelimit import limits_for, openai_duration, tokens_used_today
+from conversations.streaming import TurnAccumulator
 
 pytestmark = pytest.mark.django_db
 
 
-def spend(user, prompt, completion):
-    conversation = Conversation.objects.create(owner=user, title="t", model="dev/dev-chat")
-    Message.objects.create(
-        conversation=conversation,
+def spend(user, prompt, completion, *, status="completed"):
+    """Save one answer with this usage through the real save, which charges the ledger."""
+    turn = services.turn_start(
         user=user,
-        role="assistant",
-        is_answer=True,
-        request_id=f"spent-{prompt}-{completion}",
-        prompt_tokens=prompt,
-        completion_tokens=completion,
+        conversation_id=None,
+        model_key="dev/dev-chat",
+        content="Count me",
+        request_id=uuid.uuid4().hex,
     )
+    finished = TurnAccumulator().finish(turn, status=status)
+    services.save_finished_turn(
+        dataclasses.replace(finished, prompt_tokens=prompt, completion_tokens=completion)
+    )
+    return turn
 
 
 def test_limits_come_from_settings_unless_staff_override_them(alice, bob, set_limits, settings):
@@ -45,6 +52,38 @@ def test_tokens_used_today_counts_only_the_users_answers(alice, bob):
     spend(alice, 5, None)
     spend(bob, 100, 100)
     assert tokens_used_today(alice) == 45
+
+
+def test_deleting_conversations_gives_no_quota_back(alice):
+    turn = spend(alice, 10, 30)
+    services.conversation_delete(user=alice, conversation_id=turn.conversation_id)
+    Conversation.objects.filter(owner=alice).delete()
+
+    assert tokens_used_today(alice) == 40
+
+
+def test_an_answer_saved_twice_is_charged_once(alice):
+    turn = spend(alice, 10, 30)
+    again = TurnAccumulator().finish(turn, status="completed")
+    services.save_finished_turn(dataclasses.replace(again, prompt_tokens=10, completion_tokens=30))
+
+    assert tokens_used_today(alice) == 40
+
+
+def test_an_answer_without_reported_usage_is_charged_for_its_counted_prompt(alice):
+    turn = services.turn_start(
+        user=alice,
+        conversation_id=None,
+        model_key="dev/dev-chat",
+        content="x" * 400,
+        request_id="stopped-early-01",
+    )
+    services.save_finished_turn(TurnAccumulator().finish(turn, status="stopped"))
+
+    answer = Message.objects.get(request_id="stopped-early-01", is_answer=True)
+    # 400 characters are about 100 tokens, with a few for the message's framing.
+    assert 100 < answer.prompt_tokens < 120 and not answer.usage_reported
+    assert tokens_used_today(alice) == answer.prompt_tokens
 
 
 @pytest.mark.parametrize(
@@ -71,4 +110,4 @@ def test_a_spent_daily_quota_refuses_with_the_time_until_it_renews(alice, set_li
     assert response["x-ratelimit-limit-tokens"] == "40"
     assert response["x-ratelimit-remaining-tokens"] == "0"
     assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s", response["x-ratelimit-reset-tokens"])
-    assert Message.objects.filter(role="user").count() == 0
+    assert Message.objects.filter(role="user").count() == 1  # only the spending turn's

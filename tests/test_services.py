@@ -89,6 +89,15 @@ def test_turn_start_with_a_used_request_id_raises_and_writes_nothing(alice):
     assert Conversation.objects.count() == 1
 
 
+def test_another_users_request_id_neither_blocks_nor_reveals_anything(alice, bob):
+    alices = start(alice)
+    bobs = start(bob, content="Same ID, other user")
+
+    assert alices.request_id == bobs.request_id
+    assert Message.objects.filter(user=bob, is_answer=True).count() == 1
+    assert Conversation.objects.get(pk=bobs.conversation_id).owner == bob
+
+
 def test_turn_start_with_an_unknown_model_writes_nothing(alice):
     with pytest.raises(UnknownModel):
         start(alice, model_key="nowhere/nothing")
