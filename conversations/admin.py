@@ -1,25 +1,36 @@
 """The review admin: saved conversations are records, read by staff and never edited here.
 
-Reviewing needs only the view permission; nobody adds or changes a transcript, and only
-superusers delete. Lists annotate what they show in one query, so a page of 200 rows costs
-what a page of 10 does.
+Reviewing needs only view permissions; nobody adds or changes a transcript, and only
+superusers delete. A conversation's metadata (title, owner, model, counts, statuses) needs
+*view conversation*; the words of its messages, wherever the admin shows them (transcript,
+exports, message text search, the message pages), need *view message* too. Every action
+names the permission it needs. Lists annotate what they show in one query, so a page of 200
+rows costs what a page of 10 does.
 """
 
 import datetime
+from collections.abc import Mapping
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+# The user admin with its unlock action; it registers itself on import.
+import conversations.admin_accounts  # noqa: F401
 from conversations import admin_search, exports, usage
 from conversations.models import ApiKey, Conversation, Message, UserLimits
+
+# Far enough apart for any real period, and far enough from the calendar's ends that a period
+# around them can be computed (9999-12-31 plus a day is no date).
+EARLIEST_DAY, LATEST_DAY = datetime.date(1970, 1, 1), datetime.date(9000, 12, 31)
 
 
 class RecordAdmin(admin.ModelAdmin):
@@ -33,6 +44,27 @@ class RecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.is_active and request.user.is_superuser
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        if problem := date_hierarchy_problem(request.GET, self.date_hierarchy):
+            return HttpResponseBadRequest(problem, content_type="text/plain; charset=utf-8")
+        return super().changelist_view(request, extra_context)
+
+
+# The date hierarchy's year, month and day, as the changelist's links write them. Django turns
+# them into dates only when the query runs, so a year past 9999 was a 500.
+DATE_PARTS = {"year": (EARLIEST_DAY.year, LATEST_DAY.year), "month": (1, 12), "day": (1, 31)}
+
+
+def date_hierarchy_problem(query: Mapping[str, str], field: str | None) -> str:
+    """Say what is wrong with the date-hierarchy parameters of a changelist URL, if anything."""
+    for part, (low, high) in DATE_PARTS.items():
+        raw = query.get(f"{field}__{part}")
+        if raw is None:
+            continue
+        if not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
+            return f"{field}__{part} must be a whole number from {low} to {high}."
+    return ""
 
 
 class LastStatusFilter(admin.SimpleListFilter):
@@ -53,6 +85,10 @@ def last_answer(field: str) -> Subquery:
         conversation=OuterRef("pk"), is_answer=True, superseded_at__isnull=True
     ).order_by("-pk")
     return Subquery(answers.values(field)[:1])
+
+
+# Shown on a conversation's page too, from the annotations of ConversationAdmin.get_queryset.
+FIGURES = ("message_count", "tokens", "last_status")
 
 
 @admin.register(Conversation)
@@ -78,9 +114,7 @@ class ConversationAdmin(RecordAdmin):
     )
     # Searched by admin_search.search_conversations; listing a field here turns the box on.
     search_fields = ("title",)
-    search_help_text = (
-        "Titles, usernames, emails, exact request or upstream response IDs, and message text."
-    )
+    search_help_text = "Titles, usernames, emails, exact request or upstream response IDs"
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-pk")
     list_select_related = ("owner",)
@@ -88,7 +122,10 @@ class ConversationAdmin(RecordAdmin):
     actions = ["export_jsonl", "export_csv"]
     change_form_template = "admin/conversations/conversation/transcript.html"
     change_list_template = "admin/conversations/conversation/change_list.html"
-    fields = ("title", "owner", "model", "source", "created_at", "updated_at")
+    fields = ("title", "owner", "model", "source", "created_at", "updated_at", *FIGURES)
+    readonly_fields = FIGURES
+    # The site's page for a conversation is its owner's chat: a 404 for anyone else.
+    view_on_site = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         return (
@@ -102,8 +139,25 @@ class ConversationAdmin(RecordAdmin):
             )
         )
 
+    def has_read_messages_permission(self, request: HttpRequest, obj=None) -> bool:
+        """Whether the request may read message text: the Message admin's view permission."""
+        return self.admin_site.get_model_admin(Message).has_view_permission(request)
+
     def get_search_results(self, request, queryset, search_term):
-        return admin_search.search_conversations(self, request, queryset, search_term)
+        return admin_search.search_conversations(
+            queryset, search_term, message_text=self.has_read_messages_permission(request)
+        )
+
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        if self.has_read_messages_permission(request):
+            changelist.search_help_text = f"{self.search_help_text}, and message text."
+        else:
+            changelist.search_help_text = (
+                f"{self.search_help_text}. Message text is searched with the "
+                '"view message" permission.'
+            )
+        return changelist
 
     @admin.display(description="title", ordering="title")
     def title_link(self, obj: Conversation) -> str:
@@ -127,11 +181,16 @@ class ConversationAdmin(RecordAdmin):
         return Message.Status(obj.last_status).label if obj.last_status else "—"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        conversation = self.get_object(request, object_id)
+        can_read = self.has_view_permission(request) and self.has_read_messages_permission(request)
         transcript = []
+        conversation = self.get_object(request, object_id) if can_read else None
         if conversation is not None:
             transcript = list(conversation.messages.select_related("user").order_by("pk"))
-        extra_context = {**(extra_context or {}), "transcript": transcript}
+        extra_context = {
+            **(extra_context or {}),
+            "transcript": transcript,
+            "can_read_messages": can_read,
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
@@ -152,22 +211,36 @@ class ConversationAdmin(RecordAdmin):
             "form": form,
             "overview": usage.usage_overview(start=start, end=end),
         }
-        return TemplateResponse(request, "admin/conversations/usage.html", context)
+        # A period that is no date is shown as an error, over the default week.
+        status = 400 if form.errors else 200
+        return TemplateResponse(request, "admin/conversations/usage.html", context, status=status)
 
-    @admin.action(description="Export selected conversations as JSONL", permissions=["view"])
+    # Both exports carry every message's text: not offered without "view message".
+    @admin.action(
+        description="Export selected conversations as JSONL", permissions=["read_messages"]
+    )
     def export_jsonl(self, request, queryset):
         return exports.conversations_jsonl_response(queryset)
 
     @admin.action(
-        description="Export messages of selected conversations as CSV", permissions=["view"]
+        description="Export messages of selected conversations as CSV",
+        permissions=["read_messages"],
     )
     def export_csv(self, request, queryset):
         return exports.messages_csv_response(queryset)
 
 
+def period_day() -> forms.DateField:
+    return forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[MinValueValidator(EARLIEST_DAY), MaxValueValidator(LATEST_DAY)],
+    )
+
+
 class UsagePeriodForm(forms.Form):
-    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    start = period_day()
+    end = period_day()
 
     DEFAULT_DAYS = 7
 
@@ -184,6 +257,8 @@ class UsagePeriodForm(forms.Form):
 
 @admin.register(Message)
 class MessageAdmin(RecordAdmin):
+    """A message's page shows its text: it needs *view message* (Django's default check)."""
+
     list_display = (
         "id",
         "role",
@@ -222,7 +297,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Revoke the selected keys")
+    # Revoking is a write: view-only staff must not be offered it (nor be able to post it).
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} key(s).")

@@ -1,15 +1,15 @@
 """Search saved conversations for review: titles, people, request IDs and message text.
 
-Message matches are EXISTS subqueries, not joins, so they never multiply the rows the list
-annotates. On PostgreSQL, message text is searched with full-text search backed by the GIN
-index of migration 0004; elsewhere with a plain case-insensitive match.
+Message text is searched only for reviewers allowed to read it (the admin decides): a match
+would otherwise reveal words they may not see. Message matches are EXISTS subqueries, not
+joins, so they never multiply the rows the list annotates. On PostgreSQL, message text is
+searched with full-text search backed by the GIN index of migration 0004; elsewhere with a
+plain case-insensitive match.
 """
 
-from django.contrib.admin import ModelAdmin
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import HttpRequest
 
 from conversations.models import Conversation, Message
 
@@ -30,20 +30,24 @@ def messages_matching_text(term: str) -> QuerySet[Message]:
 
 
 def search_conversations(
-    model_admin: ModelAdmin, request: HttpRequest, queryset: QuerySet[Conversation], term: str
+    queryset: QuerySet[Conversation], term: str, *, message_text: bool
 ) -> tuple[QuerySet[Conversation], bool]:
-    """Return the conversations matching `term`, and False: the result has no duplicates."""
+    """Return the conversations matching `term`, and False: the result has no duplicates.
+
+    Titles, owners' usernames and emails, and exact request and upstream IDs are always
+    searched; message text only when `message_text` is True.
+    """
     term = term.strip()
     if not term:
         return queryset, False
     in_conversation = Q(conversation=OuterRef("pk"))
     by_id = Message.objects.filter(in_conversation & (Q(request_id=term) | Q(upstream_id=term)))
-    by_text = messages_matching_text(term).filter(in_conversation)
     matches = (
         Q(title__icontains=term)
         | Q(owner__username__icontains=term)
         | Q(owner__email__icontains=term)
         | Exists(by_id)
-        | Exists(by_text)
     )
+    if message_text:
+        matches |= Exists(messages_matching_text(term).filter(in_conversation))
     return queryset.filter(matches), False

@@ -121,6 +121,24 @@ def test_staff_with_view_permission_reviews_exports_and_sees_usage_only(viewer, 
     assert conversation.title == "Conversation 0"
 
 
+def test_staff_with_view_conversation_only_see_metadata_but_no_message_text(make_user, alice):
+    conversation = seed_conversation(alice, answer="A secret answer.")
+    reviewer = make_user("metadata-only", is_staff=True)
+    reviewer.user_permissions.add(Permission.objects.get(codename="view_conversation"))
+    client = client_for(reviewer)
+
+    page = client.get(f"{CHANGELIST}{conversation.pk}/change/")
+    listing = client.get(CHANGELIST)
+
+    content = page.content.decode()
+    assert "A secret answer." not in content and "Question 0" not in content
+    assert "Reading messages needs the &ldquo;view message&rdquo; permission." in content
+    assert '<div class="readonly">2</div>' in content  # the message count is metadata
+    assert "Conversation 0" in content and "alice" in content
+    assert listing.context["action_form"] is None  # no export is offered
+    assert "Message text is searched with" in listing.content.decode()
+
+
 def test_staff_without_view_permission_sees_nothing(staff_without_view, alice):
     conversation = seed_conversation(alice)
     client = client_for(staff_without_view)
