@@ -61,6 +61,16 @@ def alice(make_user):
 
 
 @pytest.fixture
+def alice_client(alice):
+    """A test client logged in as alice."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
 def bob(make_user):
     return make_user("bob", email="bob@example.com")
 

@@ -15,13 +15,6 @@ from tests.conftest import openai_client
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice_client(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
 def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(alice_client, alice):
     response = alice_client.post("/settings/api-keys/", {"name": "laptop"})
 

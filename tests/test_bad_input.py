@@ -19,13 +19,6 @@ NUL = "before\x00after"
 
 
 @pytest.fixture
-def session(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
 def v1(alice, make_api_key) -> Client:
     return Client(HTTP_AUTHORIZATION=f"Bearer {make_api_key(alice)}")
 
@@ -63,14 +56,14 @@ def v1_body(messages: list) -> dict:
 CASES = [
     (
         "chat message with NUL",
-        "session",
+        "alice_client",
         lambda c, conv: post_json(c, "/chat/stream/", {"message": NUL}),
         400,
         "message",
     ),
     (
         "edited message with NUL",
-        "session",
+        "alice_client",
         lambda c, conv: post_json(
             c, "/chat/stream/", {"message": NUL, "action": "edit", "conversation": conv.pk}
         ),
@@ -79,7 +72,7 @@ CASES = [
     ),
     (
         "site API message with NUL",
-        "session",
+        "alice_client",
         lambda c, conv: post_json(c, f"/api/conversations/{conv.pk}/messages/", {"message": NUL}),
         400,
         "message",
@@ -115,14 +108,14 @@ CASES = [
     ),
     (
         "title with NUL",
-        "session",
+        "alice_client",
         lambda c, conv: post_json(c, f"/api/conversations/{conv.pk}/", {"title": NUL}, "patch"),
         400,
         "title",
     ),
     (
         "title too long",
-        "session",
+        "alice_client",
         lambda c, conv: post_json(
             c, f"/api/conversations/{conv.pk}/", {"title": "t" * 201}, "patch"
         ),
@@ -131,21 +124,21 @@ CASES = [
     ),
     (
         "limit that is not an ASCII number",
-        "session",
+        "alice_client",
         lambda c, conv: c.get("/api/conversations/?limit=²"),
         400,
         "limit",
     ),
     (
         "offset beyond any page",
-        "session",
+        "alice_client",
         lambda c, conv: c.get("/api/conversations/?offset=99999999999999999999"),
         400,
         "offset",
     ),
     (
         "source that does not exist",
-        "session",
+        "alice_client",
         lambda c, conv: c.get("/api/conversations/?source=mail"),
         400,
         "source",
@@ -178,9 +171,9 @@ def test_bad_input_is_refused_by_name_uncounted_and_unwritten(
     [(NUL, "NUL character"), ("k" * 101, "at most 100")],
     ids=["NUL", "too long"],
 )
-def test_a_bad_key_name_is_explained_on_the_page(session, name, message):
+def test_a_bad_key_name_is_explained_on_the_page(alice_client, name, message):
     before = rows()
-    response = session.post("/settings/api-keys/", {"name": name})
+    response = alice_client.post("/settings/api-keys/", {"name": name})
 
     assert response.status_code == 400
     assert message in response.content.decode()

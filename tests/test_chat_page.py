@@ -8,13 +8,6 @@ from conversations.models import Conversation, Message
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice_client(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
 def conversation_with_answer(owner, *, status="completed", content="An answer", error=""):
     conversation = Conversation.objects.create(owner=owner, title="Owned", model="dev/dev-chat")
     common = {"conversation": conversation, "user": owner, "request_id": f"r-{owner.pk}-{status}"}

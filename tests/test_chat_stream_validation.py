@@ -13,13 +13,6 @@ pytestmark = pytest.mark.django_db
 URL = "/chat/stream/"
 
 
-@pytest.fixture
-def alice_client(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
 def post(client: Client, body, **extra):
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return client.post(URL, data=data, content_type="application/json", **extra)

@@ -13,13 +13,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def session(alice) -> Client:
-    client = Client()
-    client.force_login(alice)
-    return client
-
-
-@pytest.fixture
 def with_key(alice, make_api_key) -> Client:
     return Client(headers={"Authorization": f"Bearer {make_api_key(alice)}"})
 
@@ -32,11 +25,11 @@ def conversation(owner, title="Trip", **extra) -> Conversation:
     return found
 
 
-def test_list_shows_only_the_users_conversations_newest_first(session, alice, bob):
+def test_list_shows_only_the_users_conversations_newest_first(alice_client, alice, bob):
     older, newer = conversation(alice, "Older"), conversation(alice, "Newer")
     conversation(bob, "Bob's")
 
-    response = session.get("/api/conversations/")
+    response = alice_client.get("/api/conversations/")
 
     assert response.status_code == 200
     data = response.json()
@@ -55,8 +48,8 @@ def test_list_is_paginated(with_key, alice):
 
 
 @pytest.mark.parametrize("query", [{"limit": "x"}, {"limit": "500"}, {"offset": "-1"}])
-def test_bad_pagination_is_a_400_naming_the_field(session, query):
-    response = session.get("/api/conversations/", query)
+def test_bad_pagination_is_a_400_naming_the_field(alice_client, query):
+    response = alice_client.get("/api/conversations/", query)
     assert response.status_code == 400
     assert response.json()["error"]["field"] == next(iter(query))
 
@@ -82,9 +75,9 @@ def test_rename_with_an_api_key_needs_no_csrf_token(with_key, alice):
 
 
 @pytest.mark.parametrize("title", ["", "   ", 5, "x" * 201])
-def test_bad_title_is_a_400_and_changes_nothing(session, alice, title):
+def test_bad_title_is_a_400_and_changes_nothing(alice_client, alice, title):
     found = conversation(alice)
-    response = session.patch(
+    response = alice_client.patch(
         f"/api/conversations/{found.pk}/",
         data=json.dumps({"title": title}),
         content_type="application/json",
@@ -94,22 +87,22 @@ def test_bad_title_is_a_400_and_changes_nothing(session, alice, title):
     assert found.title == "Trip"
 
 
-def test_delete_removes_the_conversation_and_its_messages(session, alice):
+def test_delete_removes_the_conversation_and_its_messages(alice_client, alice):
     found = conversation(alice)
-    assert session.delete(f"/api/conversations/{found.pk}/").status_code == 204
+    assert alice_client.delete(f"/api/conversations/{found.pk}/").status_code == 204
     assert not Conversation.objects.filter(pk=found.pk).exists()
     assert not Message.objects.filter(conversation_id=found.pk).exists()
 
 
 @pytest.mark.parametrize("method", ["get", "patch", "delete"])
-def test_another_users_conversation_is_not_found(session, bob, method):
+def test_another_users_conversation_is_not_found(alice_client, bob, method):
     theirs = conversation(bob)
     url = f"/api/conversations/{theirs.pk}/"
     if method == "get":
-        response = session.get(url)
+        response = alice_client.get(url)
     else:
         body = json.dumps({"title": "Taken over"})
-        response = getattr(session, method)(url, data=body, content_type="application/json")
+        response = getattr(alice_client, method)(url, data=body, content_type="application/json")
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "No such conversation."
     assert Conversation.objects.get(pk=theirs.pk).title == "Trip"
@@ -149,8 +142,8 @@ def test_session_writes_need_the_csrf_token(alice):
     assert Conversation.objects.filter(pk=found.pk).exists()
 
 
-def test_unsupported_method_is_a_405(session):
-    response = session.put("/api/conversations/")
+def test_unsupported_method_is_a_405(alice_client):
+    response = alice_client.put("/api/conversations/")
     assert response.status_code == 405 and response.headers["Allow"] == "GET, POST"
 
 
@@ -180,16 +173,16 @@ def test_sending_a_message_streams_like_the_chat_page(site, alice, make_api_key)
     assert Conversation.objects.get(pk=conversation_id).source == "web"
 
 
-def test_the_site_api_lists_conversations_by_source(session, alice):
+def test_the_site_api_lists_conversations_by_source(alice_client, alice):
     Conversation.objects.create(owner=alice, title="From code", model="m", source="api")
     Conversation.objects.create(owner=alice, title="From the page", model="m")
 
     def titles(query: str) -> list[str]:
-        response = session.get(f"/api/conversations/{query}")
+        response = alice_client.get(f"/api/conversations/{query}")
         return [c["title"] for c in response.json()["data"]]
 
     assert titles("?source=api") == ["From code"]
     assert titles("?source=web") == ["From the page"]
     assert sorted(titles("")) == ["From code", "From the page"]
-    response = session.get("/api/conversations/?source=mail")
+    response = alice_client.get("/api/conversations/?source=mail")
     assert response.status_code == 400 and response.json()["error"]["field"] == "source"
