@@ -124,6 +124,13 @@ else:
     # REDIS_URL, where this check is not silenced.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
+# Per-turn event logs (conversations.eventlog): Redis Streams when REDIS_URL is set, else in
+# process. How long a finished answer's events stay resumable, how long a running one's outlive
+# its last event (so a crashed turn's log goes), and how many events one answer keeps.
+TURN_LOG_TTL_SECONDS = env_int("TURN_LOG_TTL_SECONDS", 600, minimum=1)
+TURN_LOG_RUNNING_TTL_SECONDS = env_int("TURN_LOG_RUNNING_TTL_SECONDS", 3600, minimum=1)
+TURN_LOG_MAX_EVENTS = env_int("TURN_LOG_MAX_EVENTS", 10000, minimum=1)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
