@@ -1,7 +1,7 @@
 """Reads of a user's conversations. Every query is scoped to its owner."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from conversations.exceptions import ConversationNotFound
 from conversations.models import Conversation, Message
@@ -18,6 +18,23 @@ def conversation_list(
     if source is not None:
         conversations = conversations.filter(source=source)
     return conversations.order_by("-updated_at", "-pk")
+
+
+def _streaming_answers() -> QuerySet[Message]:
+    return Message.objects.filter(is_answer=True, status=Message.Status.STREAMING).order_by("-pk")
+
+
+def with_streaming_answer(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Annotate each conversation with the request ID of an answer still streaming, or None,
+    so that a client can re-attach to it."""
+    streaming = _streaming_answers().filter(conversation=OuterRef("pk"))
+    return conversations.annotate(streaming_request_id=Subquery(streaming.values("request_id")[:1]))
+
+
+def streaming_request_id(*, conversation: Conversation) -> str | None:
+    """Return the request ID of the conversation's answer still streaming, or None."""
+    streaming = _streaming_answers().filter(conversation=conversation)
+    return streaming.values_list("request_id", flat=True).first()
 
 
 def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Conversation:

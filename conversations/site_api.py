@@ -69,6 +69,9 @@ async def conversation(
         renamed = await sync_to_async(services.conversation_rename)(
             user=user, conversation_id=pk, title=title
         )
+        renamed.streaming_request_id = await sync_to_async(selectors.streaming_request_id)(
+            conversation=renamed
+        )
         return JsonResponse(conversation_json(renamed))
     if request.method == "DELETE":
         await sync_to_async(services.conversation_delete)(user=user, conversation_id=pk)
@@ -100,7 +103,9 @@ def _int_param(request: HttpRequest, name: str, *, default: int, maximum: int) -
 def _conversation_page(
     user: AbstractBaseUser, limit: int, offset: int, source: str | None
 ) -> dict[str, Any]:
-    conversations = selectors.conversation_list(user=user, source=source)
+    conversations = selectors.with_streaming_answer(
+        selectors.conversation_list(user=user, source=source)
+    )
     rows = list(conversations[offset : offset + limit + 1])
     return {
         "data": [conversation_json(c) for c in rows[:limit]],
@@ -111,6 +116,7 @@ def _conversation_page(
 def _conversation_detail(user: AbstractBaseUser, pk: int) -> dict[str, Any]:
     found = selectors.conversation_get(user=user, conversation_id=pk)
     messages = selectors.conversation_messages(conversation=found)
+    found.streaming_request_id = selectors.streaming_request_id(conversation=found)
     return conversation_json(found) | {"messages": [message_json(m) for m in messages]}
 
 
@@ -120,6 +126,8 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
         "title": conversation.title,
         "model": conversation.model,
         "source": conversation.source,
+        # The request ID of an answer still being written, to follow it; None when none is.
+        "streaming_request_id": getattr(conversation, "streaming_request_id", None),
         "created_at": conversation.created_at.isoformat(),
         "updated_at": conversation.updated_at.isoformat(),
     }

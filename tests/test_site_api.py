@@ -35,7 +35,15 @@ def test_list_shows_only_the_users_conversations_newest_first(alice_client, alic
     data = response.json()
     assert [c["id"] for c in data["data"]] == [newer.pk, older.pk]
     assert data["has_more"] is False
-    assert set(data["data"][0]) == {"id", "title", "model", "source", "created_at", "updated_at"}
+    assert set(data["data"][0]) == {
+        "id",
+        "title",
+        "model",
+        "source",
+        "created_at",
+        "updated_at",
+        "streaming_request_id",
+    }
 
 
 def test_list_is_paginated(with_key, alice):
@@ -186,3 +194,29 @@ def test_the_site_api_lists_conversations_by_source(alice_client, alice):
     assert sorted(titles("")) == ["From code", "From the page"]
     response = alice_client.get("/api/conversations/?source=mail")
     assert response.status_code == 400 and response.json()["error"]["field"] == "source"
+
+
+def test_a_conversation_says_which_answer_is_still_streaming(alice_client, alice):
+    writing = conversation(alice, title="Writing")
+    done = conversation(alice, title="Done")
+    for found, status in ((writing, "streaming"), (done, "completed")):
+        Message.objects.create(
+            conversation=found,
+            user=alice,
+            role="assistant",
+            is_answer=True,
+            status=status,
+            request_id=f"answer-{found.pk}",
+        )
+
+    listed = {c["title"]: c for c in alice_client.get("/api/conversations/").json()["data"]}
+    assert listed["Writing"]["streaming_request_id"] == f"answer-{writing.pk}"
+    assert listed["Done"]["streaming_request_id"] is None
+    one = alice_client.get(f"/api/conversations/{writing.pk}/").json()
+    assert one["streaming_request_id"] == f"answer-{writing.pk}"
+    renamed = alice_client.patch(
+        f"/api/conversations/{done.pk}/",
+        data={"title": "Still done"},
+        content_type="application/json",
+    ).json()
+    assert renamed["streaming_request_id"] is None
