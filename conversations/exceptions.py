@@ -47,6 +47,12 @@ class DuplicateRequest(ChatError):
     status = 409
 
 
+class StaleConversation(ChatError):
+    """The client acted on a conversation as an older page showed it."""
+
+    status = 409
+
+
 class ServerBusy(ChatError):
     """No database connection came free in time: a 503 to retry, not a failure."""
 

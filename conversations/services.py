@@ -12,7 +12,12 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from conversations import providers, selectors, threads
-from conversations.exceptions import ConversationNotFound, DuplicateRequest, InvalidChatRequest
+from conversations.exceptions import (
+    ConversationNotFound,
+    DuplicateRequest,
+    InvalidChatRequest,
+    StaleConversation,
+)
 from conversations.models import Conversation, DailyUsage, Message
 from conversations.selectors import model_history
 from conversations.turns import FinishedTurn, StartedTurn
@@ -135,14 +140,23 @@ def _api_thread(
 
 
 def turn_regenerate(
-    *, user: AbstractBaseUser, conversation_id: int, model_key: str, request_id: str
+    *,
+    user: AbstractBaseUser,
+    conversation_id: int,
+    model_key: str,
+    request_id: str,
+    message_id: int | None = None,
 ) -> StartedTurn:
-    """Hide the conversation's last answer and start a new one to the same question."""
+    """Hide the conversation's last answer and start a new one to the same question.
+
+    `message_id`, when given, is the answer the client means to replace: anything else (it
+    was replaced in another tab meanwhile) raises StaleConversation and writes nothing."""
     model = providers.get_model(model_key)
     with _one_answer_per_request(request_id), transaction.atomic():
         conversation = _locked_conversation(user, conversation_id, model.key)
         question = _last_question(conversation, "There is no message to answer again.")
         answers = selectors.conversation_messages(conversation=conversation)
+        _check_latest(answers.filter(pk__gt=question.pk).last() or question, message_id)
         replaced = _supersede(answers.filter(pk__gt=question.pk))
         history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
         return _start_answer(conversation, question, model, request_id, history, replaced)
@@ -155,13 +169,18 @@ def turn_edit_last(
     model_key: str,
     content: object,
     request_id: str,
+    message_id: int | None = None,
 ) -> StartedTurn:
-    """Replace the conversation's last question (hiding it and its answer) and answer anew."""
+    """Replace the conversation's last question (hiding it and its answer) and answer anew.
+
+    `message_id`, when given, is the question the client means to edit (see
+    turn_regenerate)."""
     text = clean_message(content)
     model = providers.get_model(model_key)
     with _one_answer_per_request(request_id), transaction.atomic():
         conversation = _locked_conversation(user, conversation_id, model.key)
         question = _last_question(conversation, "There is no message to edit.")
+        _check_latest(question, message_id)
         question_and_answer = selectors.conversation_messages(conversation=conversation)
         replaced = _supersede(question_and_answer.filter(pk__gte=question.pk))
         edited = _save_question(conversation, text, request_id)
@@ -184,6 +203,16 @@ def _last_question(conversation: Conversation, missing: str) -> Message:
     if question is None:
         raise InvalidChatRequest(missing, field="conversation")
     return question
+
+
+def _check_latest(current: Message, message_id: int | None) -> None:
+    """Refuse to act on a message that is no longer the one the client saw last."""
+    if message_id is not None and message_id != current.pk:
+        raise StaleConversation(
+            "This conversation changed since this page showed it (in another tab?). "
+            "Reload the page to see it.",
+            field="message_id",
+        )
 
 
 def _supersede(messages: QuerySet[Message]) -> tuple[int, ...]:

@@ -6,9 +6,11 @@
     GET    /api/conversations/<id>/            one, with its messages
     PATCH  /api/conversations/<id>/            {title}: rename
     DELETE /api/conversations/<id>/            delete, with its messages
-    POST   /api/conversations/<id>/messages/   {message, model?, action?}: continue, answer
-                                               streamed; action "regenerate" or "edit" redoes
-                                               the last answer or the last question
+    POST   /api/conversations/<id>/messages/   {message, model?, action?, message_id?}:
+                                               continue, answer streamed; action "regenerate"
+                                               or "edit" redoes the last answer or question,
+                                               and message_id (that answer or question) makes
+                                               a stale client's request a 409
 
 Answers stream exactly as on the chat page (see docs/streaming.md). Errors are
 {"error": {"message", "field"?}} with the matching HTTP status.

@@ -72,6 +72,7 @@ async def stream_chat_turn(
     model: str,
     conversation: int | None,
     action: str = "send",
+    message_id: int | None = None,
 ) -> HttpResponse:
     """Answer one chat message as the site's SSE stream (the chat page and the site API).
 
@@ -81,9 +82,11 @@ async def stream_chat_turn(
         "send": lambda: services.turn_start(
             conversation_id=conversation, content=message, **common
         ),
-        "regenerate": lambda: services.turn_regenerate(conversation_id=conversation, **common),
+        "regenerate": lambda: services.turn_regenerate(
+            conversation_id=conversation, message_id=message_id, **common
+        ),
         "edit": lambda: services.turn_edit_last(
-            conversation_id=conversation, content=message, **common
+            conversation_id=conversation, content=message, message_id=message_id, **common
         ),
     }
     turn, admission = await begin_turn(request, user, starts[action])
@@ -132,9 +135,11 @@ ACTIONS = ("send", "regenerate", "edit")
 
 
 def parse_chat_payload(request: HttpRequest, *, url_conversation: int | None = None) -> dict:
-    """Read {"message", "model", "conversation", "action"} from a JSON body, refusing
-    malformed input. `action` is "send" (the default), "regenerate" the last answer, or
-    "edit" the last question. A conversation named in the URL wins over the body's."""
+    """Read {"message", "model", "conversation", "action", "message_id"} from a JSON body,
+    refusing malformed input. `action` is "send" (the default), "regenerate" the last answer,
+    or "edit" the last question; `message_id` optionally names that answer or question, so
+    that a stale page gets a 409 instead of acting on another. A conversation named in the
+    URL wins over the body's."""
     data = parse_json_object(request)
     action = data.get("action", "send")
     if action not in ACTIONS:
@@ -144,13 +149,23 @@ def parse_chat_payload(request: HttpRequest, *, url_conversation: int | None = N
         raise InvalidChatRequest("conversation must be a conversation ID.", field="conversation")
     if action != "send" and conversation is None:
         raise InvalidChatRequest(f"To {action}, name the conversation.", field="conversation")
+    # The message a regenerate or edit acts on, as the client saw it: checked when saving.
+    message_id = data.get("message_id")
+    if message_id is not None and (type(message_id) is not int or message_id < 1):
+        raise InvalidChatRequest("message_id must be a message ID.", field="message_id")
     model = data.get("model") or providers.default_model_key()
     if not isinstance(model, str):
         raise InvalidChatRequest("model must be a model key.", field="model")
     # Checked here as well as when saving, so that a bad message costs no rate-limit request.
     message = "" if action == "regenerate" else services.clean_message(data.get("message"))
     providers.get_model(model)
-    return {"message": message, "model": model, "conversation": conversation, "action": action}
+    return {
+        "message": message,
+        "model": model,
+        "conversation": conversation,
+        "action": action,
+        "message_id": message_id,
+    }
 
 
 def parse_json_object(request: HttpRequest) -> dict:

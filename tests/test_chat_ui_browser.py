@@ -330,6 +330,30 @@ def test_regenerate_replaces_the_last_answer(page):
     assert Message.objects.filter(pk=first_id).exists(), "the old answer is kept as a record"
 
 
+def test_a_stale_tab_refuses_to_regenerate_and_reloads_instead(page):
+    send(page, "[[devllm delay_ms=5]] Tell me about tabs.")
+    first_id = wait_until_finished(page).get_attribute("data-message-id")
+    stale = page.context.new_page()
+    stale.goto(page.url)
+    expect(last_answer(stale)).to_have_attribute("data-message-id", first_id)
+
+    # The first tab replaces the answer; the second still shows the old one.
+    last_answer(page).get_by_role("button", name="Regenerate").click()
+    new_id = wait_until_finished(page).get_attribute("data-message-id")
+    assert new_id != first_id
+    last_answer(stale).hover()
+    last_answer(stale).get_by_role("button", name="Regenerate").click()
+
+    expect(stale.locator("#composer-error")).to_contain_text("changed since this page showed it")
+    # It reloads, and shows the conversation as it is now, without a third answer.
+    expect(last_answer(stale)).to_have_attribute("data-message-id", new_id, timeout=10_000)
+    expect(stale.locator("article.message-assistant")).to_have_count(1)
+    assert (
+        Message.objects.filter(conversation__owner__username="alice", is_answer=True).count() == 2
+    )
+    stale.close()
+
+
 def test_edit_and_resend_the_last_message(page):
     send(page, "[[devllm echo]] The original question")
     wait_until_finished(page)

@@ -9,6 +9,7 @@ from conversations.exceptions import (
     ConversationNotFound,
     DuplicateRequest,
     InvalidChatRequest,
+    StaleConversation,
     UnknownModel,
 )
 from conversations.models import Conversation, Message
@@ -198,3 +199,38 @@ def test_regenerate_and_edit_need_a_question_and_the_users_own_conversation(alic
     with pytest.raises(ConversationNotFound):
         services.turn_edit_last(user=bob, conversation_id=empty.pk, content="x", **common)
     assert Message.objects.count() == 0
+
+
+def test_regenerate_or_edit_of_a_message_no_longer_last_is_refused(alice):
+    first = start(alice)
+    services.save_finished_turn(finished(first))
+    again = services.turn_regenerate(
+        user=alice,
+        conversation_id=first.conversation_id,
+        model_key="dev/dev-chat",
+        request_id="req-regen-0001",
+        message_id=first.assistant_message_id,
+    )
+    services.save_finished_turn(finished(again))
+    rows = Message.objects.count()
+
+    # A tab that still shows the first answer acts on it: refused, nothing written.
+    with pytest.raises(StaleConversation):
+        services.turn_regenerate(
+            user=alice,
+            conversation_id=first.conversation_id,
+            model_key="dev/dev-chat",
+            request_id="req-regen-0002",
+            message_id=first.assistant_message_id,
+        )
+    with pytest.raises(StaleConversation):
+        services.turn_edit_last(
+            user=alice,
+            conversation_id=first.conversation_id,
+            model_key="dev/dev-chat",
+            content="Edited",
+            request_id="req-edit-0001",
+            message_id=again.assistant_message_id,  # an answer, not the last question
+        )
+    assert Message.objects.count() == rows
+    assert Message.objects.get(pk=again.assistant_message_id).superseded_at is None

@@ -13,6 +13,7 @@ import {
   flushMessage,
   foldReasoning,
   hydrateMessage,
+  messageId,
   messageText,
   openEditor,
   removeWaitingIndicator,
@@ -28,6 +29,9 @@ import { readEventStream } from "./sse.js";
 import { createSidebar } from "./sidebar.js";
 
 export { createSseParser } from "./sse.js";
+
+// How long a stale tab shows why it will not act before it reloads the conversation.
+const STALE_RELOAD_MS = 2500;
 
 function parseJson(text) {
   try {
@@ -287,6 +291,10 @@ function initChat() {
       } catch (error) {
         if (!turn.stopped) {
           reject(turn, error.message || "The request failed.");
+          if (error.status === 409 && error.field === "message_id") {
+            // Another tab changed this conversation: show it as it is now, not act on it.
+            setTimeout(() => window.location.reload(), STALE_RELOAD_MS);
+          }
         }
         return;
       }
@@ -359,6 +367,7 @@ function initChat() {
         model: modelSelect.value,
         conversation,
         action: "regenerate",
+        message_id: messageId(answer),
       },
       user,
       assistant,
@@ -387,7 +396,13 @@ function initChat() {
     const assistant = createMessageArticle("assistant", STATUS.STREAMING);
     thread.append(user, assistant);
     runTurn({
-      body: { message: text, model: modelSelect.value, conversation, action: "edit" },
+      body: {
+        message: text,
+        model: modelSelect.value,
+        conversation,
+        action: "edit",
+        message_id: messageId(original),
+      },
       user,
       assistant,
       created: [user, assistant],
