@@ -124,6 +124,21 @@ else:
     # REDIS_URL, where this check is not silenced.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
+# channels' channel layer: how a Stop sent to one server process reaches the process running
+# the turn. Redis when REDIS_URL is set; in one process otherwise (make run).
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": f"{env_str('CACHE_KEY_PREFIX', 'chatsite')}:channels",
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 # Per-turn event logs (conversations.eventlog): Redis Streams when REDIS_URL is set, else in
 # process. How long a finished answer's events stay resumable, how long a running one's outlive
 # its last event (so a crashed turn's log goes), and how many events one answer keeps.

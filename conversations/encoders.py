@@ -20,7 +20,7 @@ class EventEncoder(Protocol):
     def start(self, turn: StartedTurn) -> bytes: ...
     def chunk(self, chunk: ModelChunk) -> bytes: ...
     def keepalive(self) -> bytes: ...
-    def done(self, accumulator: "TurnAccumulator") -> bytes: ...
+    def done(self, accumulator: "TurnAccumulator", status: str) -> bytes: ...
     def error(self, failure: ProviderError) -> bytes: ...
 
 
@@ -52,11 +52,11 @@ class SiteEventEncoder:
     def keepalive(self) -> bytes:
         return sse.KEEPALIVE
 
-    def done(self, accumulator: "TurnAccumulator") -> bytes:
+    def done(self, accumulator: "TurnAccumulator", status: str) -> bytes:
         return sse.encode_event(
             "done",
             {
-                "status": "completed",
+                "status": status,
                 "finish_reason": accumulator.finish_reason,
                 "usage": accumulator.usage(),
             },
@@ -103,7 +103,8 @@ class OpenAIChunkEncoder:
     def keepalive(self) -> bytes:
         return sse.KEEPALIVE
 
-    def done(self, accumulator: "TurnAccumulator") -> bytes:
+    def done(self, accumulator: "TurnAccumulator", status: str) -> bytes:
+        # A stopped answer ends as OpenAI ends one cut short by a stop: finish reason "stop".
         out = self._chunk({}, accumulator.finish_reason or "stop")
         if self.include_usage:
             out += sse.encode_data(
@@ -132,7 +133,7 @@ class CompletionCollector:
     def keepalive(self) -> bytes:
         return b""
 
-    def done(self, accumulator: "TurnAccumulator") -> bytes:
+    def done(self, accumulator: "TurnAccumulator", status: str) -> bytes:
         self.accumulator = accumulator
         return b""
 

@@ -39,6 +39,12 @@ class ConversationNotFound(ChatError, Http404):
     status = 404
 
 
+class TurnNotFound(ChatError, Http404):
+    """No answer of this user's has that request ID (another user's looks the same)."""
+
+    status = 404
+
+
 class UnknownModel(ChatError):
     status = 400
 

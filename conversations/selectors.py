@@ -3,7 +3,7 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from conversations.exceptions import ConversationNotFound
+from conversations.exceptions import ConversationNotFound, TurnNotFound
 from conversations.models import Conversation, Message
 
 UNFINISHED_OR_FAILED = (Message.Status.STREAMING, Message.Status.STOPPED, Message.Status.FAILED)
@@ -43,6 +43,14 @@ def conversation_get(*, user: AbstractBaseUser, conversation_id: int) -> Convers
         return Conversation.objects.get(owner=user, pk=conversation_id)
     except Conversation.DoesNotExist:
         raise ConversationNotFound("No such conversation.", field="conversation") from None
+
+
+def answer_for_request(*, user: AbstractBaseUser, request_id: str) -> Message:
+    """Return the user's answer to the request; another user's, or none, is a 404."""
+    answer = Message.objects.filter(user=user, request_id=request_id, is_answer=True).first()
+    if answer is None:
+        raise TurnNotFound("No such answer.", field="request_id")
+    return answer
 
 
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:

@@ -11,18 +11,21 @@
                                                or "edit" redoes the last answer or question,
                                                and message_id (that answer or question) makes
                                                a stale client's request a 409
+    POST   /api/turns/<request_id>/stop        stop an answer while it is written, from any
+                                               server process; {"status"} says how it ended
 
 Answers stream exactly as on the chat page (see docs/streaming.md). Errors are
 {"error": {"message", "field"?}} with the matching HTTP status.
 """
 
+import asyncio
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from conversations import selectors, services
+from conversations import selectors, services, turn_stops
 from conversations.auth import api_key_or_session_user
 from conversations.exceptions import InvalidChatRequest
 from conversations.models import Conversation, Message
@@ -155,3 +158,34 @@ def message_json(message: Message) -> dict[str, Any]:
         "error": message.error,
         "created_at": message.created_at.isoformat(),
     }
+
+
+STOP_WAIT_SECONDS = 2.0
+
+
+@site_api_view("POST")
+async def turn_stop(
+    request: HttpRequest, user: AbstractBaseUser, request_id_to_stop: str, *, request_id: str
+) -> HttpResponse:
+    """Stop one of the user's answers wherever it runs, and say how it ended.
+
+    The model's stream is closed at once and the partial answer saved as stopped; stopping
+    an answer that already ended changes nothing."""
+    answer = await sync_to_async(selectors.answer_for_request)(
+        user=user, request_id=request_id_to_stop
+    )
+    if answer.status == Message.Status.STREAMING:
+        await turn_stops.request_stop(user_id=user.pk, request_id=request_id_to_stop)
+        answer = await _ended(answer)
+    return JsonResponse({"request_id": answer.request_id, "status": answer.status})
+
+
+async def _ended(answer: Message) -> Message:
+    """Wait a little for the answer to be saved as ended; return it as it then is."""
+    deadline = asyncio.get_running_loop().time() + STOP_WAIT_SECONDS
+    while answer.status == Message.Status.STREAMING:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+        await answer.arefresh_from_db(fields=["status"])
+    return answer

@@ -17,6 +17,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from conversations import turn_stops
 from conversations.encoders import EventEncoder
 from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
@@ -30,6 +31,10 @@ logger = logging.getLogger(__name__)
 # Finishing tasks still running; a reference keeps them from being garbage-collected mid-save.
 _finishing: set[asyncio.Task] = set()
 _END = object()
+
+
+class TurnStopped(Exception):
+    """Someone asked for the turn to stop (see conversations.turn_stops)."""
 
 
 class ChunkPump:
@@ -89,7 +94,7 @@ class ChunkPump:
                     self._queue.put_nowait(_END)
                     return batch
                 return None
-            if isinstance(item, ProviderError):
+            if isinstance(item, ProviderError | TurnStopped):
                 if batch:
                     self._queue.put_nowait(item)
                     return batch
@@ -98,6 +103,12 @@ class ChunkPump:
             if self._queue.empty():
                 return batch
             item = self._queue.get_nowait()
+
+    def stop(self) -> None:
+        """Read no further: what has arrived is still delivered, then TurnStopped."""
+        if not self._task.done():
+            self._task.cancel()
+            self._put(TurnStopped())
 
     async def close(self) -> None:
         """Stop reading; closing the model's stream tells the model to stop generating."""
@@ -202,10 +213,15 @@ class TurnRun:
         self._client, self._params, self._release = client, params or {}, release
         self._pump: ChunkPump | None = None
         self._finished = False
+        self._stop_requested = False
 
     def pump(self) -> ChunkPump:
-        """Ask the model, once; its chunks then queue up in the pump."""
+        """Ask the model, once; its chunks then queue up in the pump. Raises TurnStopped
+        when the turn was stopped before the model was asked."""
         if self._pump is None:
+            if self._stop_requested:
+                raise TurnStopped
+            turn_stops.register(self)
             self._pump = ChunkPump(
                 self._client.stream_chat(
                     model=self.turn.model.upstream_id,
@@ -216,6 +232,13 @@ class TurnRun:
             )
         return self._pump
 
+    def stop(self) -> None:
+        """Stop the turn at once (from a Stop request): the stream ends as stopped, and
+        finishing it closes the model's stream."""
+        self._stop_requested = True
+        if self._pump is not None:
+            self._pump.stop()
+
     async def failure_before_answer(self, patience: float) -> ProviderError | None:
         """Ask the model and wait up to `patience` seconds for it to answer. Return the
         ProviderError it failed with before its first chunk (the turn is then saved as
@@ -224,9 +247,11 @@ class TurnRun:
         An API client learns a failure from the status line, which goes out with the first
         byte: this lets the status wait for the model. A client that leaves meanwhile stops
         the turn."""
-        pump = self.pump()
         try:
+            pump = self.pump()
             await pump.wait_answered(patience)
+        except TurnStopped:
+            return None  # the stream then ends at once, as stopped
         except asyncio.CancelledError:
             await self.finish(Message.Status.STOPPED)
             raise
@@ -241,6 +266,7 @@ class TurnRun:
         if self._finished:
             return
         self._finished = True
+        turn_stops.unregister(self)
         finished = self.accumulator.finish(self.turn, status=status, error=error)
         await finish_turn(self._pump, finished, self._release)
 
@@ -272,6 +298,8 @@ async def stream_turn(
                 out.append(encoder.chunk(chunk))
             yield b"".join(out)
         outcome = (Message.Status.COMPLETED, None)
+    except TurnStopped:
+        outcome = (Message.Status.STOPPED, None)
     except ProviderError as exc:
         outcome = (Message.Status.FAILED, exc)
     finally:
@@ -280,7 +308,7 @@ async def stream_turn(
         await run.finish(status, failure.message if failure else "")
     # Only reached when the client is still there. The turn is saved before the client hears
     # that it ended, so whoever reads it back after `done` or `error` finds it.
-    yield encoder.done(accumulator) if failure is None else encoder.error(failure)
+    yield encoder.done(accumulator, status) if failure is None else encoder.error(failure)
 
 
 async def finish_turn(

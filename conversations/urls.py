@@ -19,6 +19,11 @@ urlpatterns = [
         site_api.conversation_messages,
         name="api_conversation_messages",
     ),
+    path(
+        "api/turns/<str:request_id_to_stop>/stop",
+        site_api.turn_stop,
+        name="api_turn_stop",
+    ),
     # OpenAI-compatible (API key); any other /v1 URL is OpenAI's JSON 404.
     path("v1/models", openai_api.models, name="v1_models"),
     path("v1/models/<path:model_id>", openai_api.model, name="v1_model"),

@@ -219,6 +219,10 @@ ACCESS = (
     Row("POST", "/api/conversations/{empty}/messages/", "regenerate in an empty conversation",
         body={"action": "regenerate"}).expect(
         401,       400,       404,       404,       404,       404,       404),
+    Row("POST", "/api/turns/{request}/stop", "an answer that already ended").expect(
+        401,       200,       404,       404,       404,       404,       404),
+    Row("POST", "/api/turns/{request}/stop", "by API key", key=True).expect(
+        401,       200,       404,       404,       404,       404,       404),
     # /v1, by API key -----------------------------------------------------------------------
     Row("GET", "/v1/models", key=True).expect(
         401,       200,       200,       200,       200,       200,       200),
@@ -443,6 +447,7 @@ def build_world() -> SimpleNamespace:
             "owner": owner.pk,
             "group": group.pk,
             "model": providers.default_model_key(),
+            "request": REQUEST_ID,
         },
     )
 
@@ -530,7 +535,8 @@ def test_the_access_table_has_a_row_for_every_named_url():
     Routes are compared, not names: a view put ahead of a named one (the throttled admin
     login) answers on its route."""
     ids = dict.fromkeys(("conversation", "conversation_type", "empty", "message"), 1)
-    ids |= dict.fromkeys(("key", "limits", "owner", "group"), 1) | {"model": "dev/dev-chat"}
+    ids |= dict.fromkeys(("key", "limits", "owner", "group"), 1)
+    ids |= {"model": "dev/dev-chat", "request": "req-1"}
     in_table = set()
     for row in ACCESS:
         with contextlib.suppress(Resolver404):  # a row may check that a URL does not exist

@@ -1,0 +1,144 @@
+"""Stop is an explicit request that works from any server process, over real HTTP.
+
+Two daphne processes share one database and one Redis; an answer streams from process A, and
+POST /api/turns/<request_id>/stop goes to process B. channels' channel layer carries it to A,
+which closes the model's stream, saves the partial answer as stopped, and ends its reader's
+stream with a `done` event whose status is stopped.
+"""
+
+import os
+import threading
+import time
+
+import pytest
+
+from conversations.models import Message
+from tests.conftest import CACHE_PREFIX, log_in
+from tests.servers import start_site
+from tests.sse_client import parse_events
+from tests.test_streaming_live import devllm_record, wait_for
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+LONG_ANSWER = "[[devllm delay_ms=60]] Tell me a long story about rivers."
+
+
+@pytest.fixture(scope="module")
+def process_a_and_b(site_env, server_logs):
+    env = {
+        **site_env,
+        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "CACHE_KEY_PREFIX": f"{CACHE_PREFIX}-stop",
+    }
+    sites = [start_site(server_logs, env), start_site(server_logs, env)]
+    yield sites
+    for site in sites:
+        site.stop()
+
+
+def test_a_stop_sent_to_another_process_stops_the_model_at_once(process_a_and_b, devllm, alice):
+    a, b = process_a_and_b
+    on_a, on_b = log_in(a.url, "alice"), log_in(b.url, "alice")
+    events, stop = [], {}
+
+    def stop_from_b(request_id: str) -> None:
+        stop["sent_at"] = time.monotonic()
+        stop["response"] = on_b.post(f"/api/turns/{request_id}/stop")
+
+    with on_a.stream(
+        "POST", "/chat/stream/", json={"message": LONG_ANSWER, "model": "dev/dev-chat"}
+    ) as response:
+        buffer, stopper = b"", None
+        for chunk in response.iter_raw():
+            parsed, buffer = parse_events(buffer + chunk, time.monotonic())
+            events.extend(parsed)
+            deltas = [e for e in events if e.name == "delta"]
+            if stopper is None and len(deltas) >= 3:
+                request_id = events[0].data["request_id"]
+                stopper = threading.Thread(target=stop_from_b, args=(request_id,))
+                stopper.start()
+    stopper.join()
+
+    # The model saw its client go within a second of the Stop.
+    record = wait_for(
+        lambda: (r := devllm_record(devllm, request_id))["client_disconnected"] and r, timeout=3
+    )
+    assert not record["finished"]
+    assert record["tokens_sent"] < 60
+    # The reader's stream ended with the stopped done event, after all it was sent.
+    assert events[-1].name == "done" and events[-1].data["status"] == "stopped"
+    assert stop["response"].status_code == 200
+    assert stop["response"].json() == {"request_id": request_id, "status": "stopped"}
+    answer = Message.objects.get(request_id=request_id, is_answer=True)
+    streamed = "".join(e.data["content"] for e in events if e.name == "delta")
+    assert (answer.status, answer.content) == ("stopped", streamed)
+    assert streamed and answer.completion_tokens >= 3
+
+
+def test_the_model_hears_the_stop_within_a_second(process_a_and_b, devllm, alice):
+    a, b = process_a_and_b
+    on_a, on_b = log_in(a.url, "alice"), log_in(b.url, "alice")
+    seen_at = {}
+
+    def watch(request_id: str) -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if devllm_record(devllm, request_id)["client_disconnected"]:
+                seen_at["left"] = time.monotonic()
+                return
+            time.sleep(0.02)
+
+    with on_a.stream(
+        "POST", "/chat/stream/", json={"message": LONG_ANSWER, "model": "dev/dev-chat"}
+    ) as response:
+        buffer, events = b"", []
+        for chunk in response.iter_raw():
+            parsed, buffer = parse_events(buffer + chunk, time.monotonic())
+            events.extend(parsed)
+            if sum(e.name == "delta" for e in events) >= 2:
+                break
+        request_id = events[0].data["request_id"]
+        watcher = threading.Thread(target=watch, args=(request_id,))
+        watcher.start()
+        sent_at = time.monotonic()
+        assert on_b.post(f"/api/turns/{request_id}/stop").status_code == 200
+        watcher.join()
+
+    assert "left" in seen_at, "the development LLM server never saw its client go"
+    assert seen_at["left"] - sent_at < 1.0
+
+
+def test_stopping_an_answer_that_ended_changes_nothing(process_a_and_b, alice):
+    a, _ = process_a_and_b
+    client = log_in(a.url, "alice")
+    with client.stream(
+        "POST", "/chat/stream/", json={"message": "[[devllm tokens=3]] Hi", "model": "dev/dev-chat"}
+    ) as response:
+        response.read()
+    answer = wait_for(lambda: Message.objects.filter(is_answer=True, status="completed").first())
+
+    response = client.post(f"/api/turns/{answer.request_id}/stop")
+
+    assert response.json() == {"request_id": answer.request_id, "status": "completed"}
+    answer.refresh_from_db()
+    assert answer.status == "completed"
+
+
+def test_another_user_cannot_stop_an_answer(process_a_and_b, alice, bob):
+    a, b = process_a_and_b
+    on_a, bobs = log_in(a.url, "alice"), log_in(b.url, "bob")
+    with on_a.stream(
+        "POST", "/chat/stream/", json={"message": LONG_ANSWER, "model": "dev/dev-chat"}
+    ) as response:
+        buffer, events = b"", []
+        for chunk in response.iter_raw():
+            parsed, buffer = parse_events(buffer + chunk, time.monotonic())
+            events.extend(parsed)
+            if any(e.name == "delta" for e in events):
+                break
+        request_id = events[0].data["request_id"]
+        refused = bobs.post(f"/api/turns/{request_id}/stop")
+
+    assert refused.status_code == 404
+    assert refused.json() == {"error": {"message": "No such answer.", "field": "request_id"}}
+    assert bobs.post("/api/turns/no-such-request/stop").status_code == 404
