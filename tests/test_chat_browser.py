@@ -56,12 +56,17 @@ def test_stop_keeps_the_partial_answer_marked_as_stopped_after_a_reload(page):
     expect(page.locator("#stop-button")).to_be_visible()
     time.sleep(0.4)
 
-    page.click("#stop-button")
+    with page.expect_response(lambda response: "/api/turns/" in response.url) as stopping:
+        page.click("#stop-button")
 
     expect(answer).to_have_attribute("data-status", "stopped")
     shown = answer.locator(".message-body").inner_text()
     assert shown
     expect(page.locator("#message-input")).to_be_enabled()
+    # Stop asked the server to stop the answer, wherever it runs; it answered once saved.
+    stop = stopping.value
+    assert (stop.request.method, stop.status) == ("POST", 200)
+    assert stop.json()["status"] == "stopped"
 
     def saved():
         return Message.objects.filter(role="assistant", status="stopped").first()

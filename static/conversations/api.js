@@ -122,6 +122,19 @@ export async function openChatStream(url, body, signal) {
   return response;
 }
 
+/**
+ * Stop an answer wherever the server runs it. `urlTemplate` holds the placeholder
+ * REQUEST_ID; resolves to the server's `{request_id, status}`.
+ */
+export async function stopTurn(urlTemplate, requestId) {
+  const url = urlTemplate.replace("REQUEST_ID", encodeURIComponent(requestId));
+  const response = await send(url, { method: "POST" });
+  if (!response.ok) {
+    throw await errorFromResponse(response);
+  }
+  return response.json();
+}
+
 function conversationApiUrl(baseUrl, conversationId) {
   const base = baseUrl.endsWith("/") ? baseUrl : `${baseUrl}/`;
   return `${base}${encodeURIComponent(conversationId)}/`;

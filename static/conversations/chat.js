@@ -3,7 +3,7 @@
 // job: sse.js (event streams), api.js (requests), markdown.js + codeblocks.js (rendering),
 // messages.js (message articles), composer.js, sidebar.js, scroll.js, clipboard.js.
 
-import { openChatStream } from "./api.js";
+import { openChatStream, stopTurn } from "./api.js";
 import { handleCodeCopy } from "./codeblocks.js";
 import { copyText, showCopied } from "./clipboard.js";
 import { createComposer } from "./composer.js";
@@ -54,6 +54,7 @@ function initChat() {
   const newChatLink = document.getElementById("new-chat");
   const newChatUrl = (newChatLink && newChatLink.getAttribute("href")) || "/chat/";
   const streamUrl = form.dataset.streamUrl;
+  const stopUrlTemplate = form.dataset.stopUrl;
 
   let active = null; // the turn being streamed, if any
 
@@ -148,6 +149,9 @@ function initChat() {
 
   function onStart(turn, data) {
     turn.started = true;
+    if (typeof data.request_id === "string") {
+      turn.requestId = data.request_id;
+    }
     if (data.user_message !== undefined && data.user_message !== null) {
       turn.user.dataset.messageId = String(data.user_message);
     }
@@ -439,7 +443,16 @@ function initChat() {
       // The server may never have seen the message: keep the text at hand.
       composer.restore(turn.restoreText);
     }
-    turn.controller.abort();
+    if (!turn.requestId || !stopUrlTemplate) {
+      turn.controller.abort();
+      return;
+    }
+    // Ask the server to stop the answer wherever it runs (it answers once the partial answer
+    // is saved), then close this stream; closing it alone would stop it too, but only from
+    // this connection.
+    stopTurn(stopUrlTemplate, turn.requestId)
+      .catch(() => {})
+      .finally(() => turn.controller.abort());
   }
 
   // --- message actions -----------------------------------------------------
