@@ -4,6 +4,7 @@ Tests that use a live server must be `django_db(transaction=True)`: the server p
 another database client and sees only committed rows.
 """
 
+import contextlib
 import copy
 import os
 import uuid
@@ -169,6 +170,23 @@ def site(site_env, server_logs) -> Iterator[ServerProcess]:
     server = start_site(server_logs, site_env)
     yield server
     server.stop()
+
+
+@contextlib.contextmanager
+def two_sites_sharing_redis(site_env, server_logs, name: str) -> Iterator[list[ServerProcess]]:
+    """Run two chatsite processes on different ports sharing one database and one Redis
+    (under a key prefix of their own, `name`)."""
+    env = {
+        **site_env,
+        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "CACHE_KEY_PREFIX": f"{CACHE_PREFIX}-{name}",
+    }
+    sites = [start_site(server_logs, env), start_site(server_logs, env)]
+    try:
+        yield sites
+    finally:
+        for site in sites:
+            site.stop()
 
 
 def log_in_browser(page, username: str, *, path: str = "/accounts/login/") -> None:

@@ -1,6 +1,5 @@
 """Per-user limits over real HTTP: shared across server processes through Redis."""
 
-import os
 import threading
 import time
 
@@ -9,8 +8,7 @@ import openai
 import pytest
 
 from conversations.models import Message
-from tests.conftest import CACHE_PREFIX, fresh_rate_window, log_in, openai_client
-from tests.servers import start_site
+from tests.conftest import fresh_rate_window, log_in, openai_client, two_sites_sharing_redis
 from tests.sse_client import post_stream
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -20,16 +18,8 @@ ONE_TOKEN = [{"role": "user", "content": "[[devllm tokens=1 delay_ms=1]] hi"}]
 
 @pytest.fixture(scope="module")
 def two_sites(site_env, server_logs):
-    """Two chatsite processes on different ports sharing one database and one Redis."""
-    env = {
-        **site_env,
-        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-        "CACHE_KEY_PREFIX": f"{CACHE_PREFIX}-pair",
-    }
-    sites = [start_site(server_logs, env), start_site(server_logs, env)]
-    yield sites
-    for site in sites:
-        site.stop()
+    with two_sites_sharing_redis(site_env, server_logs, "pair") as sites:
+        yield sites
 
 
 def call(site, key) -> httpx.Response:

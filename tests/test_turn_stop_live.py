@@ -6,15 +6,13 @@ which closes the model's stream, saves the partial answer as stopped, and ends i
 stream with a `done` event whose status is stopped.
 """
 
-import os
 import threading
 import time
 
 import pytest
 
 from conversations.models import Message
-from tests.conftest import CACHE_PREFIX, log_in
-from tests.servers import start_site
+from tests.conftest import log_in, two_sites_sharing_redis
 from tests.sse_client import parse_events
 from tests.test_streaming_live import devllm_record, wait_for
 
@@ -25,15 +23,19 @@ LONG_ANSWER = "[[devllm delay_ms=60]] Tell me a long story about rivers."
 
 @pytest.fixture(scope="module")
 def process_a_and_b(site_env, server_logs):
-    env = {
-        **site_env,
-        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-        "CACHE_KEY_PREFIX": f"{CACHE_PREFIX}-stop",
-    }
-    sites = [start_site(server_logs, env), start_site(server_logs, env)]
-    yield sites
-    for site in sites:
-        site.stop()
+    with two_sites_sharing_redis(site_env, server_logs, "stop") as sites:
+        yield sites
+
+
+def read_until(response, deltas: int) -> list:
+    """Read a chat stream until `deltas` delta events have come; return the events so far."""
+    buffer, events = b"", []
+    for chunk in response.iter_raw():
+        parsed, buffer = parse_events(buffer + chunk, time.monotonic())
+        events.extend(parsed)
+        if sum(e.name == "delta" for e in events) >= deltas:
+            break
+    return events
 
 
 def test_a_stop_sent_to_another_process_stops_the_model_at_once(process_a_and_b, devllm, alice):
@@ -91,13 +93,7 @@ def test_the_model_hears_the_stop_within_a_second(process_a_and_b, devllm, alice
     with on_a.stream(
         "POST", "/chat/stream/", json={"message": LONG_ANSWER, "model": "dev/dev-chat"}
     ) as response:
-        buffer, events = b"", []
-        for chunk in response.iter_raw():
-            parsed, buffer = parse_events(buffer + chunk, time.monotonic())
-            events.extend(parsed)
-            if sum(e.name == "delta" for e in events) >= 2:
-                break
-        request_id = events[0].data["request_id"]
+        request_id = read_until(response, 2)[0].data["request_id"]
         watcher = threading.Thread(target=watch, args=(request_id,))
         watcher.start()
         sent_at = time.monotonic()
@@ -130,13 +126,7 @@ def test_another_user_cannot_stop_an_answer(process_a_and_b, alice, bob):
     with on_a.stream(
         "POST", "/chat/stream/", json={"message": LONG_ANSWER, "model": "dev/dev-chat"}
     ) as response:
-        buffer, events = b"", []
-        for chunk in response.iter_raw():
-            parsed, buffer = parse_events(buffer + chunk, time.monotonic())
-            events.extend(parsed)
-            if any(e.name == "delta" for e in events):
-                break
-        request_id = events[0].data["request_id"]
+        request_id = read_until(response, 1)[0].data["request_id"]
         refused = bobs.post(f"/api/turns/{request_id}/stop")
 
     assert refused.status_code == 404
