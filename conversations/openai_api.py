@@ -30,23 +30,9 @@ from conversations.encoders import (
 from conversations.exceptions import ChatError, ProviderError, UnknownModel
 from conversations.openai_schema import parse_chat_completion
 from conversations.ratelimit import RateLimited
-from conversations.responses import json_api_view, sse_response
+from conversations.responses import json_api_view, openai_error, sse_response
 from conversations.streaming import TurnRun, stream_turn, turn_events
 from conversations.views import begin_turn, parse_json_object
-
-
-def openai_error(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JsonResponse:
-    """Answer with OpenAI's error body: {"error": {"message", "type", "param", "code"}}."""
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JsonResponse(body, status=status, headers=headers)
 
 
 def error_for(exc: ChatError, headers: dict[str, str]) -> JsonResponse:

@@ -50,6 +50,21 @@ def json_error(
     return JsonResponse({"error": error}, status=status, headers=headers)
 
 
+def openai_error(
+    status: int,
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    """Answer with OpenAI's error body, the one error shape of /v1:
+    {"error": {"message", "type", "param", "code"}}."""
+    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return JsonResponse(body, status=status, headers=headers)
+
+
 def render_json_error(exc: ChatError, headers: dict[str, str]) -> JsonResponse:
     """Render a ChatError in the site's one error shape (see json_error)."""
     return json_error(exc.status, exc.message, field=exc.field, headers=headers)

@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import defaults
@@ -24,6 +24,7 @@ from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import (
     json_api_view,
     json_error,
+    openai_error,
     release_connections,
     render_json_error,
     sse_response,
@@ -194,8 +195,7 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 def _api_error(request: HttpRequest, status: int, message: str) -> HttpResponse | None:
     if request.path.startswith("/v1/"):
         kind = "server_error" if status >= 500 else "invalid_request_error"
-        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-        return JsonResponse(body, status=status)
+        return openai_error(status, message, type=kind)
     if request.path.startswith("/api/"):
         return json_error(status, message)
     return None
