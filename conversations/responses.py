@@ -1,4 +1,5 @@
-"""The site's response shapes: one JSON error body, and the SSE response with its headers."""
+"""The site's response shapes: one JSON error body per API surface (the site's, OpenAI's),
+and the SSE response with its headers."""
 
 import functools
 import logging
@@ -104,9 +105,8 @@ BUSY_RETRY_AFTER = 5
 
 
 def _as_chat_error(exc: Exception, request: HttpRequest, request_id: str) -> ChatError:
-    """Turn any exception of an API view into the ChatError its client is answered with."""
-    if isinstance(exc, ChatError):
-        return exc
+    """Turn an exception of an API view that is no ChatError into the one its client is
+    answered with."""
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge("The request body is too large.")
     if isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout):
