@@ -2,11 +2,12 @@
 
 Starts the development LLM server and one daphne process (as production runs it, `-v 0`),
 then streams the same answers at a fixed concurrency straight from the LLM server (the
-baseline) and through chatsite's /v1/chat/completions. It prints streams per second, time to
+baseline), through chatsite's /v1/chat/completions and through its site API (the chat page's
+events). It prints streams per second, time to
 first byte, and the server's CPU time per stream, read from /proc. Timings on a shared
 machine move from run to run: compare the ratios within one run.
 
-    make bench                         # 200 streams, 50 at a time
+    make bench                         # 200 streams, 50 at a time, per surface
     BENCH_STREAMS=400 BENCH_CONCURRENCY=100 make bench
 """
 
@@ -50,8 +51,7 @@ async def one_stream(client: httpx.AsyncClient, url: str, body: dict) -> tuple[f
     return first_byte or 0.0, chunks
 
 
-async def run(url: str, headers: dict, model: str) -> dict:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+async def run(url: str, headers: dict, body: dict) -> dict:
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as client:
         await one_stream(client, url, body)  # warm up connections and caches
@@ -73,9 +73,13 @@ async def run(url: str, headers: dict, model: str) -> dict:
     }
 
 
-def measure(name: str, server: ServerProcess, url: str, headers: dict, model: str) -> dict:
+def openai_body(model: str) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+
+
+def measure(name: str, server: ServerProcess, url: str, headers: dict, body: dict) -> dict:
     cpu_before = cpu_seconds(server.process.pid)
-    result = asyncio.run(run(url, headers, model))
+    result = asyncio.run(run(url, headers, body))
     result["cpu_ms_per_stream"] = (cpu_seconds(server.process.pid) - cpu_before) * 1000 / STREAMS
     print(
         f"{name:<28} {result['streams_per_s']:8.1f} streams/s   "
@@ -125,17 +129,30 @@ def main() -> None:
             flush=True,
         )
         direct = f"{devllm.url}/v1/chat/completions"
-        base = measure("development server, direct", devllm, direct, {}, "dev-chat")
+        auth = {"Authorization": f"Bearer {key}"}
+        base = measure("development server, direct", devllm, direct, {}, openai_body("dev-chat"))
         proxied = measure(
             "chatsite /v1 (daphne)",
             site,
             f"{site.url}/v1/chat/completions",
-            {"Authorization": f"Bearer {key}"},
-            "dev/dev-chat",
+            auth,
+            openai_body("dev/dev-chat"),
         )
-        throughput = proxied["streams_per_s"] / base["streams_per_s"]
-        first_byte = proxied["ttfb_p50_ms"] / base["ttfb_p50_ms"]
-        print(f"chatsite / direct: throughput {throughput:.2f}x, first byte p50 {first_byte:.2f}x")
+        # The site API streams the chat page's events, the surface whose turns outlive it.
+        site_api = measure(
+            "chatsite site API (daphne)",
+            site,
+            f"{site.url}/api/conversations/",
+            auth,
+            {"message": PROMPT, "model": "dev/dev-chat"},
+        )
+        for name, result in (("/v1", proxied), ("site API", site_api)):
+            throughput = result["streams_per_s"] / base["streams_per_s"]
+            first_byte = result["ttfb_p50_ms"] / base["ttfb_p50_ms"]
+            print(
+                f"chatsite {name} / direct: throughput {throughput:.2f}x, "
+                f"first byte p50 {first_byte:.2f}x"
+            )
     finally:
         site.stop()
         devllm.stop()

@@ -60,3 +60,21 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_disconnect_policy(name: str, default: str) -> str | float:
+    """Return what to do with a turn when its last reader leaves: "continue", "cancel", or a
+    grace period in seconds (a number: cancel unless a reader comes back in time)."""
+    raw = os.environ.get(name, default)
+    value = raw.strip().lower()
+    if value in ("continue", "cancel"):
+        return value
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ImproperlyConfigured(
+            f'{name} must be "continue", "cancel" or a grace period in seconds, not {raw!r}.'
+        )
+    return seconds

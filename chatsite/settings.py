@@ -11,7 +11,14 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from chatsite.env import env_bool, env_float, env_int, env_list, env_str
+from chatsite.env import (
+    env_bool,
+    env_disconnect_policy,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -145,6 +152,16 @@ else:
 TURN_LOG_TTL_SECONDS = env_int("TURN_LOG_TTL_SECONDS", 600, minimum=1)
 TURN_LOG_RUNNING_TTL_SECONDS = env_int("TURN_LOG_RUNNING_TTL_SECONDS", 3600, minimum=1)
 TURN_LOG_MAX_EVENTS = env_int("TURN_LOG_MAX_EVENTS", 10000, minimum=1)
+# What happens to an answer when the last client reading it goes away, per surface: "continue"
+# (finish and save it), "cancel" (stop the model now, save the partial answer as stopped), or
+# a grace period in seconds (cancel unless a reader re-attaches in time). A Stop is always
+# explicit: POST /api/turns/<request_id>/stop. OpenAI's SDKs stop a stream by closing it, so
+# /v1 cancels by default.
+TURN_DISCONNECT_POLICY = {
+    "chat": env_disconnect_policy("CHAT_DISCONNECT_POLICY", "continue"),
+    "api": env_disconnect_policy("SITE_API_DISCONNECT_POLICY", "continue"),
+    "v1": env_disconnect_policy("V1_DISCONNECT_POLICY", "cancel"),
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -1,73 +1,70 @@
-"""Turn the pipeline's moments into bytes on the wire: one encoder per API surface.
+"""Turn a turn's numbered events into bytes on the wire: one encoder per API surface.
 
-`SiteEventEncoder` speaks the chat page's named events; `OpenAIChunkEncoder` speaks OpenAI's
-`chat.completion.chunk` stream, so any OpenAI SDK can read it; `CompletionCollector` sends
-nothing and keeps the result, for non-streaming API calls. No Django in here.
+`SiteEventEncoder` speaks the chat page's named Server-Sent Events, each with its `id:` so
+that a reader can resume; `NdjsonEncoder` the same events as one JSON object per line;
+`OpenAIChunkEncoder` OpenAI's `chat.completion.chunk` stream, so any OpenAI SDK can read it.
+The events are the runner's (see streaming.TurnRun): start, reasoning, delta, done, error.
+No Django in here.
 """
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import orjson
 
 from conversations import sse
+from conversations.eventlog import TurnEvent
 from conversations.exceptions import ProviderError
-from conversations.providers import ModelChunk
-from conversations.turns import StartedTurn
 
-if TYPE_CHECKING:
-    from conversations.streaming import TurnAccumulator
+# How long an EventSource waits before reconnecting after a dropped connection.
+RETRY_MILLISECONDS = 2000
 
 
 class EventEncoder(Protocol):
-    def start(self, turn: StartedTurn) -> bytes: ...
-    def chunk(self, chunk: ModelChunk) -> bytes: ...
+    content_type: str
+
+    def encode(self, batch: Sequence[TurnEvent]) -> bytes: ...
     def keepalive(self) -> bytes: ...
-    def done(self, accumulator: "TurnAccumulator", status: str) -> bytes: ...
-    def error(self, failure: ProviderError) -> bytes: ...
 
 
 class SiteEventEncoder:
-    """Named events for the chat page: start, reasoning, delta, done, error."""
+    """Named events with ids for the chat page, the site API and EventSource: start,
+    reasoning, delta, done, error. The first write carries a `retry:` hint."""
 
-    def start(self, turn: StartedTurn) -> bytes:
-        return sse.encode_event(
-            "start",
-            {
-                "conversation": turn.conversation_id,
-                "title": turn.conversation_title,
-                "user_message": turn.user_message_id,
-                "assistant_message": turn.assistant_message_id,
-                "request_id": turn.request_id,
-                "model": turn.model.key,
-                "replaces": list(turn.replaces),
-            },
-        )
+    content_type = "text/event-stream; charset=utf-8"
 
-    def chunk(self, chunk: ModelChunk) -> bytes:
-        out = b""
-        if chunk.reasoning:
-            out += sse.encode_event("reasoning", {"content": chunk.reasoning})
-        if chunk.content:
-            out += sse.encode_event("delta", {"content": chunk.content})
+    def __init__(self) -> None:
+        self._opening = sse.encode_retry(RETRY_MILLISECONDS)
+
+    def encode(self, batch: Sequence[TurnEvent]) -> bytes:
+        out = b"".join(sse.encode_event(e.name, e.data, id=e.id) for e in batch)
+        if self._opening:
+            out, self._opening = self._opening + out, b""
         return out
 
     def keepalive(self) -> bytes:
         return sse.KEEPALIVE
 
-    def done(self, accumulator: "TurnAccumulator", status: str) -> bytes:
-        return sse.encode_event(
-            "done",
-            {
-                "status": status,
-                "finish_reason": accumulator.finish_reason,
-                "usage": accumulator.usage(),
-            },
+
+class NdjsonEncoder:
+    """The same events as one JSON object per line: {"id", "event", "data"}. While the
+    model is silent, a `{"event": "keep-alive"}` line (no id) keeps proxies from timing out."""
+
+    content_type = "application/x-ndjson"
+
+    def encode(self, batch: Sequence[TurnEvent]) -> bytes:
+        return b"".join(
+            orjson.dumps({"id": e.id, "event": e.name, "data": e.data}) + b"\n" for e in batch
         )
 
-    def error(self, failure: ProviderError) -> bytes:
-        return sse.encode_event("error", {"status": "failed", "message": failure.message})
+    def keepalive(self) -> bytes:
+        return b'{"event":"keep-alive"}\n'
 
 
 class OpenAIChunkEncoder:
     """OpenAI's streaming wire format: `data: {chat.completion.chunk}` lines, then [DONE]."""
+
+    content_type = "text/event-stream; charset=utf-8"
 
     def __init__(self, *, completion_id: str, model: str, created: int, include_usage: bool):
         self.include_usage = include_usage
@@ -89,78 +86,69 @@ class OpenAIChunkEncoder:
             body["usage"] = None
         return sse.encode_data(body)
 
-    def start(self, turn: StartedTurn) -> bytes:
-        return self._chunk({"role": "assistant", "content": ""})
+    def encode(self, batch: Sequence[TurnEvent]) -> bytes:
+        return b"".join(self._encode(event.name, event.data) for event in batch)
 
-    def chunk(self, chunk: ModelChunk) -> bytes:
-        delta = {}
-        if chunk.reasoning:
-            delta["reasoning_content"] = chunk.reasoning
-        if chunk.content:
-            delta["content"] = chunk.content
-        return self._chunk(delta) if delta else b""
+    def _encode(self, name: str, data: dict[str, Any]) -> bytes:
+        if name == "delta":
+            return self._chunk({"content": data["content"]})
+        if name == "reasoning":
+            return self._chunk({"reasoning_content": data["content"]})
+        if name == "start":
+            return self._chunk({"role": "assistant", "content": ""})
+        if name == "done":
+            # A stopped answer ends as OpenAI ends one cut short by a stop: reason "stop".
+            out = self._chunk({}, data["finish_reason"] or "stop")
+            if self.include_usage:
+                usage = openai_usage(**data["usage"])
+                out += sse.encode_data({**self._base, "choices": [], "usage": usage})
+            return out + sse.DONE
+        if name == "error":
+            # The openai SDK raises APIError when a stream carries an error object.
+            return sse.encode_data({"error": openai_error_body(**_failure_fields(data))})
+        return b""
 
     def keepalive(self) -> bytes:
         return sse.KEEPALIVE
 
-    def done(self, accumulator: "TurnAccumulator", status: str) -> bytes:
-        # A stopped answer ends as OpenAI ends one cut short by a stop: finish reason "stop".
-        out = self._chunk({}, accumulator.finish_reason or "stop")
-        if self.include_usage:
-            out += sse.encode_data(
-                {**self._base, "choices": [], "usage": openai_usage(accumulator)}
-            )
-        return out + sse.DONE
 
-    def error(self, failure: ProviderError) -> bytes:
-        # The openai SDK raises APIError when a stream carries an error object.
-        return sse.encode_data({"error": openai_error_body(failure)})
+def _failure_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "message": data["message"],
+        "status": data.get("http_status") or 502,
+        "param": data.get("param"),
+        "code": data.get("code"),
+    }
 
 
-class CompletionCollector:
-    """Send nothing while the model answers; keep the outcome for one JSON response."""
-
-    def __init__(self) -> None:
-        self.accumulator: TurnAccumulator | None = None
-        self.failure: ProviderError | None = None
-
-    def start(self, turn: StartedTurn) -> bytes:
-        return b""
-
-    def chunk(self, chunk: ModelChunk) -> bytes:
-        return b""
-
-    def keepalive(self) -> bytes:
-        return b""
-
-    def done(self, accumulator: "TurnAccumulator", status: str) -> bytes:
-        self.accumulator = accumulator
-        return b""
-
-    def error(self, failure: ProviderError) -> bytes:
-        self.failure = failure
-        return b""
-
-
-def openai_usage(accumulator: "TurnAccumulator") -> dict[str, int | None]:
+def openai_usage(
+    *, prompt_tokens: int | None, completion_tokens: int, **_: Any
+) -> dict[str, int | None]:
     """OpenAI's usage object, honest about what is unknown: when the model reported no usage,
     the completion tokens are the chunks we counted and the prompt's are null, not zero."""
-    prompt, completion = accumulator.prompt_tokens, accumulator.counted_completion_tokens
     return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": None if prompt is None else prompt + completion,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": None if prompt_tokens is None else prompt_tokens + completion_tokens,
     }
 
 
-def openai_error_body(failure: ProviderError) -> dict[str, str | None]:
-    """The model's failure in OpenAI's error shape, keeping the upstream's param and code."""
-    kind = "invalid_request_error" if failure.status < 500 else "upstream_error"
-    if failure.status == 429:
+def openai_error_body(
+    *, message: str, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, str | None]:
+    """A model's failure in OpenAI's error shape, keeping the upstream's param and code."""
+    kind = "invalid_request_error" if status < 500 else "upstream_error"
+    if status == 429:
         kind = "rate_limit_error"
     return {
-        "message": failure.message,
+        "message": message,
         "type": kind,
-        "param": failure.param,
-        "code": failure.code or ("upstream_error" if failure.status >= 500 else None),
+        "param": param,
+        "code": code or ("upstream_error" if status >= 500 else None),
     }
+
+
+def openai_failure_body(failure: ProviderError) -> dict[str, str | None]:
+    return openai_error_body(
+        message=failure.message, status=failure.status, param=failure.param, code=failure.code
+    )

@@ -45,6 +45,12 @@ class TurnNotFound(ChatError, Http404):
     status = 404
 
 
+class TurnEventsGone(ChatError):
+    """The answer exists, but its events are no longer kept (expired, or cut by the cap)."""
+
+    status = 410
+
+
 class UnknownModel(ChatError):
     status = 400
 

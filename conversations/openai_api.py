@@ -21,17 +21,13 @@ from django.views.decorators.csrf import csrf_exempt
 
 from conversations import providers, services
 from conversations.auth import NotAuthenticated, api_key_user
-from conversations.encoders import (
-    CompletionCollector,
-    OpenAIChunkEncoder,
-    openai_error_body,
-    openai_usage,
-)
+from conversations.encoders import OpenAIChunkEncoder, openai_failure_body, openai_usage
 from conversations.exceptions import ChatError, ProviderError, UnknownModel
 from conversations.openai_schema import parse_chat_completion
 from conversations.ratelimit import RateLimited
 from conversations.responses import json_api_view, openai_error, sse_response
-from conversations.streaming import TurnRun, stream_turn, turn_events
+from conversations.streaming import TurnRun
+from conversations.turn_readers import TurnStream, follow_run
 from conversations.views import begin_turn, parse_json_object
 
 
@@ -57,7 +53,7 @@ def upstream_error(failure: ProviderError, headers: dict[str, str]) -> JsonRespo
     if failure.retry_after:
         headers = headers | {"Retry-After": str(failure.retry_after)}
     return JsonResponse(
-        {"error": openai_error_body(failure)}, status=failure.status, headers=headers
+        {"error": openai_failure_body(failure)}, status=failure.status, headers=headers
     )
 
 
@@ -109,34 +105,45 @@ async def chat_completions(
         client=providers.client_for(turn.model.endpoint),
         params=completion.params,
         release=admission.slot.release,
-    )
+        on_disconnect=settings.TURN_DISCONNECT_POLICY["v1"],
+    ).start()
     headers = admission.headers | {"X-Request-ID": request_id}
     completion_id, created = f"chatcmpl-{request_id}", int(time.time())
-    if not completion.stream:
-        return await complete(run, completion_id, created, completion.model, headers)
-    # The status line goes out with the first byte, so it waits for the model to answer.
-    failure = await run.failure_before_answer(settings.SSE_KEEPALIVE_SECONDS)
-    if failure is not None:
-        return upstream_error(failure, headers)
     encoder = OpenAIChunkEncoder(
         completion_id=completion_id,
         model=completion.model,
         created=created,
         include_usage=completion.include_usage,
     )
-    events = turn_events(run, encoder=encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)
-    return sse_response(events, request_id=request_id, headers=headers)
+    # This response reads the turn from now on: a client that leaves while we wait is a
+    # reader leaving, and the /v1 disconnect policy applies (by default, cancel).
+    stream = follow_run(run, encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)
+    if not completion.stream:
+        return await complete(run, stream, completion_id, created, completion.model, headers)
+    # The status line goes out with the first byte, so it waits for the model to answer.
+    try:
+        await run.wait_answered(settings.SSE_KEEPALIVE_SECONDS)
+    except BaseException:
+        stream.close()
+        raise
+    if (failure := run.failure_before_answer()) is not None:
+        stream.close()
+        return upstream_error(failure, headers)
+    return sse_response(stream, request_id=request_id, headers=headers)
 
 
 async def complete(
-    run: TurnRun, completion_id: str, created: int, model: str, headers: dict[str, str]
+    run: TurnRun,
+    stream: TurnStream,
+    completion_id: str,
+    created: int,
+    model: str,
+    headers: dict[str, str],
 ) -> HttpResponse:
-    """Run a turn to its end and answer with one `chat.completion` object."""
-    collector = CompletionCollector()
-    async for _ in stream_turn(run, encoder=collector, keepalive_seconds=3600):
-        pass
-    if collector.failure is not None:
-        return upstream_error(collector.failure, headers)
+    """Wait for the turn to end and answer with one `chat.completion` object."""
+    await stream.drain()
+    if run.failure is not None:
+        return upstream_error(run.failure, headers)
     answer = run.accumulator
     message = {"role": "assistant", "content": "".join(answer.content)}
     if answer.reasoning:
@@ -154,7 +161,7 @@ async def complete(
                 "finish_reason": answer.finish_reason or "stop",
             }
         ],
-        "usage": openai_usage(answer),
+        "usage": openai_usage(**answer.usage()),
     }
     return JsonResponse(body, headers=headers)
 

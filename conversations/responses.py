@@ -72,15 +72,18 @@ def render_json_error(exc: ChatError, headers: dict[str, str]) -> JsonResponse:
 
 
 def sse_response(
-    events: AsyncIterable[bytes], *, request_id: str, headers: dict[str, str] | None = None
+    events: AsyncIterable[bytes],
+    *,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+    content_type: str = "text/event-stream; charset=utf-8",
 ) -> StreamingHttpResponse:
-    """Wrap an async iterator of encoded events in a streaming response.
+    """Wrap an async iterator of encoded events (SSE, or NDJSON lines) in a streaming
+    response.
 
     It must be async: under ASGI Django reads a sync iterator to the end before sending.
     """
-    response = StreamingHttpResponse(
-        events, content_type="text/event-stream; charset=utf-8", headers=headers
-    )
+    response = StreamingHttpResponse(events, content_type=content_type, headers=headers)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     response["X-Request-ID"] = request_id

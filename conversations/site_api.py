@@ -11,6 +11,12 @@
                                                or "edit" redoes the last answer or question,
                                                and message_id (that answer or question) makes
                                                a stale client's request a 409
+    GET    /api/turns/<request_id>/events      follow an answer (re-attach after a reload):
+                                               its events after Last-Event-ID (or ?after=N),
+                                               live until the last; SSE, or NDJSON with
+                                               Accept: application/x-ndjson. 204 when there
+                                               is nothing after the given id, 410 when its
+                                               events have expired
     POST   /api/turns/<request_id>/stop        stop an answer while it is written, from any
                                                server process; {"status"} says how it ended
 
@@ -22,15 +28,24 @@ import asyncio
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from conversations import selectors, services, turn_stops
 from conversations.auth import api_key_or_session_user
-from conversations.exceptions import InvalidChatRequest
+from conversations.encoders import EventEncoder
+from conversations.eventlog import TurnLogGap, TurnLogNotFound
+from conversations.exceptions import InvalidChatRequest, TurnEventsGone
 from conversations.models import Conversation, Message
-from conversations.responses import json_api_view, render_json_error
-from conversations.views import parse_chat_payload, parse_json_object, stream_chat_turn
+from conversations.responses import json_api_view, render_json_error, sse_response
+from conversations.turn_readers import TurnStream, open_turn_stream
+from conversations.views import (
+    parse_chat_payload,
+    parse_json_object,
+    site_encoder,
+    stream_chat_turn,
+)
 
 MAX_PAGE = 200
 
@@ -54,7 +69,9 @@ async def conversations(
                 "POST to /api/conversations/<id>/messages/.",
                 field="conversation" if payload["conversation"] else "action",
             )
-        return await stream_chat_turn(request, user, request_id=request_id, **payload)
+        return await stream_chat_turn(
+            request, user, request_id=request_id, surface="api", **payload
+        )
     limit = _int_param(request, "limit", default=50, maximum=MAX_PAGE)
     offset = _int_param(request, "offset", default=0, maximum=MAX_OFFSET)
     source = request.GET.get("source")
@@ -89,7 +106,7 @@ async def conversation_messages(
     request: HttpRequest, user: AbstractBaseUser, pk: int, *, request_id: str
 ) -> HttpResponse:
     payload = parse_chat_payload(request, url_conversation=pk)
-    return await stream_chat_turn(request, user, request_id=request_id, **payload)
+    return await stream_chat_turn(request, user, request_id=request_id, surface="api", **payload)
 
 
 MAX_OFFSET = 1_000_000
@@ -160,22 +177,92 @@ def message_json(message: Message) -> dict[str, Any]:
     }
 
 
+# How long a reader of a turn that has just started in another process waits for its log.
+LOG_APPEAR_SECONDS = 2.0
+
+
+@site_api_view("GET")
+async def turn_events(
+    request: HttpRequest, user: AbstractBaseUser, turn_request_id: str, *, request_id: str
+) -> HttpResponse:
+    """Follow one of the user's answers from any process: the events after the last one the
+    client has, then live until the final one. Another user's answer is a 404."""
+    after = _last_event_id(request)
+    encoder = site_encoder(request)
+    stream = await _reattach(user, turn_request_id, after, encoder)
+    if stream is None:
+        # Nothing follows: a 204 also tells an EventSource to stop reconnecting.
+        return HttpResponse(status=204, headers={"X-Request-ID": request_id})
+    return sse_response(stream, request_id=request_id, content_type=encoder.content_type)
+
+
+async def _reattach(
+    user: AbstractBaseUser, turn_request_id: str, after: int, encoder: EventEncoder
+) -> TurnStream | None:
+    answer: Message | None = None
+    deadline = asyncio.get_running_loop().time() + LOG_APPEAR_SECONDS
+    while True:
+        try:
+            return await open_turn_stream(
+                user_id=user.pk,
+                request_id=turn_request_id,
+                after=after,
+                encoder=encoder,
+                keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+            )
+        except TurnLogGap:
+            raise TurnEventsGone(
+                f"The events after {after} are no longer kept; read the saved answer from "
+                "its conversation.",
+                field="last_event_id",
+            ) from None
+        except TurnLogNotFound:
+            if answer is None:  # a 404 for an unknown answer, or another user's
+                answer = await sync_to_async(selectors.answer_for_request)(
+                    user=user, request_id=turn_request_id
+                )
+            # A turn that has just started in another process may not have written yet.
+            if answer.status != Message.Status.STREAMING:
+                raise TurnEventsGone(
+                    f"This answer ended ({answer.status}) and its events have expired; read "
+                    "it from its conversation.",
+                ) from None
+            if asyncio.get_running_loop().time() > deadline:
+                raise TurnEventsGone(
+                    "This answer's events are not available: the server writing it may "
+                    "have stopped. Read what was saved from its conversation.",
+                ) from None
+            await asyncio.sleep(0.1)
+
+
+def _last_event_id(request: HttpRequest) -> int:
+    """The id of the last event the client has: the Last-Event-ID header (sent by a
+    reconnecting EventSource) or ?after=; 0 for everything."""
+    raw = request.headers.get("Last-Event-ID", request.GET.get("after", "0")).strip() or "0"
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise InvalidChatRequest(
+            "Last-Event-ID (or after) must be the id of an event, a whole number.",
+            field="last_event_id",
+        )
+    return int(raw)
+
+
 STOP_WAIT_SECONDS = 2.0
 
 
 @site_api_view("POST")
 async def turn_stop(
-    request: HttpRequest, user: AbstractBaseUser, request_id_to_stop: str, *, request_id: str
+    request: HttpRequest, user: AbstractBaseUser, turn_request_id: str, *, request_id: str
 ) -> HttpResponse:
     """Stop one of the user's answers wherever it runs, and say how it ended.
 
     The model's stream is closed at once and the partial answer saved as stopped; stopping
     an answer that already ended changes nothing."""
     answer = await sync_to_async(selectors.answer_for_request)(
-        user=user, request_id=request_id_to_stop
+        user=user, request_id=turn_request_id
     )
     if answer.status == Message.Status.STREAMING:
-        await turn_stops.request_stop(user_id=user.pk, request_id=request_id_to_stop)
+        await turn_stops.request_stop(user_id=user.pk, request_id=turn_request_id)
         answer = await _ended(answer)
     return JsonResponse({"request_id": answer.request_id, "status": answer.status})
 

@@ -1,24 +1,28 @@
-"""The streaming pipeline: model chunks in, SSE events out, the finished turn saved at the end.
+"""The turn runner: a task this process owns asks the model, accumulates the answer, numbers
+its events, and saves the turn once however it ends. Responses only read those events.
 
-    browser ──POST──▶ views.chat_stream ──▶ services.turn_start (user message saved)
-                                        └──▶ stream_turn ◀── ChunkPump ◀── ChatModelClient
-                                                 │ finally
-                                                 ▼
-                                hooks.run_post_stream_hooks ──▶ services.save_finished_turn
+    view ──▶ services.turn_start (prompt saved) ──▶ TurnRun.start() ──▶ owner task
+                                                                         │ model chunks
+                        events 1, 2, 3… ◀── publish ◀────────────────────┤
+         ┌──────────────────┴───────────────────┐                        │ end / Stop
+    readers in this process            eventlog (Redis or memory)        ▼
+    (turn_readers.follow_turn)          readers anywhere, resumable   hooks: save the turn
+                                                                       then the final event
 
-Nothing here touches the request object. See docs/streaming.md for the four ways a stream ends.
+A reader that leaves is not a Stop: when the last one goes, the turn's disconnect policy
+decides (settings.TURN_DISCONNECT_POLICY). Nothing here touches the request object. See
+docs/streaming.md for the lifecycle and the ways a turn ends.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync
-
 from conversations import turn_stops
-from conversations.encoders import EventEncoder
+from conversations.eventlog import EventLog, EventSpec, TurnEvent, TurnWriter, event_log
 from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
 from conversations.models import Message
@@ -28,93 +32,24 @@ from conversations.turns import FinishedTurn, StartedTurn
 
 logger = logging.getLogger(__name__)
 
-# Finishing tasks still running; a reference keeps them from being garbage-collected mid-save.
-_finishing: set[asyncio.Task] = set()
-_END = object()
+# Tasks that must not be garbage-collected mid-run: turns' owners, log flushes, saves.
+_tasks: set[asyncio.Task] = set()
+
+CONTINUE, CANCEL = "continue", "cancel"
+# "continue", "cancel", or a grace period in seconds (see settings.TURN_DISCONNECT_POLICY).
+DisconnectPolicy = str | float
 
 
-class TurnStopped(Exception):
-    """Someone asked for the turn to stop (see conversations.turn_stops)."""
+def keep(task: asyncio.Task) -> asyncio.Task:
+    """Hold a strong reference to the task until it is done."""
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
 
 
-class ChunkPump:
-    """Read the model's stream in a task of its own, so the reader can wait with a timeout.
-
-    Waiting on the queue with a timeout is safe to cancel; cancelling a read on the model's
-    stream is not (it would close the stream), so keep-alives need this split.
-    """
-
-    def __init__(self, chunks: AsyncIterator[ModelChunk]) -> None:
-        self._chunks = chunks
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        # The first thing the model's stream produced: a chunk, its end, or its failure.
-        self.first: Any = None
-        self._answered = asyncio.Event()
-        self._task = asyncio.create_task(self._read())
-
-    def _put(self, item: Any) -> None:
-        if not self._answered.is_set():
-            self.first = item
-            self._answered.set()
-        self._queue.put_nowait(item)
-
-    async def _read(self) -> None:
-        try:
-            async for chunk in self._chunks:
-                self._put(chunk)
-            self._put(_END)
-        except ProviderError as exc:
-            self._put(exc)
-        except Exception as exc:  # an SDK or parsing surprise must still end the stream cleanly
-            logger.exception("Unexpected error reading the model's stream")
-            self._put(ProviderError(f"Unexpected error from the model: {exc}"))
-
-    async def wait_answered(self, patience: float) -> bool:
-        """Wait up to `patience` seconds for the model's first chunk, end or failure (then in
-        `first`, and still queued); return whether it came."""
-        try:
-            async with asyncio.timeout(patience):
-                await self._answered.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    async def next_batch(self, silence_seconds: float) -> list[ModelChunk] | None:
-        """Return the chunks that have arrived: [] after `silence_seconds` without any, None
-        at the end of the stream. Raises the ProviderError that ended the stream."""
-        try:
-            async with asyncio.timeout(silence_seconds):
-                item = await self._queue.get()
-        except TimeoutError:
-            return []
-        batch: list[ModelChunk] = []
-        while True:
-            if item is _END:
-                if batch:
-                    self._queue.put_nowait(_END)
-                    return batch
-                return None
-            if isinstance(item, ProviderError | TurnStopped):
-                if batch:
-                    self._queue.put_nowait(item)
-                    return batch
-                raise item
-            batch.append(item)
-            if self._queue.empty():
-                return batch
-            item = self._queue.get_nowait()
-
-    def stop(self) -> None:
-        """Read no further: what has arrived is still delivered, then TurnStopped."""
-        if not self._task.done():
-            self._task.cancel()
-            self._put(TurnStopped())
-
-    async def close(self) -> None:
-        """Stop reading; closing the model's stream tells the model to stop generating."""
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._chunks.aclose()  # type: ignore[attr-defined]
+def turn_key(user_id: int, request_id: str) -> str:
+    """The turn's name in the event log: request IDs are unique per user, not globally."""
+    return f"{user_id}:{request_id}"
 
 
 class TurnAccumulator:
@@ -197,8 +132,13 @@ class TurnAccumulator:
 
 
 class TurnRun:
-    """One turn's model stream: asked for, read in its own task, accumulated, and saved once
-    when it ends, however it ends. Every surface streams a turn through one of these."""
+    """One turn, run by a task this process owns; any number of readers follow its events.
+
+    `start()` begins the owner task. It publishes `start`, one `delta` or `reasoning` event
+    per model chunk, and, once the turn is saved, a final `done` or `error`. Events are kept
+    here for this process's readers and appended to the event log in batches (one append in
+    flight at a time; whatever arrives meanwhile goes in the next), for readers anywhere.
+    """
 
     def __init__(
         self,
@@ -207,122 +147,244 @@ class TurnRun:
         client: ChatModelClient,
         params: dict[str, Any] | None = None,
         release: Callable[[], Awaitable[None]] | None = None,
+        on_disconnect: DisconnectPolicy = CONTINUE,
+        log: EventLog | None = None,
     ) -> None:
         self.turn = turn
         self.accumulator = TurnAccumulator()
+        self.on_disconnect = on_disconnect
+        self.events: list[TurnEvent] = []
+        self.status: str | None = None  # set once the turn is saved
+        self.failure: ProviderError | None = None
         self._client, self._params, self._release = client, params or {}, release
-        self._pump: ChunkPump | None = None
-        self._finished = False
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._reading = False  # the model was asked: a Stop now cancels the owner task
         self._stop_requested = False
+        self._readers = 0
+        self._grace: asyncio.TimerHandle | None = None
+        log = log or event_log()
+        self._writer: TurnWriter | None = log.writer(turn_key(turn.user_id, turn.request_id))
+        self._unflushed: list[EventSpec] = []
+        self._flushing: asyncio.Task | None = None
 
-    def pump(self) -> ChunkPump:
-        """Ask the model, once; its chunks then queue up in the pump. Raises TurnStopped
-        when the turn was stopped before the model was asked."""
-        if self._pump is None:
-            if self._stop_requested:
-                raise TurnStopped
+    # --- the owner ---------------------------------------------------------------------
+
+    def start(self) -> "TurnRun":
+        """Start the owner task, once; the `start` event is published at once."""
+        if self._task is None:
+            self._publish([("start", start_event_data(self.turn))])
             turn_stops.register(self)
-            self._pump = ChunkPump(
-                self._client.stream_chat(
+            self._task = keep(asyncio.create_task(self._run(), name=f"turn {self.turn.request_id}"))
+        return self
+
+    async def _run(self) -> None:
+        status, error, interrupted = Message.Status.STOPPED, "", False
+        chunks: AsyncIterator[ModelChunk] | None = None
+        try:
+            if not self._stop_requested:
+                chunks = self._client.stream_chat(
                     model=self.turn.model.upstream_id,
                     messages=self.turn.history,
                     request_id=self.turn.request_id,
                     **self._params,
                 )
-            )
-        return self._pump
+                self._reading = True  # no await since the check: a Stop now cancels us
+                async for chunk in chunks:
+                    self.accumulator.add(chunk)
+                    if events := chunk_events(chunk):
+                        self._publish(events)
+                status = Message.Status.COMPLETED
+        except asyncio.CancelledError:
+            if not self._stop_requested:
+                interrupted = True  # the process is shutting down: save, then let it go
+            else:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        except ProviderError as exc:
+            status, error, self.failure = Message.Status.FAILED, exc.message, exc
+        except Exception as exc:  # an SDK or parsing surprise must still end the turn cleanly
+            logger.exception("Unexpected error reading the model's stream")
+            self.failure = ProviderError(f"Unexpected error from the model: {exc}")
+            status, error = Message.Status.FAILED, self.failure.message
+        finally:
+            self._reading = False
+            finished = self.accumulator.finish(self.turn, status=status, error=error)
+            try:
+                await finish_turn(chunks, finished, self._release)
+            except asyncio.CancelledError:
+                interrupted = True  # cancelled again: the save goes on in its own task
+            turn_stops.unregister(self)
+            self._end(status)
+            if self._flushing is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(self._flushing)
+        if interrupted:
+            raise asyncio.CancelledError
+
+    def _end(self, status: str) -> None:
+        self.status = status
+        if self._grace is not None:
+            self._grace.cancel()
+        if self.failure is not None:
+            self._publish([("error", error_event_data(self.failure))], final=True)
+        else:
+            self._publish([("done", done_event_data(self.accumulator, status))], final=True)
+
+    def _publish(self, specs: list[EventSpec], *, final: bool = False) -> None:
+        """Number the events, wake this process's readers, and queue them for the log."""
+        first = len(self.events) + 1
+        last = first + len(specs) - 1
+        self.events.extend(
+            TurnEvent(i, name, data, final and i == last)
+            for i, (name, data) in enumerate(specs, start=first)
+        )
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self._writer is not None:
+            self._unflushed.extend(specs)
+            if self._flushing is None or self._flushing.done():
+                self._flushing = keep(asyncio.create_task(self._flush()))
+
+    async def _flush(self) -> None:
+        """Append what is queued to the event log, a batch per round trip, until none is."""
+        while self._unflushed and self._writer is not None:
+            batch, self._unflushed = self._unflushed, []
+            # The final event is the last ever published: if it is out, it is in this batch.
+            final = self.status is not None
+            try:
+                await self._writer.append(batch, final=final)
+            except Exception:
+                # Readers in this process still get every event; others cannot resume it.
+                logger.exception("Writing turn %s to the event log failed", self.turn.request_id)
+                self._writer = None
+
+    # --- Stop and disconnects -------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop the turn at once (from a Stop request): the stream ends as stopped, and
-        finishing it closes the model's stream."""
+        """Stop the turn at once: close the model's stream, save the partial answer as
+        stopped, and end every reader's stream with `done`, status stopped."""
+        if self._stop_requested or self.status is not None:
+            return
         self._stop_requested = True
-        if self._pump is not None:
-            self._pump.stop()
+        if self._reading and self._task is not None:
+            self._task.cancel()
+        # Not yet reading: the owner sees the request before it asks the model.
 
-    async def failure_before_answer(self, patience: float) -> ProviderError | None:
-        """Ask the model and wait up to `patience` seconds for it to answer. Return the
-        ProviderError it failed with before its first chunk (the turn is then saved as
-        failed), or None: it answered, or is still thinking.
+    def attach(self) -> None:
+        """Count a reader; one that comes back within a grace period keeps the turn going."""
+        self._readers += 1
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
 
-        An API client learns a failure from the status line, which goes out with the first
-        byte: this lets the status wait for the model. A client that leaves meanwhile stops
-        the turn."""
-        try:
-            pump = self.pump()
-            await pump.wait_answered(patience)
-        except TurnStopped:
-            return None  # the stream then ends at once, as stopped
-        except asyncio.CancelledError:
-            await self.finish(Message.Status.STOPPED)
-            raise
-        if isinstance(pump.first, ProviderError):
-            await self.finish(Message.Status.FAILED, pump.first.message)
-            return pump.first
+    def detach(self) -> None:
+        """Count a reader out; when the last one goes, apply the disconnect policy."""
+        self._readers -= 1
+        if self._readers > 0 or self.status is not None:
+            return
+        if self.on_disconnect == CANCEL:
+            self.stop()
+        elif self.on_disconnect != CONTINUE:
+            self._grace = asyncio.get_running_loop().call_later(
+                float(self.on_disconnect), self._grace_over
+            )
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if self._readers == 0:
+            self.stop()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def follow(self, after: int, keepalive_seconds: float) -> AsyncIterator[list[TurnEvent]]:
+        """Yield the events after id `after` in batches as they come, up to the final one;
+        an empty batch after `keepalive_seconds` without any."""
+        while True:
+            if len(self.events) > after:
+                batch = self.events[after:]
+                after = batch[-1].id
+                yield batch
+                if batch[-1].final:
+                    return
+                continue
+            changed = self._changed
+            try:
+                async with asyncio.timeout(keepalive_seconds):
+                    await changed.wait()
+            except TimeoutError:
+                yield []
+
+    async def wait_answered(self, patience: float) -> None:
+        """Wait up to `patience` seconds for the model's first chunk, or the turn's end."""
+        deadline = asyncio.get_running_loop().time() + patience
+        while len(self.events) < 2:
+            changed = self._changed
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await changed.wait()
+            except TimeoutError:
+                return
+
+    def failure_before_answer(self) -> ProviderError | None:
+        """The failure that ended the turn before the model sent any text, if it did."""
+        if self.failure is not None and self.accumulator.token_chunks == 0:
+            return self.failure
         return None
 
-    async def finish(self, status: str, error: str = "") -> None:
-        """Close the model's stream, save the turn and release it; only the first call
-        counts. Safe from a second cancellation."""
-        if self._finished:
-            return
-        self._finished = True
-        turn_stops.unregister(self)
-        finished = self.accumulator.finish(self.turn, status=status, error=error)
-        await finish_turn(self._pump, finished, self._release)
+
+def chunk_events(chunk: ModelChunk) -> list[EventSpec]:
+    """The events a model chunk makes: its reasoning, then its text."""
+    events: list[EventSpec] = []
+    if chunk.reasoning:
+        events.append(("reasoning", {"content": chunk.reasoning}))
+    if chunk.content:
+        events.append(("delta", {"content": chunk.content}))
+    return events
 
 
-async def stream_turn(
-    run: TurnRun, *, encoder: EventEncoder, keepalive_seconds: float
-) -> AsyncIterator[bytes]:
-    """Yield the turn's events while the model answers; save the turn however it ends.
+def start_event_data(turn: StartedTurn) -> dict[str, Any]:
+    return {
+        "conversation": turn.conversation_id,
+        "title": turn.conversation_title,
+        "user_message": turn.user_message_id,
+        "assistant_message": turn.assistant_message_id,
+        "request_id": turn.request_id,
+        "model": turn.model.key,
+        "replaces": list(turn.replaces),
+    }
 
-    Cancellation (the client went away or pressed Stop) closes the model's stream at once and
-    saves the partial answer as stopped; the save is shielded from a second cancellation.
-    The user's stream slot is released last, whatever happened.
-    """
-    accumulator = run.accumulator
-    outcome: tuple[str, ProviderError | None] | None = None  # once the model's stream ended
-    try:
-        # Sent first, so the client sees the stream open at once (on the chat page, before the
-        # model is even asked). Inside the try: a client may leave right after it, and the
-        # turn is saved then.
-        yield encoder.start(run.turn)
-        pump = run.pump()
-        while (batch := await pump.next_batch(keepalive_seconds)) is not None:
-            if not batch:
-                yield encoder.keepalive()
-                continue
-            out = []
-            for chunk in batch:
-                accumulator.add(chunk)
-                out.append(encoder.chunk(chunk))
-            yield b"".join(out)
-        outcome = (Message.Status.COMPLETED, None)
-    except TurnStopped:
-        outcome = (Message.Status.STOPPED, None)
-    except ProviderError as exc:
-        outcome = (Message.Status.FAILED, exc)
-    finally:
-        # Without an outcome the stream was cancelled or closed: the client went away.
-        status, failure = outcome or (Message.Status.STOPPED, None)
-        await run.finish(status, failure.message if failure else "")
-    # Only reached when the client is still there. The turn is saved before the client hears
-    # that it ended, so whoever reads it back after `done` or `error` finds it.
-    yield encoder.done(accumulator, status) if failure is None else encoder.error(failure)
+
+def done_event_data(accumulator: TurnAccumulator, status: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "finish_reason": accumulator.finish_reason,
+        "usage": accumulator.usage(),
+    }
+
+
+def error_event_data(failure: ProviderError) -> dict[str, Any]:
+    # param, code and http_status let /v1 answer in OpenAI's error shape.
+    return {
+        "status": Message.Status.FAILED,
+        "message": failure.message,
+        "param": failure.param,
+        "code": failure.code,
+        "http_status": failure.status,
+    }
 
 
 async def finish_turn(
-    pump: ChunkPump | None,
+    chunks: AsyncIterator[ModelChunk] | None,
     finished: FinishedTurn,
     release: Callable[[], Awaitable[None]] | None,
 ) -> None:
-    """Close the model's stream, run the post-stream hooks, then release; safe from a
-    second cancellation."""
+    """Close the model's stream (the model then stops generating), run the post-stream
+    hooks, then release the user's stream slot; safe from a second cancellation."""
 
     async def close_save_release() -> None:
         try:
-            if pump is not None:
-                await pump.close()
+            if chunks is not None:
+                await chunks.aclose()  # type: ignore[attr-defined]
         finally:
             try:
                 await run_post_stream_hooks(finished)
@@ -330,47 +392,12 @@ async def finish_turn(
                 if release is not None:
                     await release()
 
-    task = asyncio.create_task(close_save_release())
-    _finishing.add(task)
-    task.add_done_callback(_finishing.discard)
-    await asyncio.shield(task)
+    await asyncio.shield(keep(asyncio.create_task(close_save_release())))
 
 
 async def finish_unstarted_turn(
     turn: StartedTurn, release: Callable[[], Awaitable[None]] | None
 ) -> None:
-    """Save a turn whose stream never started as stopped, and release it: the client left
-    between the prompt being saved and the first event being read."""
+    """Save a turn that never started running as stopped, and release it: the client left
+    while its prompt was being saved."""
     await finish_turn(None, TurnAccumulator().finish(turn, status=Message.Status.STOPPED), release)
-
-
-class TurnEvents:
-    """A turn's event stream, as a StreamingHttpResponse wants it.
-
-    Django calls close() when the response is done, however it went. If the client left
-    before the first event was read, the stream's generator never ran, and neither did the
-    save in its finally block: close() then saves the turn as stopped and releases it.
-    """
-
-    def __init__(self, run: TurnRun, events: AsyncIterator[bytes]) -> None:
-        self._run, self._events = run, events
-        self._started = False
-
-    def __aiter__(self) -> "TurnEvents":
-        # Django calls aiter() when it builds the response, long before it reads from it.
-        return self
-
-    async def __anext__(self) -> bytes:
-        self._started = True
-        return await self._events.__anext__()
-
-    def close(self) -> None:
-        # Django calls this through sync_to_async, so async_to_sync reaches the event loop.
-        if not self._started:
-            self._started = True
-            async_to_sync(self._run.finish)(Message.Status.STOPPED)
-
-
-def turn_events(run: TurnRun, *, encoder: EventEncoder, keepalive_seconds: float) -> TurnEvents:
-    """Return stream_turn's events, wrapped so that a stream that is never read is saved too."""
-    return TurnEvents(run, stream_turn(run, encoder=encoder, keepalive_seconds=keepalive_seconds))

@@ -1,5 +1,7 @@
 """Stop a running turn from any server process, through channels' channel layer.
 
+Each process also finds its running turns here, for readers that re-attach (turn_readers).
+
 A Stop request can reach any process behind the load balancer, while the turn runs in one of
 them. Each process keeps the turns it runs in a registry, and listens on one channel that it
 adds to a group every process shares; `request_stop` sends to the group, and the process that
@@ -41,6 +43,11 @@ def unregister(run: "TurnRun") -> None:
     key = (run.turn.user_id, run.turn.request_id)
     if _running.get(key) is run:
         del _running[key]
+
+
+def find(*, user_id: int, request_id: str) -> "TurnRun | None":
+    """Return the user's turn if this process runs it."""
+    return _running.get((user_id, request_id))
 
 
 def stop_here(*, user_id: int, request_id: str) -> bool:

@@ -19,11 +19,8 @@ urlpatterns = [
         site_api.conversation_messages,
         name="api_conversation_messages",
     ),
-    path(
-        "api/turns/<str:request_id_to_stop>/stop",
-        site_api.turn_stop,
-        name="api_turn_stop",
-    ),
+    path("api/turns/<str:turn_request_id>/events", site_api.turn_events, name="api_turn_events"),
+    path("api/turns/<str:turn_request_id>/stop", site_api.turn_stop, name="api_turn_stop"),
     # OpenAI-compatible (API key); any other /v1 URL is OpenAI's JSON 404.
     path("v1/models", openai_api.models, name="v1_models"),
     path("v1/models/<path:model_id>", openai_api.model, name="v1_model"),

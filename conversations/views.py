@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from conversations import apikeys, providers, selectors, services
 from conversations.auth import session_user
-from conversations.encoders import SiteEventEncoder
+from conversations.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.exceptions import InvalidChatRequest
 from conversations.models import Conversation
 from conversations.ratelimit import Admission, admit_chat_request
@@ -29,7 +29,8 @@ from conversations.responses import (
     render_json_error,
     sse_response,
 )
-from conversations.streaming import TurnRun, finish_unstarted_turn, turn_events
+from conversations.streaming import TurnRun, finish_unstarted_turn
+from conversations.turn_readers import follow_run
 from conversations.turns import StartedTurn
 
 
@@ -61,7 +62,14 @@ async def chat_stream(
 ) -> HttpResponse:
     """Take a message from the chat page, save it, and stream the answer as SSE."""
     payload = parse_chat_payload(request)
-    return await stream_chat_turn(request, user, request_id=request_id, **payload)
+    return await stream_chat_turn(request, user, request_id=request_id, surface="chat", **payload)
+
+
+def site_encoder(request: HttpRequest) -> SiteEventEncoder | NdjsonEncoder:
+    """Server-Sent Events, or NDJSON for a client that asks for it in Accept."""
+    if "application/x-ndjson" in request.headers.get("Accept", ""):
+        return NdjsonEncoder()
+    return SiteEventEncoder()
 
 
 async def stream_chat_turn(
@@ -69,13 +77,15 @@ async def stream_chat_turn(
     user: AbstractBaseUser,
     *,
     request_id: str,
+    surface: str,
     message: str,
     model: str,
     conversation: int | None,
     action: str = "send",
     message_id: int | None = None,
 ) -> HttpResponse:
-    """Answer one chat message as the site's SSE stream (the chat page and the site API).
+    """Answer one chat message as the site's event stream (the chat page, `surface` "chat",
+    and the site API, "api"): the turn runs on its own, and this response is its first reader.
 
     A ChatError (a refused limit included) passes to the caller's json_api_view."""
     common = {"user": user, "model_key": model, "request_id": request_id}
@@ -95,11 +105,16 @@ async def stream_chat_turn(
         turn,
         client=providers.client_for(turn.model.endpoint),
         release=admission.slot.release,
+        on_disconnect=settings.TURN_DISCONNECT_POLICY[surface],
+    ).start()
+    encoder = site_encoder(request)
+    stream = follow_run(run, encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)
+    return sse_response(
+        stream,
+        request_id=request_id,
+        headers=admission.headers,
+        content_type=encoder.content_type,
     )
-    events = turn_events(
-        run, encoder=SiteEventEncoder(), keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS
-    )
-    return sse_response(events, request_id=request_id, headers=admission.headers)
 
 
 async def begin_turn(

@@ -13,6 +13,7 @@ class Event:
     name: str
     data: Any
     at: float  # time.monotonic() when the chunk carrying it arrived
+    id: int | None = None  # the event's `id:`, which a reconnecting reader sends back
 
 
 @dataclass
@@ -35,23 +36,33 @@ def parse_events(buffer: bytes, at: float) -> tuple[list[Event], bytes]:
     events = []
     while b"\n\n" in buffer:
         raw, buffer = buffer.split(b"\n\n", 1)
-        name, data = "message", None
+        name, data, event_id, dispatch = "message", None, None, False
         for line in raw.decode().split("\n"):
             if line.startswith(":"):
-                name, data = "comment", line[1:].strip()
+                name, data, dispatch = "comment", line[1:].strip(), True
             elif line.startswith("event:"):
                 name = line[6:].strip()
+            elif line.startswith("id:"):
+                event_id = int(line[3:].strip())
             elif line.startswith("data:"):
-                data = json.loads(line[5:].strip())
-        events.append(Event(name, data, at))
+                data, dispatch = json.loads(line[5:].strip()), True
+        if dispatch:  # a block of only `retry:` (or `id:`) dispatches nothing, as in browsers
+            events.append(Event(name, data, at, event_id))
     return events, buffer
 
 
 def post_stream(
-    client: httpx.Client, payload: dict, *, headers: dict | None = None, stop_after: int = 0
+    client: httpx.Client,
+    payload: dict,
+    *,
+    headers: dict | None = None,
+    stop_after: int = 0,
+    hang_up_after: int = 0,
 ) -> Stream:
-    """POST a chat message and read the SSE answer; with stop_after, hang up after that many
-    delta events, as a browser does when the user presses Stop."""
+    """POST a chat message and read the SSE answer. With stop_after, press Stop after that
+    many delta events, as the chat page does (POST /api/turns/<id>/stop), and read on to the
+    end; with hang_up_after, close the connection then instead (a reload, a closed tab)."""
+    stopped = False
     with client.stream("POST", "/chat/stream/", json=payload, headers=headers) as response:
         stream = Stream(response.status_code, response.headers)
         if response.status_code != 200:
@@ -64,6 +75,12 @@ def post_stream(
             stream.reads.append((now, chunk))
             events, buffer = parse_events(buffer + chunk, now)
             stream.events.extend(events)
-            if stop_after and len(stream.named("delta")) >= stop_after:
+            deltas = len(stream.named("delta"))
+            if hang_up_after and deltas >= hang_up_after:
                 break  # leaving the `with` closes the connection mid-stream
+            if stop_after and deltas >= stop_after and not stopped:
+                request_id = stream.named("start")[0].data["request_id"]
+                stop = client.post(f"/api/turns/{request_id}/stop")
+                assert stop.status_code == 200, stop.text
+                stopped = True
     return stream

@@ -219,6 +219,10 @@ ACCESS = (
     Row("POST", "/api/conversations/{empty}/messages/", "regenerate in an empty conversation",
         body={"action": "regenerate"}).expect(
         401,       400,       404,       404,       404,       404,       404),
+    Row("GET", "/api/turns/{request}/events", "an answer whose events have expired").expect(
+        401,       410,       404,       404,       404,       404,       404),
+    Row("GET", "/api/turns/{request}/events", "by API key", key=True).expect(
+        401,       410,       404,       404,       404,       404,       404),
     Row("POST", "/api/turns/{request}/stop", "an answer that already ended").expect(
         401,       200,       404,       404,       404,       404,       404),
     Row("POST", "/api/turns/{request}/stop", "by API key", key=True).expect(

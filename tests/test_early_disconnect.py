@@ -9,7 +9,7 @@ import time
 from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.core.cache import cache
-from django.test import Client, RequestFactory, TransactionTestCase
+from django.test import Client, RequestFactory, TransactionTestCase, override_settings
 
 from conversations import services
 from conversations.models import Message
@@ -29,6 +29,17 @@ class EarlyDisconnectTests(TransactionTestCase):
     def slots_in_use(self) -> int:
         return cache.get(f"chat-streams:{self.user.pk}", 0)
 
+    async def wait_until_saved(self, request_id: str) -> Message:
+        async with asyncio.timeout(5):
+            while True:
+                answer = await Message.objects.aget(request_id=request_id, is_answer=True)
+                if answer.status != Message.Status.STREAMING:
+                    return answer
+                await asyncio.sleep(0.02)
+
+    # The chat page's default is to finish an answer whose reader left; "cancel" shows that a
+    # response dropped before it was ever read still counts as its reader leaving.
+    @override_settings(TURN_DISCONNECT_POLICY={"chat": "cancel", "api": "continue", "v1": "cancel"})
     async def test_leaving_after_the_response_started_but_before_the_stream_saves_it(self):
         body = json.dumps({"message": "Are you there?"}).encode()
         scope = {
@@ -70,7 +81,7 @@ class EarlyDisconnectTests(TransactionTestCase):
 
         await get_asgi_application()(scope, receive, send)
 
-        answer = await Message.objects.aget(request_id="early-leave-0001", role="assistant")
+        answer = await self.wait_until_saved("early-leave-0001")
         self.assertEqual(answer.status, Message.Status.STOPPED)
         self.assertEqual(body_sent, [])
         self.assertTrue(

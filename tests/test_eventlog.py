@@ -26,6 +26,7 @@ from conversations.eventlog import (
     TurnLogGap,
     TurnLogNotFound,
     event_log,
+    reset_event_log,
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -405,18 +406,18 @@ def test_a_waiting_redis_reader_blocks_instead_of_polling() -> None:
 
 
 def test_event_log_is_in_process_without_redis_and_built_once() -> None:
-    event_log.cache_clear()
+    reset_event_log()
     try:
         with override_settings(REDIS_URL="", TURN_LOG_TTL_SECONDS=5):
             log = event_log()
             assert isinstance(log, MemoryEventLog) and log.ttl_seconds == 5
             assert event_log() is log
     finally:
-        event_log.cache_clear()
+        reset_event_log()
 
 
 def test_event_log_uses_redis_under_the_cache_key_prefix_when_redis_url_is_set() -> None:
-    event_log.cache_clear()
+    reset_event_log()
     caches = {"default": {"BACKEND": "x", "KEY_PREFIX": "site-a"}}
     try:
         with override_settings(REDIS_URL=REDIS_URL, CACHES=caches, TURN_LOG_MAX_EVENTS=50):
@@ -424,4 +425,4 @@ def test_event_log_uses_redis_under_the_cache_key_prefix_when_redis_url_is_set()
             assert isinstance(log, RedisEventLog) and log.max_events == 50
             assert log.key("t1") == "site-a:turnlog:t1"
     finally:
-        event_log.cache_clear()
+        reset_event_log()

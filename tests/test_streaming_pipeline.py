@@ -1,24 +1,49 @@
-"""The pipeline driven directly: cancellation edge cases a live server cannot time exactly."""
+"""The turn runner driven directly: its readers, Stop, the disconnect policies and
+cancellation edge cases that a live server cannot time exactly. The model is the development
+LLM server over real HTTP."""
 
 import asyncio
 import contextlib
+import functools
 import tempfile
 from pathlib import Path
 
+import httpx
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import TransactionTestCase
 
 from conversations import services, streaming
 from conversations.encoders import SiteEventEncoder
+from conversations.eventlog import MemoryEventLog, RedisEventLog
 from conversations.models import Message
 from conversations.providers import ChatModelClient
 from conversations.providers.config import development_endpoints
+from conversations.turn_readers import follow_run
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
 
+LONG = "[[devllm tokens=60 delay_ms=20]] Tell me something long."
+SHORT = "[[devllm tokens=8 delay_ms=10]] Something short."
 
-class StreamTurnCancellationTests(TransactionTestCase):
+
+def closing_afterwards(test):
+    """Run the test's async clean-ups (clients, logs) in its own event loop, at its end."""
+
+    @functools.wraps(test)
+    async def wrapper(self):
+        self.async_cleanups = []
+        try:
+            await test(self)
+        finally:
+            for cleanup, args in reversed(self.async_cleanups):
+                await cleanup(*args)
+
+    return wrapper
+
+
+class TurnRunnerTests(TransactionTestCase):
     """Uses TransactionTestCase: the save runs in a worker thread with its own connection."""
 
     @classmethod
@@ -37,95 +62,165 @@ class StreamTurnCancellationTests(TransactionTestCase):
             devllm_url=f"{self.devllm.url}/v1", connect_timeout=5, read_timeout=5, max_retries=0
         )[0]
 
-    async def start_stream(self, request_id: str):
+    async def start_run(
+        self, request_id: str, prompt: str = LONG, *, on_disconnect="continue", log=None
+    ) -> streaming.TurnRun:
         turn = await sync_to_async(services.turn_start)(
             user=self.user,
             conversation_id=None,
             model_key="dev/dev-chat",
-            content="Tell me something long.",
+            content=prompt,
             request_id=request_id,
         )
-        client = ChatModelClient(self.endpoint)
-        run = streaming.TurnRun(turn, client=client)
-        return (
-            streaming.stream_turn(run, encoder=SiteEventEncoder(), keepalive_seconds=5),
-            client,
+        self.client = ChatModelClient(self.endpoint)
+        self.async_cleanups.append((self.client.aclose, ()))
+        run = streaming.TurnRun(
+            turn, client=self.client, on_disconnect=on_disconnect, log=log or MemoryEventLog()
         )
+        return run.start()
 
     async def answer(self, request_id: str) -> Message:
-        return await Message.objects.aget(request_id=request_id, role="assistant")
+        return await Message.objects.aget(request_id=request_id, is_answer=True)
 
-    async def wait_until_saved(self, request_id: str) -> Message:
-        for _ in range(100):
+    async def wait_until_saved(self, request_id: str, within: float = 5) -> Message:
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
             message = await self.answer(request_id)
             if message.status != Message.Status.STREAMING:
                 return message
-            await asyncio.sleep(0.05)
-        self.fail("the turn was never saved")
+            self.assertLess(asyncio.get_running_loop().time(), deadline, "never saved")
+            await asyncio.sleep(0.02)
 
-    async def test_a_second_cancellation_during_the_save_does_not_lose_the_turn(self):
-        events, client = await self.start_stream("cancel-twice-01")
-        three_deltas = asyncio.Event()
+    async def read_deltas(self, run: streaming.TurnRun, count: int) -> list:
+        events = []
+        async for batch in run.follow(0, keepalive_seconds=5):
+            events.extend(batch)
+            if sum(e.name == "delta" for e in events) >= count:
+                return events
+        self.fail("the turn ended early")
 
-        async def consume():
-            deltas = 0
-            async for chunk in events:
-                deltas += chunk.count(b"event: delta")
-                if deltas >= 3:
-                    three_deltas.set()
+    async def devllm_record(self, request_id: str) -> dict:
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"{self.devllm.url}/_devllm/requests/{request_id}")
+        return response.json()
 
-        task = asyncio.create_task(consume())
-        await asyncio.wait_for(three_deltas.wait(), timeout=10)
-        task.cancel()
-        for _ in range(1000):  # let the first cancellation reach the generator's finally
-            if streaming._finishing:
+    @closing_afterwards
+    async def test_events_are_numbered_and_the_turn_is_saved_before_the_final_one(self):
+        run = await self.start_run("runner-order-01", SHORT)
+        seen = []
+        async for batch in run.follow(0, keepalive_seconds=5):
+            for event in batch:
+                seen.append(event)
+                if event.final:
+                    # Read back before the runner goes on: the save already happened.
+                    message = await self.answer("runner-order-01")
+                    self.assertEqual(message.status, Message.Status.COMPLETED)
+        self.assertEqual([e.id for e in seen], list(range(1, len(seen) + 1)))
+        self.assertEqual(seen[0].name, "start")
+        self.assertEqual((seen[-1].name, seen[-1].data["status"]), ("done", "completed"))
+        text = "".join(e.data["content"] for e in seen if e.name == "delta")
+        self.assertEqual(text, message.content)
+
+    @closing_afterwards
+    async def test_every_event_reaches_the_event_log_with_the_same_ids(self):
+        log = RedisEventLog.from_url(settings.REDIS_URL, key_prefix="test-runner")
+        self.async_cleanups.append((log.aclose, ()))
+        run = await self.start_run("runner-log-0001", SHORT, log=log)
+        key = streaming.turn_key(self.user.pk, "runner-log-0001")
+        self.async_cleanups.append((log.delete, (key,)))
+        live = [e async for batch in run.follow(0, keepalive_seconds=5) for e in batch]
+        await run._task
+        logged = [e async for e in log.read(key)]
+        self.assertEqual(logged, live)
+        self.assertTrue(logged[-1].final)
+
+    @closing_afterwards
+    async def test_stop_closes_the_model_stream_and_saves_the_partial_answer(self):
+        run = await self.start_run("runner-stop-001")
+        seen = await self.read_deltas(run, 3)
+        run.stop()
+        async for batch in run.follow(seen[-1].id, keepalive_seconds=5):
+            seen.extend(batch)
+        self.assertEqual((seen[-1].name, seen[-1].data["status"]), ("done", "stopped"))
+        message = await self.answer("runner-stop-001")
+        self.assertEqual(message.status, Message.Status.STOPPED)
+        self.assertEqual(message.content, "".join(e.data["content"] for e in seen[1:-1]))
+        deadline = asyncio.get_running_loop().time() + 2
+        while not (await self.devllm_record("runner-stop-001"))["client_disconnected"]:
+            self.assertLess(asyncio.get_running_loop().time(), deadline, "the model went on")
+            await asyncio.sleep(0.02)
+
+    @closing_afterwards
+    async def test_a_stop_before_the_model_is_asked_saves_an_empty_stopped_answer(self):
+        run = await self.start_run("runner-early-01")
+        run.stop()  # the owner task has not run yet
+        message = await self.wait_until_saved("runner-early-01")
+        self.assertEqual((message.status, message.content), (Message.Status.STOPPED, ""))
+        self.assertEqual(run.events[-1].data["status"], "stopped")
+
+    @closing_afterwards
+    async def test_with_continue_the_answer_outlives_its_only_reader(self):
+        run = await self.start_run("runner-cont-001", on_disconnect="continue")
+        stream = follow_run(run, SiteEventEncoder(), keepalive_seconds=5)
+        self.assertIn(b"event: start", await anext(stream))
+        stream.close()  # the client went away after the first event
+        message = await self.wait_until_saved("runner-cont-001", within=10)
+        self.assertEqual(message.status, Message.Status.COMPLETED)
+        self.assertTrue((await self.devllm_record("runner-cont-001"))["finished"])
+
+    @closing_afterwards
+    async def test_with_cancel_the_answer_stops_when_its_last_reader_leaves(self):
+        run = await self.start_run("runner-cncl-001", on_disconnect="cancel")
+        first = follow_run(run, SiteEventEncoder(), keepalive_seconds=5)
+        second = follow_run(run, SiteEventEncoder(), keepalive_seconds=5)
+        await self.read_deltas(run, 2)
+        first.close()
+        await asyncio.sleep(0.2)
+        self.assertIsNone(run.status, "one reader left, another still reads")
+        second.close()
+        message = await self.wait_until_saved("runner-cncl-001", within=2)
+        self.assertEqual(message.status, Message.Status.STOPPED)
+        self.assertTrue(message.content)
+
+    @closing_afterwards
+    async def test_a_reader_back_within_the_grace_period_keeps_the_answer_going(self):
+        run = await self.start_run("runner-grace-01", on_disconnect=0.5)
+        reader = follow_run(run, SiteEventEncoder(), keepalive_seconds=5)
+        await self.read_deltas(run, 2)
+        reader.close()
+        await asyncio.sleep(0.2)
+        back = follow_run(run, SiteEventEncoder(), keepalive_seconds=5)
+        await asyncio.sleep(0.6)  # past the grace period: it was cancelled when `back` came
+        self.assertIsNone(run.status)
+        async for _ in back:
+            pass
+        self.assertEqual((await self.answer("runner-grace-01")).status, "completed")
+
+    @closing_afterwards
+    async def test_nobody_back_within_the_grace_period_stops_the_answer(self):
+        run = await self.start_run("runner-grace-02", on_disconnect=0.3)
+        reader = follow_run(run, SiteEventEncoder(), keepalive_seconds=5)
+        await self.read_deltas(run, 2)
+        reader.close()
+        left_at = asyncio.get_running_loop().time()
+        message = await self.wait_until_saved("runner-grace-02", within=3)
+        waited = asyncio.get_running_loop().time() - left_at
+        self.assertEqual(message.status, Message.Status.STOPPED)
+        self.assertGreaterEqual(waited, 0.3)
+
+    @closing_afterwards
+    async def test_an_owner_cancelled_twice_by_a_shutdown_still_saves_the_turn(self):
+        run = await self.start_run("runner-kill-001")
+        await self.read_deltas(run, 3)
+        run._task.cancel()  # as the event loop's shutdown does, not a Stop
+        for _ in range(1000):  # let the first cancellation reach the owner's finally
+            if not run._reading:
                 break
             await asyncio.sleep(0)
-        self.assertTrue(streaming._finishing, "the finishing task never started")
-        task.cancel()
+        self.assertFalse(run._reading, "the owner never began to finish")
+        run._task.cancel()  # lands in the save
         with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-        message = await self.wait_until_saved("cancel-twice-01")
+            await run._task
+        message = await self.wait_until_saved("runner-kill-001")
         self.assertEqual(message.status, Message.Status.STOPPED)
         self.assertTrue(message.content)
-        await client.aclose()
-
-    async def test_a_generator_closed_by_its_owner_saves_the_partial_answer(self):
-        # Django closes its own wrapper when a disconnect lands inside send(); our generator
-        # is then finalised later with GeneratorExit instead of CancelledError.
-        events, client = await self.start_stream("closed-gen-0001")
-        async for chunk in events:
-            if b"event: delta" in chunk:
-                break
-        await events.aclose()
-
-        message = await self.wait_until_saved("closed-gen-0001")
-        self.assertEqual(message.status, Message.Status.STOPPED)
-        self.assertTrue(message.content)
-        await client.aclose()
-
-    async def test_the_turn_is_saved_before_the_client_hears_that_it_ended(self):
-        events, client = await self.start_stream("saved-first-01")
-        async for chunk in events:
-            if b"event: done" in chunk:
-                # Read back before the generator is resumed: the save already happened.
-                message = await self.answer("saved-first-01")
-                self.assertEqual(message.status, Message.Status.COMPLETED)
-                self.assertTrue(message.content)
-                break
-        else:
-            self.fail("the stream sent no done event")
-        await events.aclose()
-        await client.aclose()
-
-    async def test_a_stream_closed_right_after_its_start_event_is_saved(self):
-        events, client = await self.start_stream("after-start-001")
-        first = await anext(events)
-        self.assertIn(b"event: start", first)
-        await events.aclose()
-
-        message = await self.wait_until_saved("after-start-001")
-        self.assertEqual(message.status, Message.Status.STOPPED)
-        self.assertEqual(message.content, "")
-        await client.aclose()

@@ -6,7 +6,8 @@ in-process one (single process, single event loop). See base.py for the contract
 backend's module for how it keeps it.
 """
 
-from functools import cache
+import asyncio
+import weakref
 
 from django.conf import settings
 
@@ -37,24 +38,51 @@ __all__ = [
     "TurnLogNotFound",
     "TurnWriter",
     "event_log",
+    "reset_event_log",
 ]
 
 
-@cache
-def event_log() -> EventLog:
-    """Return this process's event log, built on first use from the settings.
+# The Redis client's connections belong to the event loop that opened them: one log per loop
+# (a server has one; Django's test client starts one per request). The in-process log is one
+# per process, since its turns must be seen by every reader.
+_redis_logs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EventLog]" = (
+    weakref.WeakKeyDictionary()
+)
+_outside_loop: dict[str, EventLog] = {}
 
-    Use it from the server's event loop only: the Redis client's connections and the
-    in-process log's wake-ups belong to the loop that first uses them.
-    """
-    options = {
+
+def event_log() -> EventLog:
+    """Return this process's event log (for the running event loop), built on first use from
+    the settings: Redis Streams with REDIS_URL, else in process."""
+    if not settings.REDIS_URL:
+        if "memory" not in _outside_loop:
+            _outside_loop["memory"] = MemoryEventLog(**_options())
+        return _outside_loop["memory"]
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _outside_loop.setdefault("redis", _redis_log())
+    log = _redis_logs.get(loop)
+    if log is None:
+        log = _redis_logs[loop] = _redis_log()
+    return log
+
+
+def reset_event_log() -> None:
+    """Forget the logs built so far, so that the next call reads the settings again (tests)."""
+    _redis_logs.clear()
+    _outside_loop.clear()
+
+
+def _options() -> dict[str, int]:
+    return {
         "ttl_seconds": settings.TURN_LOG_TTL_SECONDS,
         "max_events": settings.TURN_LOG_MAX_EVENTS,
         "running_ttl_seconds": settings.TURN_LOG_RUNNING_TTL_SECONDS,
     }
-    url = settings.REDIS_URL
-    if not url:
-        return MemoryEventLog(**options)
+
+
+def _redis_log() -> "RedisEventLog":
     # The cache's prefix (CACHE_KEY_PREFIX), so one Redis can serve several sites.
     prefix = settings.CACHES.get("default", {}).get("KEY_PREFIX") or "chatsite"
-    return RedisEventLog.from_url(url, key_prefix=prefix, **options)
+    return RedisEventLog.from_url(settings.REDIS_URL, key_prefix=prefix, **_options())
