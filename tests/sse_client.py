@@ -84,3 +84,32 @@ def post_stream(
                 assert stop.status_code == 200, stop.text
                 stopped = True
     return stream
+
+
+class SseReader:
+    """Read a response's SSE events (keep-alives left out) in parts, as a client does."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._chunks = response.iter_raw()
+        self._buffer = b""
+        self._parsed: list[Event] = []
+
+    def read(self, *, until_id: int = 0) -> list[Event]:
+        """Return the events up to and including event `until_id`, or to the end."""
+        events = []
+        while True:
+            while self._parsed:
+                event = self._parsed.pop(0)
+                if event.name == "comment":
+                    continue
+                events.append(event)
+                if until_id and event.id == until_id:
+                    return events
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return events
+            self._parsed, self._buffer = parse_events(self._buffer + chunk, time.monotonic())
+
+
+def read_sse(response: httpx.Response, *, until_id: int = 0) -> list[Event]:
+    return SseReader(response).read(until_id=until_id)

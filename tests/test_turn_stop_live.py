@@ -13,7 +13,7 @@ import pytest
 
 from conversations.models import Message
 from tests.conftest import log_in, two_sites_sharing_redis
-from tests.sse_client import parse_events
+from tests.sse_client import SseReader, parse_events
 from tests.test_streaming_live import devllm_record, wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -132,3 +132,42 @@ def test_another_user_cannot_stop_an_answer(process_a_and_b, alice, bob):
     assert refused.status_code == 404
     assert refused.json() == {"error": {"message": "No such answer.", "field": "request_id"}}
     assert bobs.post("/api/turns/no-such-request/stop").status_code == 404
+
+
+def test_a_stop_ends_every_readers_stream_with_the_stopped_done_event(
+    process_a_and_b, devllm, alice
+):
+    """Readers on both processes (the response that started the answer on A, a re-attached
+    one on B, reading the Redis log) all end with `done` / stopped, and the same text."""
+    a, b = process_a_and_b
+    on_a, on_b = log_in(a.url, "alice"), log_in(b.url, "alice")
+    followed = {}
+
+    def follow_on_b(request_id: str) -> None:
+        with on_b.stream("GET", f"/api/turns/{request_id}/events") as response:
+            buffer, events = b"", []
+            for chunk in response.iter_raw():
+                parsed, buffer = parse_events(buffer + chunk, time.monotonic())
+                events.extend(e for e in parsed if e.name != "comment")
+            followed["events"] = events
+
+    with on_a.stream(
+        "POST", "/chat/stream/", json={"message": LONG_ANSWER, "model": "dev/dev-chat"}
+    ) as response:
+        on_a_reader = SseReader(response)
+        events = on_a_reader.read(until_id=3)
+        request_id = events[0].data["request_id"]
+        reader = threading.Thread(target=follow_on_b, args=(request_id,))
+        reader.start()
+        time.sleep(0.5)  # B attaches meanwhile; it reads the same events either way
+        assert on_b.post(f"/api/turns/{request_id}/stop").json()["status"] == "stopped"
+        events += on_a_reader.read()
+    reader.join(timeout=10)
+
+    on_b_events = followed["events"]
+    for seen in (events, on_b_events):
+        assert (seen[-1].name, seen[-1].data["status"]) == ("done", "stopped")
+    answer = Message.objects.get(request_id=request_id, is_answer=True)
+    assert answer.status == "stopped"
+    assert "".join(e.data["content"] for e in on_b_events if e.name == "delta") == answer.content
+    assert [e.id for e in on_b_events] == list(range(1, len(on_b_events) + 1))
