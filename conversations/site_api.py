@@ -32,7 +32,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from conversations import selectors, services, turn_stops
+from conversations import running_turns, selectors, services
 from conversations.auth import api_key_or_session_user
 from conversations.encoders import EventEncoder
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
@@ -262,7 +262,7 @@ async def turn_stop(
         user=user, request_id=turn_request_id
     )
     if answer.status == Message.Status.STREAMING:
-        await turn_stops.request_stop(user_id=user.pk, request_id=turn_request_id)
+        await running_turns.request_stop(user_id=user.pk, request_id=turn_request_id)
         answer = await _ended(answer)
     return JsonResponse({"request_id": answer.request_id, "status": answer.status})
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from conversations import turn_stops
+from conversations import running_turns
 from conversations.eventlog import EventLog, EventSpec, TurnEvent, TurnWriter, event_log
 from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
@@ -174,7 +174,7 @@ class TurnRun:
         """Start the owner task, once; the `start` event is published at once."""
         if self._task is None:
             self._publish([("start", start_event_data(self.turn))])
-            turn_stops.register(self)
+            running_turns.register(self)
             self._task = keep(asyncio.create_task(self._run(), name=f"turn {self.turn.request_id}"))
         return self
 
@@ -213,7 +213,7 @@ class TurnRun:
                 await finish_turn(chunks, finished, self._release)
             except asyncio.CancelledError:
                 interrupted = True  # cancelled again: the save goes on in its own task
-            turn_stops.unregister(self)
+            running_turns.unregister(self)
             self._end(status)
             if self._flushing is not None:
                 with contextlib.suppress(asyncio.CancelledError):

@@ -10,9 +10,10 @@ final event.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from conversations import turn_stops
+from conversations import running_turns
 from conversations.encoders import EventEncoder
 from conversations.eventlog import TurnEvent, event_log
 from conversations.streaming import TurnRun, keep, turn_key
@@ -35,9 +36,11 @@ class TurnStream:
         *,
         run: TurnRun | None = None,
         first: list[TurnEvent] | None = None,
+        on_leave: Callable[[], None] | None = None,
     ) -> None:
         self.encoder = encoder
         self._batches, self._first, self._run = batches, first, run
+        self._on_leave = on_leave
         self._loop = asyncio.get_running_loop()
         self._left = self._closed = False
         if run is not None:
@@ -87,6 +90,8 @@ class TurnStream:
             self._left = True
             if self._run is not None:
                 self._run.detach()
+            if self._on_leave is not None:
+                self._on_leave()
 
 
 def follow_run(
@@ -110,7 +115,7 @@ async def open_turn_stream(
     when the turn has no events to read (unknown, another user's, or expired) and TurnLogGap
     when the events after `after` were dropped by the log's cap, before any response starts.
     """
-    run = turn_stops.find(user_id=user_id, request_id=request_id)
+    run = running_turns.find(user_id=user_id, request_id=request_id)
     if run is not None:
         if run.status is not None and after >= len(run.events):
             return None
@@ -125,7 +130,14 @@ async def open_turn_stream(
         first = await anext(batches)
     except StopAsyncIteration:
         return None
-    return TurnStream(batches, encoder, first=first)
+    # Another process may run the turn: count this reader there (see running_turns).
+    signal = functools.partial(running_turns.signal_reader, user_id=user_id, request_id=request_id)
+    await signal(change=1)
+
+    def leave() -> None:
+        keep(asyncio.ensure_future(signal(change=-1)))
+
+    return TurnStream(batches, encoder, first=first, on_leave=leave)
 
 
 async def _log_batches(

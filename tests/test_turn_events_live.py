@@ -23,6 +23,8 @@ from tests.test_streaming_live import devllm_record, wait_for
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 LONG = "[[devllm tokens=40 delay_ms=40]] Tell me about rivers, at length."
+# Long enough to outlast a 1.5 s grace period by far (its 68 tokens take about 4 s).
+LONGER = "[[devllm delay_ms=60]] Tell me about lakes, at great length."
 NDJSON = {"Accept": "application/x-ndjson"}
 
 
@@ -133,12 +135,14 @@ def test_another_user_gets_404_from_the_events_and_stop_of_a_running_answer(a_an
     assert (events[-1].name, events[-1].data["status"]) == ("done", "completed")
 
 
-def v1_stream_closed_after(site_url: str, key: str, chunks: int) -> tuple[str, float]:
+def v1_stream_closed_after(
+    site_url: str, key: str, chunks: int, prompt: str = LONG
+) -> tuple[str, float]:
     """Stream a /v1 completion with the openai SDK and close it after `chunks` chunks, as an
     SDK user stops a stream; return its request ID and when it was closed."""
     sdk = openai.OpenAI(base_url=f"{site_url}/v1", api_key=key, max_retries=0)
     stream = sdk.chat.completions.create(
-        model="dev/dev-chat", messages=[{"role": "user", "content": LONG}], stream=True
+        model="dev/dev-chat", messages=[{"role": "user", "content": prompt}], stream=True
     )
     received = []
     for chunk in stream:
@@ -183,10 +187,10 @@ def v1_continues(site_env, server_logs):
 
 @pytest.fixture(scope="module")
 def v1_grace(site_env, server_logs):
-    """A site whose /v1 answers wait 1.5 s for a reader to come back."""
-    server = start_site(server_logs, {**site_env, "V1_DISCONNECT_POLICY": "1.5"})
-    yield server
-    server.stop()
+    """Two processes sharing Redis whose /v1 answers wait 1.5 s for a reader to come back."""
+    env = {**site_env, "V1_DISCONNECT_POLICY": "1.5"}
+    with two_sites_sharing_redis(env, server_logs, "grace") as sites:
+        yield sites
 
 
 def test_v1_with_continue_finishes_and_saves_the_answer_after_its_client_left(
@@ -207,7 +211,7 @@ def test_v1_with_continue_finishes_and_saves_the_answer_after_its_client_left(
 
 
 def test_v1_with_a_grace_period_stops_the_model_only_after_it(v1_grace, devllm, key, alice):
-    request_id, _ = v1_stream_closed_after(v1_grace.url, key, 4)
+    request_id, _ = v1_stream_closed_after(v1_grace[0].url, key, 4)
 
     time.sleep(0.5)  # well inside the grace period: the model is still being read
     assert not devllm_record(devllm, request_id)["client_disconnected"]
@@ -223,16 +227,23 @@ def test_v1_with_a_grace_period_stops_the_model_only_after_it(v1_grace, devllm, 
     assert answer.content
 
 
-def test_v1_with_a_grace_period_goes_on_for_a_reader_that_comes_back(v1_grace, devllm, key, alice):
-    request_id, _ = v1_stream_closed_after(v1_grace.url, key, 4)
-    back = httpx.Client(base_url=v1_grace.url, headers={"Authorization": f"Bearer {key}"})
+@pytest.mark.parametrize("where", ["same process", "another process"])
+def test_v1_with_a_grace_period_goes_on_for_a_reader_that_comes_back(
+    v1_grace, devllm, key, alice, where
+):
+    running, other = v1_grace
+    request_id, _ = v1_stream_closed_after(running.url, key, 4, LONGER)
+    comes_back_to = running if where == "same process" else other
+    back = httpx.Client(base_url=comes_back_to.url, headers={"Authorization": f"Bearer {key}"})
 
+    # Through another process the reader is counted by a signal on the channel layer.
     events = follow(back, request_id, last_event_id=2)
 
     assert (events[-1].name, events[-1].data["status"]) == ("done", "completed")
     answer = Message.objects.get(request_id=request_id, is_answer=True)
-    assert answer.status == "completed" and answer.completion_tokens == 40
-    assert devllm_record(devllm, request_id)["finished"]
+    record = devllm_record(devllm, request_id)
+    assert record["finished"] and not record["client_disconnected"]
+    assert answer.status == "completed" and answer.completion_tokens == record["tokens_sent"]
 
 
 def test_a_finished_turns_log_expires_after_its_ttl(v1_continues, alice):

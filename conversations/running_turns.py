@@ -1,12 +1,17 @@
-"""Stop a running turn from any server process, through channels' channel layer.
+"""The turns this process runs, and the signals that reach them from any server process
+through channels' channel layer: Stop, and readers attaching or leaving elsewhere.
 
-Each process also finds its running turns here, for readers that re-attach (turn_readers).
+A request can reach any process behind the load balancer, while the turn runs in one of
+them. Each process keeps the turns it runs in a registry (readers of a local turn find it
+here), and listens on one channel that it adds to a group every process shares. A signal is
+sent to the group; the process that runs the turn acts on it, the others find nothing to do.
+With REDIS_URL the layer is channels_redis, across processes; without it, the in-memory layer
+serves the one process.
 
-A Stop request can reach any process behind the load balancer, while the turn runs in one of
-them. Each process keeps the turns it runs in a registry, and listens on one channel that it
-adds to a group every process shares; `request_stop` sends to the group, and the process that
-runs the turn stops it (the others find nothing to stop). With REDIS_URL the layer is
-channels_redis, across processes; without it, the in-memory layer serves the one process.
+* `request_stop`: stop the turn (Stop).
+* `signal_reader`: a reader in another process attached (+1) or left (-1), so that the
+  turn's disconnect policy counts it like a reader of its own. A process that dies with
+  readers attached never sends their -1: the turn then goes on, the safe side.
 
 The listener starts with the first turn a process runs, in the server's event loop, and
 lives as long as the process (a strong reference keeps the task alive).
@@ -25,7 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GROUP = "chatsite.turn-stops"
-MESSAGE_TYPE = "turn.stop"
+STOP = "turn.stop"
+READER = "turn.reader"
 
 _running: dict[tuple[int, str], "TurnRun"] = {}
 _listener: asyncio.Task | None = None
@@ -64,8 +70,33 @@ async def request_stop(*, user_id: int, request_id: str) -> None:
     if stop_here(user_id=user_id, request_id=request_id):
         return
     await get_channel_layer().group_send(
-        GROUP, {"type": MESSAGE_TYPE, "user_id": user_id, "request_id": request_id}
+        GROUP, {"type": STOP, "user_id": user_id, "request_id": request_id}
     )
+
+
+async def signal_reader(*, user_id: int, request_id: str, change: int) -> None:
+    """Tell the process running the user's turn that a reader here attached (+1) or left
+    (-1). Best effort: a lost signal leaves the turn running, never stops it."""
+    try:
+        await get_channel_layer().group_send(
+            GROUP,
+            {"type": READER, "user_id": user_id, "request_id": request_id, "change": change},
+        )
+    except Exception:
+        logger.warning("Could not signal a reader of turn %s", request_id, exc_info=True)
+
+
+def _receive(message: dict) -> None:
+    run = _running.get((message.get("user_id"), message.get("request_id")))
+    if run is None:
+        return
+    if message.get("type") == STOP:
+        run.stop()
+    elif message.get("type") == READER:
+        if message.get("change") == 1:
+            run.attach()
+        elif message.get("change") == -1:
+            run.detach()
 
 
 def _start_listener() -> None:
@@ -75,7 +106,7 @@ def _start_listener() -> None:
 
 
 async def _listen() -> None:
-    """Receive Stop requests for this process's turns until the process ends."""
+    """Receive signals for this process's turns until the process ends."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(GROUP, channel)
@@ -87,11 +118,10 @@ async def _listen() -> None:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a Redis hiccup must not end the listening for good
-                logger.exception("Receiving Stop requests failed; retrying in a second")
+                logger.exception("Receiving turn signals failed; retrying in a second")
                 await asyncio.sleep(1)
                 continue
-            if message.get("type") == MESSAGE_TYPE:
-                stop_here(user_id=message["user_id"], request_id=message["request_id"])
+            _receive(message)
     finally:
         renewing.cancel()
         with contextlib.suppress(Exception):
