@@ -6,7 +6,7 @@ its events, and saves the turn once however it ends. Responses only read those e
                         events 1, 2, 3… ◀── publish ◀────────────────────┤
          ┌──────────────────┴───────────────────┐                        │ end / Stop
     readers in this process            eventlog (Redis or memory)        ▼
-    (turn_readers.follow_turn)          readers anywhere, resumable   hooks: save the turn
+    (turn_readers.follow_run)           readers anywhere, resumable   hooks: save the turn
                                                                        then the final event
 
 A reader that leaves is not a Stop: when the last one goes, the turn's disconnect policy
