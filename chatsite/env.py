@@ -65,8 +65,8 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 def env_disconnect_policy(name: str, default: str) -> str | float:
     """Return what to do with a turn when its last reader leaves: "continue", "cancel", or a
     grace period in seconds (a number: cancel unless a reader comes back in time)."""
-    raw = os.environ.get(name, default)
-    value = raw.strip().lower()
+    raw = os.environ.get(name, "")
+    value = (raw.strip() or default).lower()
     if value in ("continue", "cancel"):
         return value
     try:

@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from chatsite.env import env_bool, env_float, env_int, env_list
+from chatsite.env import env_bool, env_disconnect_policy, env_float, env_int, env_list
 from tests.servers import ROOT
 
 
@@ -54,3 +54,20 @@ def test_env_helpers_read_good_values(monkeypatch):
     assert env_bool("X_BOOL") is True
     assert env_bool("X_UNSET", True) is True
     assert env_list("X_LIST") == ["a.example", "b.example"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "policy"),
+    [("continue", "continue"), (" Cancel ", "cancel"), ("0", 0.0), ("2.5", 2.5), ("", "cancel")],
+)
+def test_a_disconnect_policy_is_continue_cancel_or_a_grace_period(monkeypatch, raw, policy):
+    monkeypatch.setenv("X_POLICY", raw)
+    assert env_disconnect_policy("X_POLICY", "cancel") == policy
+    assert env_disconnect_policy("X_UNSET_POLICY", "continue") == "continue"
+
+
+@pytest.mark.parametrize("raw", ["stop", "-1", "inf", "nan"])
+def test_a_bad_disconnect_policy_stops_the_start_with_a_clear_message(raw):
+    result = load_settings(DEBUG="1", V1_DISCONNECT_POLICY=raw)
+    assert result.returncode != 0
+    assert "V1_DISCONNECT_POLICY must be" in result.stderr
