@@ -83,8 +83,8 @@ async function errorFromResponse(response) {
 
 const NETWORK_ERROR = "Could not reach the server. Check your connection and try again.";
 
-async function send(url, { method, body, signal, accept = "application/json" }) {
-  const headers = { "X-CSRFToken": csrfToken(), Accept: accept };
+async function send(url, { method, body, signal, accept = "application/json", extraHeaders = {} }) {
+  const headers = { "X-CSRFToken": csrfToken(), Accept: accept, ...extraHeaders };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
   }
@@ -115,6 +115,32 @@ export async function openChatStream(url, body, signal) {
   }
   if (response.redirected && !isEventStream(response)) {
     throw new RequestError("Your session has expired. Reload the page and log in again.");
+  }
+  if (!isEventStream(response) || !response.body) {
+    throw new RequestError("Unexpected response from the server. Reload the page and try again.");
+  }
+  return response;
+}
+
+/**
+ * Follow an answer being written, from the event after `lastEventId` (0: from its start),
+ * as an event-stream response; null when nothing follows that event (HTTP 204). Throws
+ * RequestError when the answer's events are gone (410) or it is not the user's (404).
+ * `urlTemplate` holds the placeholder REQUEST_ID.
+ */
+export async function openTurnEvents(urlTemplate, requestId, lastEventId, signal) {
+  const url = urlTemplate.replace("REQUEST_ID", encodeURIComponent(requestId));
+  const response = await send(url, {
+    method: "GET",
+    signal,
+    accept: "text/event-stream",
+    extraHeaders: { "Last-Event-ID": String(lastEventId || 0) },
+  });
+  if (response.status === 204) {
+    return null;
+  }
+  if (!response.ok) {
+    throw await errorFromResponse(response);
   }
   if (!isEventStream(response) || !response.body) {
     throw new RequestError("Unexpected response from the server. Reload the page and try again.");

@@ -3,7 +3,7 @@
 // job: sse.js (event streams), api.js (requests), markdown.js + codeblocks.js (rendering),
 // messages.js (message articles), composer.js, sidebar.js, scroll.js, clipboard.js.
 
-import { openChatStream, stopTurn } from "./api.js";
+import { openChatStream, openTurnEvents, stopTurn } from "./api.js";
 import { handleCodeCopy } from "./codeblocks.js";
 import { copyText, showCopied } from "./clipboard.js";
 import { createComposer } from "./composer.js";
@@ -32,6 +32,14 @@ export { createSseParser } from "./sse.js";
 
 // How long a stale tab shows why it will not act before it reloads the conversation.
 const STALE_RELOAD_MS = 2500;
+// A dropped stream is re-attached (the answer goes on being written on the server): at once,
+// then after growing pauses, this many times in a row before giving up.
+const REATTACH_ATTEMPTS = 4;
+const REATTACH_PAUSE_MS = 1000;
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 function parseJson(text) {
   try {
@@ -55,6 +63,7 @@ function initChat() {
   const newChatUrl = (newChatLink && newChatLink.getAttribute("href")) || "/chat/";
   const streamUrl = form.dataset.streamUrl;
   const stopUrlTemplate = form.dataset.stopUrl;
+  const eventsUrlTemplate = form.dataset.eventsUrl;
 
   let active = null; // the turn being streamed, if any
 
@@ -224,7 +233,11 @@ function initChat() {
     error: onError,
   };
 
-  function handleEvent(turn, { event, data }) {
+  function handleEvent(turn, { event, data, id }) {
+    const eventId = Number.parseInt(id, 10);
+    if (eventId > turn.lastEventId) {
+      turn.lastEventId = eventId;
+    }
     const handler = handlers[event];
     if (!handler || turn.stopped || turn.finished) {
       return;
@@ -269,24 +282,7 @@ function initChat() {
   }) {
     clearError();
     removePlaceholder();
-    showWaitingIndicator(assistant);
-    const turn = {
-      user,
-      assistant,
-      created,
-      hidden,
-      onReject,
-      restoreText,
-      controller: new AbortController(),
-      started: false,
-      stopped: false,
-      finished: false,
-      content: "",
-      reasoning: "",
-    };
-    active = turn;
-    setBusy(true);
-    follower.toBottom();
+    const turn = beginTurn({ user, assistant, created, hidden, onReject, restoreText });
 
     try {
       let response;
@@ -302,26 +298,122 @@ function initChat() {
         }
         return;
       }
+      await follow(turn, response);
+    } finally {
+      endTurn();
+    }
+  }
+
+  /** Make `turn` the page's active turn: the composer busy, the answer waiting. */
+  function beginTurn({ user, assistant, created = [], hidden = [], onReject = null, restoreText = "" }) {
+    showWaitingIndicator(assistant);
+    const turn = {
+      user,
+      assistant,
+      created,
+      hidden,
+      onReject,
+      restoreText,
+      controller: new AbortController(),
+      requestId: null,
+      lastEventId: 0,
+      started: false,
+      stopped: false,
+      finished: false,
+      content: "",
+      reasoning: "",
+    };
+    active = turn;
+    setBusy(true);
+    follower.toBottom();
+    return turn;
+  }
+
+  function endTurn() {
+    active = null;
+    setBusy(false);
+    follower.follow();
+    if (!document.querySelector("dialog[open], .message-editor")) {
+      composer.focus();
+    }
+  }
+
+  /**
+   * Read the turn's events to its end. The answer is written on the server whether or not
+   * this page reads it, so a stream that breaks off (or a turn opened from a reload, with no
+   * stream yet: `response` null) is followed from the last event received.
+   */
+  async function follow(turn, response) {
+    let attempt = 0;
+    while (!turn.stopped && !turn.finished) {
+      if (response === null) {
+        if (!turn.requestId || !eventsUrlTemplate || attempt >= REATTACH_ATTEMPTS) {
+          finish(turn, STATUS.FAILED, {
+            error: "The connection was interrupted. Reload the page to see the answer.",
+          });
+          return;
+        }
+        if (attempt > 0) {
+          await sleep(REATTACH_PAUSE_MS * attempt);
+        }
+        attempt += 1;
+        try {
+          response = await openTurnEvents(
+            eventsUrlTemplate,
+            turn.requestId,
+            turn.lastEventId,
+            turn.controller.signal,
+          );
+        } catch (error) {
+          if (turn.stopped || turn.finished || error.name === "AbortError") {
+            return;
+          }
+          if (error.status) {
+            // The server answered: the events are gone (410) or not ours; retrying won't help.
+            finish(turn, STATUS.FAILED, { error: error.message });
+            return;
+          }
+          continue; // the server could not be reached: try again
+        }
+        if (response === null) {
+          // Nothing follows the last event we have, yet we never saw the end: reload.
+          window.location.reload();
+          return;
+        }
+      }
+      const before = turn.lastEventId;
       try {
         await readEventStream(response, (event) => handleEvent(turn, event));
       } catch {
-        if (!turn.stopped && !turn.finished) {
-          finish(turn, STATUS.FAILED, { error: "The connection was interrupted." });
-        }
-        return;
+        // The stream broke off: re-attach below, unless the turn ended or was stopped.
       }
-      if (!turn.stopped && !turn.finished) {
-        finish(turn, STATUS.FAILED, {
-          error: "The connection closed before the answer was complete.",
-        });
+      response = null;
+      if (turn.lastEventId > before) {
+        attempt = 0;
       }
+    }
+  }
+
+  /**
+   * The page was opened (or reloaded, or opened in another tab) while its last answer is
+   * still being written: show it growing from its first event, never an empty bubble.
+   */
+  async function resumeStreamingAnswer() {
+    const assistant = lastArticle("assistant");
+    if (!assistant || assistant.dataset.status !== STATUS.STREAMING || !assistant.dataset.requestId) {
+      return;
+    }
+    let user = assistant.previousElementSibling;
+    while (user && !user.matches('article.message[data-role="user"]')) {
+      user = user.previousElementSibling;
+    }
+    const turn = beginTurn({ user, assistant });
+    turn.requestId = assistant.dataset.requestId;
+    turn.started = true;
+    try {
+      await follow(turn, null);
     } finally {
-      active = null;
-      setBusy(false);
-      follower.follow();
-      if (!document.querySelector("dialog[open], .message-editor")) {
-        composer.focus();
-      }
+      endTurn();
     }
   }
 
@@ -486,6 +578,7 @@ function initChat() {
   follower.toBottom();
   thread.setAttribute("aria-busy", "false");
   document.documentElement.classList.add("chat-ready");
+  resumeStreamingAnswer();
 }
 
 if (typeof document !== "undefined") {

@@ -1,0 +1,259 @@
+"""An answer outlives the page that asked for it: reloads, closed tabs, second tabs and a
+native EventSource all find it, growing, through GET /api/turns/<request_id>/events.
+
+The prompts use devllm's `echo` flag, so the answer is plain words (one Markdown paragraph)
+and the page's text can be compared with the saved content exactly.
+"""
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from conversations.models import Message
+from tests.conftest import log_in, log_in_browser
+from tests.test_streaming_live import devllm_record, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+# Generous: the machine running these is small and shared.
+END_MS = 60_000
+SAVED_SECONDS = 60.0
+CONVERSATION_URL = re.compile(r"/chat/(\d+)/$")
+
+
+def long_prompt(words: int = 100, delay_ms: int = 80) -> str:
+    """A prompt whose answer is `words` distinct words, one every `delay_ms`."""
+    return f"[[devllm echo delay_ms={delay_ms}]] " + " ".join(f"w{i}" for i in range(1, words + 1))
+
+
+@pytest.fixture
+def context(browser, site, alice):
+    context = browser.new_context(base_url=site.url)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context) -> Page:
+    page = context.new_page()
+    log_in_browser(page, "alice")
+    page.wait_for_url("**/chat/")
+    return page
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#message-input", text)
+    page.press("#message-input", "Enter")
+
+
+def last_answer(page: Page) -> Locator:
+    return page.locator("article.message-assistant").last
+
+
+def body(article: Locator) -> Locator:
+    return article.locator(".message-body")
+
+
+def conversation_id(page: Page) -> int:
+    """The conversation the page shows (the page puts it in the URL once the turn starts)."""
+    page.wait_for_url(CONVERSATION_URL)
+    return int(CONVERSATION_URL.search(page.url).group(1))
+
+
+def saved_answer(conversation: int) -> Message:
+    return Message.objects.get(conversation_id=conversation, is_answer=True)
+
+
+def wait_until_saved(conversation: int) -> Message:
+    """The conversation's answer once it is saved as ended."""
+    return wait_for(
+        lambda: (
+            Message.objects.filter(conversation_id=conversation, is_answer=True)
+            .exclude(status=Message.Status.STREAMING)
+            .first()
+        ),
+        timeout=SAVED_SECONDS,
+        interval=0.1,
+    )
+
+
+def sample_lengths(*articles: Locator, timeout: float = 60.0) -> list[list[int]]:
+    """Sample each article's text length until none is streaming any more."""
+    samples: list[list[int]] = [[] for _ in articles]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        streaming = False
+        for lengths, article in zip(samples, articles, strict=True):
+            streaming |= article.get_attribute("data-status") == "streaming"
+            lengths.append(len(body(article).inner_text()))
+        if not streaming:
+            break
+        time.sleep(0.1)
+    return samples
+
+
+def assert_grew(lengths: list[int], who: str = "the answer") -> None:
+    shown = [n for n in lengths if n > 0]
+    seen = f"{len(lengths)} samples, distinct lengths {sorted(set(lengths))[:20]}"
+    assert len(set(shown)) >= 3, f"{who} did not grow while streaming: {seen}"
+    assert shown[-1] > shown[0], f"{who} did not grow while streaming: {seen}"
+
+
+def assert_finished_as_saved(article: Locator, conversation: int) -> Message:
+    expect(article).to_have_attribute("data-status", "completed", timeout=END_MS)
+    answer = wait_until_saved(conversation)
+    assert answer.status == Message.Status.COMPLETED
+    assert answer.content.startswith("w1 w2 ")
+    expect(body(article)).to_have_text(answer.content)
+    assert body(article).inner_text() == answer.content
+    return answer
+
+
+def test_a_reload_mid_answer_reattaches_and_shows_it_growing_to_the_end(page, devllm):
+    send(page, long_prompt())
+    conversation = conversation_id(page)
+    expect(body(last_answer(page))).not_to_have_text("", timeout=END_MS)
+
+    page.reload()
+
+    answer = last_answer(page)
+    # Not an empty bubble marked finished: the page picked the answer up where it runs.
+    assert answer.get_attribute("data-status") == "streaming"
+    assert answer.get_attribute("data-request-id")
+    [lengths] = sample_lengths(answer)
+    assert_grew(lengths)
+    saved = assert_finished_as_saved(answer, conversation)
+    assert saved.content == long_prompt().split("]] ", 1)[1]
+    # The model saw one whole request: the reload was not a hang-up on its side.
+    record = wait_for(
+        lambda: (r := devllm_record(devllm, saved.request_id))["finished"] and r, timeout=10
+    )
+    assert record["client_disconnected"] is False
+
+
+def test_an_answer_left_by_a_closed_tab_is_saved_whole_and_shown_later(context, page):
+    send(page, long_prompt(words=60, delay_ms=50))
+    conversation = conversation_id(page)
+    url = page.url
+    expect(body(last_answer(page))).not_to_have_text("", timeout=END_MS)
+    shown = body(last_answer(page)).inner_text()
+
+    page.close()
+
+    answer = wait_until_saved(conversation)
+    assert answer.status == Message.Status.COMPLETED
+    assert answer.content.startswith(shown) and len(answer.content) > len(shown)
+    later = context.new_page()
+    later.goto(url)
+    article = last_answer(later)
+    expect(article).to_have_attribute("data-status", "completed")
+    assert body(article).inner_text() == answer.content
+
+
+def test_two_tabs_on_one_conversation_both_show_the_answer_growing(context, page):
+    send(page, long_prompt())
+    conversation = conversation_id(page)
+    expect(body(last_answer(page))).not_to_have_text("", timeout=END_MS)
+
+    other = context.new_page()
+    other.goto(page.url)
+
+    first, second = last_answer(page), last_answer(other)
+    assert second.get_attribute("data-status") == "streaming"
+    lengths_first, lengths_second = sample_lengths(first, second)
+    assert_grew(lengths_second, "the second tab's answer")
+    assert_grew(lengths_first, "the first tab's answer")
+    saved = assert_finished_as_saved(second, conversation)
+    assert_finished_as_saved(first, conversation)
+    assert body(first).inner_text() == body(second).inner_text() == saved.content
+
+
+def test_leaving_for_another_chat_and_coming_back_reattaches(page):
+    send(page, "[[devllm echo]] an earlier question")
+    expect(last_answer(page)).to_have_attribute("data-status", "completed", timeout=END_MS)
+    earlier = conversation_id(page)
+    page.click("#new-chat")
+    page.wait_for_url("**/chat/")
+    send(page, long_prompt())
+    conversation = conversation_id(page)
+    assert conversation != earlier
+    expect(body(last_answer(page))).not_to_have_text("", timeout=END_MS)
+
+    page.click(f'#conversation-list li[data-conversation-id="{earlier}"] a.conversation-link')
+    page.wait_for_url(f"**/chat/{earlier}/")
+    expect(last_answer(page)).to_have_attribute("data-status", "completed")
+    expect(body(last_answer(page))).to_have_text("an earlier question")
+    page.go_back()
+    page.wait_for_url(f"**/chat/{conversation}/")
+
+    answer = last_answer(page)
+    [lengths] = sample_lengths(answer)
+    assert_grew(lengths)
+    assert_finished_as_saved(answer, conversation)
+    expect(page.locator("article.message-assistant")).to_have_count(1)
+
+
+COLLECT_WITH_EVENT_SOURCE = """
+(url) => new Promise((resolve, reject) => {
+  const events = [];
+  const dropped = [];
+  const source = new EventSource(url);
+  const timer = setTimeout(() => {
+    source.close();
+    reject(new Error(`no final event within 60 s: ${JSON.stringify(events)}`));
+  }, 60000);
+  const end = () => {
+    clearTimeout(timer);
+    source.close();
+    resolve({ events, dropped });
+  };
+  for (const name of ["message", "start", "reasoning", "delta", "done"]) {
+    source.addEventListener(name, (e) => {
+      events.push({ name, id: e.lastEventId, data: JSON.parse(e.data) });
+      if (name === "done") {
+        end();
+      }
+    });
+  }
+  source.addEventListener("error", (e) => {
+    if (typeof e.data === "string") {  // the site's `error` event, not a lost connection
+      events.push({ name: "error", id: e.lastEventId, data: JSON.parse(e.data) });
+      end();
+    } else {
+      dropped.push(source.readyState);  // EventSource reconnects with Last-Event-ID
+    }
+  });
+})
+"""
+
+
+def test_a_native_event_source_follows_a_turn_to_its_end(page, site):
+    request_id = "event-source-0001"
+    client = log_in(site.url, "alice")
+    payload = {"message": long_prompt(words=60, delay_ms=50)}
+    with client.stream(
+        "POST", "/chat/stream/", json=payload, headers={"X-Request-ID": request_id}
+    ) as response:
+        assert response.status_code == 200
+        read = b""
+        for chunk in response.iter_raw():
+            read += chunk
+            if b"event: start" in read:
+                break  # hang up: the turn goes on without this reader
+
+    result = page.evaluate(COLLECT_WITH_EVENT_SOURCE, f"/api/turns/{request_id}/events")
+
+    events = result["events"]
+    ids = [int(event["id"]) for event in events]
+    assert ids == list(range(1, len(events) + 1)), f"ids {ids} (reconnects: {result['dropped']})"
+    assert events[0]["name"] == "start"
+    assert events[0]["data"]["request_id"] == request_id
+    assert events[-1]["name"] == "done", events[-1]
+    assert events[-1]["data"]["status"] == "completed"
+    assert {event["name"] for event in events[1:-1]} == {"delta"}
+    answer = Message.objects.get(request_id=request_id, is_answer=True)
+    assert answer.status == Message.Status.COMPLETED
+    assert "".join(event["data"]["content"] for event in events[1:-1]) == answer.content
+    assert answer.content == payload["message"].split("]] ", 1)[1]
