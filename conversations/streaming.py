@@ -279,6 +279,8 @@ class TurnRun:
 
     def detach(self) -> None:
         """Count a reader out; when the last one goes, apply the disconnect policy."""
+        if self._readers <= 0:
+            return  # a leave whose arrival was never counted (a lost cross-process signal)
         self._readers -= 1
         if self._readers > 0 or self.status is not None:
             return

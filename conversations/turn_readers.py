@@ -24,7 +24,8 @@ _END = object()
 class TurnStream:
     """One reader's encoded events, as a StreamingHttpResponse reads them.
 
-    It counts as a reader of a local turn from when it is made until its events end, its
+    It counts as one of the turn's readers (directly for a turn this process runs, through
+    `on_leave`'s signal for one elsewhere) from when it is made until its events end, its
     client leaves (Django cancels the read), or Django closes the response: a response that
     is dropped before it is read still leaves, so the disconnect policy applies.
     """
