@@ -21,6 +21,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from django.conf import settings
+
 from conversations import running_turns
 from conversations.eventlog import EventLog, EventSpec, TurnEvent, TurnWriter, event_log
 from conversations.exceptions import ProviderError
@@ -136,8 +138,9 @@ class TurnRun:
 
     `start()` begins the owner task. It publishes `start`, one `delta` or `reasoning` event
     per model chunk, and, once the turn is saved, a final `done` or `error`. Events are kept
-    here for this process's readers and appended to the event log in batches (one append in
-    flight at a time; whatever arrives meanwhile goes in the next), for readers anywhere.
+    here for this process's readers, who get each at once, and appended to the event log for
+    readers anywhere in batches: one append in flight at a time, at most one per
+    TURN_LOG_FLUSH_SECONDS, and whatever arrives meanwhile goes in the next.
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class TurnRun:
         release: Callable[[], Awaitable[None]] | None = None,
         on_disconnect: DisconnectPolicy = CONTINUE,
         log: EventLog | None = None,
+        flush_seconds: float | None = None,
     ) -> None:
         self.turn = turn
         self.accumulator = TurnAccumulator()
@@ -167,6 +171,9 @@ class TurnRun:
         self._writer: TurnWriter | None = log.writer(turn_key(turn.user_id, turn.request_id))
         self._unflushed: list[EventSpec] = []
         self._flushing: asyncio.Task | None = None
+        self._flush_seconds = (
+            settings.TURN_LOG_FLUSH_SECONDS if flush_seconds is None else flush_seconds
+        )
 
     # --- the owner ---------------------------------------------------------------------
 
@@ -246,7 +253,8 @@ class TurnRun:
                 self._flushing = keep(asyncio.create_task(self._flush()))
 
     async def _flush(self) -> None:
-        """Append what is queued to the event log, a batch per round trip, until none is."""
+        """Append what is queued to the event log, one batch per round trip, at most one
+        per `flush_seconds` (the first at once, so that readers elsewhere can attach)."""
         while self._unflushed and self._writer is not None:
             batch, self._unflushed = self._unflushed, []
             # The final event is the last ever published: if it is out, it is in this batch.
@@ -257,6 +265,19 @@ class TurnRun:
                 # Readers in this process still get every event; others cannot resume it.
                 logger.exception("Writing turn %s to the event log failed", self.turn.request_id)
                 self._writer = None
+            if not final and self._flush_seconds:
+                await self._ended_or(self._flush_seconds)
+
+    async def _ended_or(self, seconds: float) -> None:
+        """Wait `seconds`, or less if the turn ends meanwhile."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self.status is None:
+            changed = self._changed
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await changed.wait()
+            except TimeoutError:
+                return
 
     # --- Stop and disconnects -------------------------------------------------------------
 

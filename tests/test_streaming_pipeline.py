@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import TransactionTestCase
 
-from conversations import services, streaming
+from conversations import running_turns, services, streaming
 from conversations.encoders import SiteEventEncoder
 from conversations.eventlog import MemoryEventLog, RedisEventLog
 from conversations.models import Message
@@ -41,6 +41,27 @@ def closing_afterwards(test):
                 await cleanup(*args)
 
     return wrapper
+
+
+class SlowLog(MemoryEventLog):
+    """An in-process log whose appends take as long as a slow Redis round trip, counted."""
+
+    def __init__(self, *, append_seconds: float) -> None:
+        super().__init__()
+        self.append_seconds = append_seconds
+        self.appends = 0
+
+    def writer(self, turn_key: str):
+        writer = super().writer(turn_key)
+        store = writer._store
+
+        async def slow_store(events):
+            self.appends += 1
+            await asyncio.sleep(self.append_seconds)
+            await store(events)
+
+        writer._store = slow_store
+        return writer
 
 
 class TurnRunnerTests(TransactionTestCase):
@@ -116,6 +137,7 @@ class TurnRunnerTests(TransactionTestCase):
                     message = await self.answer("runner-order-01")
                     self.assertEqual(message.status, Message.Status.COMPLETED)
         self.assertEqual([e.id for e in seen], list(range(1, len(seen) + 1)))
+        self.assertIsNone(running_turns.find(user_id=self.user.pk, request_id="runner-order-01"))
         self.assertEqual(seen[0].name, "start")
         self.assertEqual((seen[-1].name, seen[-1].data["status"]), ("done", "completed"))
         text = "".join(e.data["content"] for e in seen if e.name == "delta")
@@ -133,6 +155,17 @@ class TurnRunnerTests(TransactionTestCase):
         logged = [e async for e in log.read(key)]
         self.assertEqual(logged, live)
         self.assertTrue(logged[-1].final)
+
+    @closing_afterwards
+    async def test_events_that_arrive_during_an_append_go_in_the_next_one(self):
+        log = SlowLog(append_seconds=0.1)
+        run = await self.start_run("runner-batch-01", LONG, log=log)
+        events = [e async for batch in run.follow(0, keepalive_seconds=5) for e in batch]
+        await run._task
+        # About 60 chunks over 1.2 s, with each append taking 0.1 s: far fewer appends.
+        self.assertLess(log.appends, len(events) / 3)
+        key = streaming.turn_key(self.user.pk, "runner-batch-01")
+        self.assertEqual([e async for e in log.read(key)], events)
 
     @closing_afterwards
     async def test_stop_closes_the_model_stream_and_saves_the_partial_answer(self):
