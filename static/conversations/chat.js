@@ -305,7 +305,14 @@ function initChat() {
   }
 
   /** Make `turn` the page's active turn: the composer busy, the answer waiting. */
-  function beginTurn({ user, assistant, created = [], hidden = [], onReject = null, restoreText = "" }) {
+  function beginTurn({
+    user,
+    assistant,
+    created = [],
+    hidden = [],
+    onReject = null,
+    restoreText = "",
+  }) {
     showWaitingIndicator(assistant);
     const turn = {
       user,
@@ -400,7 +407,8 @@ function initChat() {
    */
   async function resumeStreamingAnswer() {
     const assistant = lastArticle("assistant");
-    if (!assistant || assistant.dataset.status !== STATUS.STREAMING || !assistant.dataset.requestId) {
+    const streaming = assistant && assistant.dataset.status === STATUS.STREAMING;
+    if (!streaming || !assistant.dataset.requestId) {
       return;
     }
     let user = assistant.previousElementSibling;
