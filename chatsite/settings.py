@@ -154,7 +154,7 @@ TURN_LOG_RUNNING_TTL_SECONDS = env_int("TURN_LOG_RUNNING_TTL_SECONDS", 3600, min
 TURN_LOG_MAX_EVENTS = env_int("TURN_LOG_MAX_EVENTS", 10000, minimum=1)
 # The shortest time between two appends of one turn to the log: what comes meanwhile goes in
 # one round trip. Readers in the process running the turn get every event at once regardless.
-TURN_LOG_FLUSH_SECONDS = env_float("TURN_LOG_FLUSH_SECONDS", 0.05, minimum=0)
+TURN_LOG_FLUSH_SECONDS = env_float("TURN_LOG_FLUSH_SECONDS", 0.1, minimum=0)
 # What happens to an answer when the last client reading it goes away, per surface: "continue"
 # (finish and save it), "cancel" (stop the model now, save the partial answer as stopped), or
 # a grace period in seconds (cancel unless a reader re-attaches in time). A Stop is always
