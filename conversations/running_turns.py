@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-GROUP = "chatsite.turn-stops"
+GROUP = "chatsite.running-turns"
 STOP = "turn.stop"
 READER = "turn.reader"
 
@@ -76,7 +76,8 @@ async def request_stop(*, user_id: int, request_id: str) -> None:
 
 async def signal_reader(*, user_id: int, request_id: str, change: int) -> None:
     """Tell the process running the user's turn that a reader here attached (+1) or left
-    (-1). Best effort: a lost signal leaves the turn running, never stops it."""
+    (-1). Best effort: a failure is logged, and the turn's policy then counts only the
+    readers it heard of."""
     try:
         await get_channel_layer().group_send(
             GROUP,
@@ -102,7 +103,7 @@ def _receive(message: dict) -> None:
 def _start_listener() -> None:
     global _listener
     if _listener is None or _listener.done():
-        _listener = asyncio.get_running_loop().create_task(_listen(), name="turn-stops")
+        _listener = asyncio.get_running_loop().create_task(_listen(), name="running-turns")
 
 
 async def _listen() -> None:
