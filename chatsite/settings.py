@@ -256,12 +256,9 @@ RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 20, minimum=0)
 MAX_CONCURRENT_STREAMS = env_int("MAX_CONCURRENT_STREAMS", 3, minimum=1)
 DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0, minimum=0)  # 0: no quota
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
-# Called in order with the finished turn when a stream ends, however it ends. The save comes
-# first and is always present; POST_STREAM_HOOKS adds dotted paths after it.
-POST_STREAM_HOOKS = [
-    "conversations.services.save_finished_turn",
-    *env_list("POST_STREAM_HOOKS"),
-]
+# Extra dotted paths called in order with each finished turn, after the save, however the
+# stream ended. The save itself is not listed: it always runs first (conversations.hooks).
+POST_STREAM_HOOKS = env_list("POST_STREAM_HOOKS")
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,4 @@
-"""System checks that catch model misconfiguration at start-up, not at the first chat."""
+"""System checks that catch misconfiguration at start-up, not at the first chat."""
 
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -25,4 +25,21 @@ def check_llm_endpoints(app_configs, **kwargs) -> list[checks.CheckMessage]:
         )
         for endpoint in endpoints
         if endpoint.api_key_env and not endpoint.api_key
+    ]
+
+
+@checks.register()
+def check_post_stream_hooks(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Every POST_STREAM_HOOKS path must import: a typo should stop a deploy, not go unseen."""
+    from django.conf import settings
+
+    from conversations.hooks import hook_import_errors
+
+    return [
+        checks.Error(
+            message,
+            hint="Fix or remove the path; turns are saved either way.",
+            id="conversations.E003",
+        )
+        for message in hook_import_errors(settings.POST_STREAM_HOOKS)
     ]

@@ -1,7 +1,9 @@
-"""Run the post-stream hooks listed in settings.POST_STREAM_HOOKS with a finished turn.
+"""Save a finished turn, then run the extra post-stream hooks of settings.POST_STREAM_HOOKS.
 
-The save is an explicit call from the pipeline, not a signal receiver that must be imported to
-exist; it comes first, and a failing hook is logged without stopping the ones after it.
+The save is not one of the hooks: it is called first, always, by name, so no setting can
+disable it, and nothing a hook does (failing, or not importing at all) affects it. Hook paths
+are checked at start-up (`manage.py check`, conversations.E003) and, should one still fail to
+import, it is logged and skipped.
 """
 
 import inspect
@@ -19,6 +21,8 @@ from conversations.turns import FinishedTurn
 
 logger = logging.getLogger(__name__)
 
+Hook = Callable[[FinishedTurn], object]
+
 
 @cache
 def _executor() -> ThreadPoolExecutor:
@@ -29,16 +33,37 @@ def _executor() -> ThreadPoolExecutor:
     )
 
 
+def hook_import_errors(paths: list[str]) -> list[str]:
+    """Describe each path that does not import to a callable (the system check's job)."""
+    errors = []
+    for path in paths:
+        try:
+            hook = import_string(path)
+        except ImportError as exc:
+            errors.append(f"POST_STREAM_HOOKS: {path!r} cannot be imported: {exc}")
+            continue
+        if not callable(hook):
+            errors.append(f"POST_STREAM_HOOKS: {path!r} is not callable.")
+    return errors
+
+
 @cache
-def _hooks(paths: tuple[str, ...]) -> tuple[Callable[[FinishedTurn], object], ...]:
-    return tuple(import_string(path) for path in paths)
+def _hooks(paths: tuple[str, ...]) -> tuple[Hook, ...]:
+    hooks = []
+    for path in paths:
+        try:
+            hooks.append(import_string(path))
+        except ImportError:
+            logger.exception("Post-stream hook %s cannot be imported; it is skipped", path)
+    return tuple(hooks)
 
 
-def post_stream_hooks() -> tuple[Callable[[FinishedTurn], object], ...]:
+def post_stream_hooks() -> tuple[Hook, ...]:
+    """The extra hooks, in the order of POST_STREAM_HOOKS (the save is not among them)."""
     return _hooks(tuple(settings.POST_STREAM_HOOKS))
 
 
-def _call_in_worker_thread(hook: Callable[[FinishedTurn], object], turn: FinishedTurn) -> None:
+def _call_in_worker_thread(hook: Hook, turn: FinishedTurn) -> None:
     # A worker thread opens its own database connection; hand it back to the pool at once.
     try:
         hook(turn)
@@ -46,17 +71,23 @@ def _call_in_worker_thread(hook: Callable[[FinishedTurn], object], turn: Finishe
         connections.close_all()
 
 
+async def _call(hook: Hook, turn: FinishedTurn) -> None:
+    if inspect.iscoroutinefunction(hook):
+        await hook(turn)
+    else:
+        # Not thread-sensitive: the request's own thread may be gone by now.
+        await sync_to_async(_call_in_worker_thread, thread_sensitive=False, executor=_executor())(
+            hook, turn
+        )
+
+
 async def run_post_stream_hooks(turn: FinishedTurn) -> None:
-    """Call every post-stream hook with the finished turn, in order."""
-    for hook in post_stream_hooks():
+    """Save the finished turn, then call every extra hook with it, in order."""
+    from conversations.services import save_finished_turn
+
+    for hook in (save_finished_turn, *post_stream_hooks()):
         try:
-            if inspect.iscoroutinefunction(hook):
-                await hook(turn)
-            else:
-                # Not thread-sensitive: the request's own thread may be gone by now.
-                await sync_to_async(
-                    _call_in_worker_thread, thread_sensitive=False, executor=_executor()
-                )(hook, turn)
+            await _call(hook, turn)
         except Exception:
             logger.exception(
                 "Post-stream hook %s failed for request %s", hook.__qualname__, turn.request_id
