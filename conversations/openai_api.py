@@ -104,7 +104,7 @@ async def chat_completions(
         turn,
         client=providers.client_for(turn.model.endpoint),
         params=completion.params,
-        release=admission.slot.release,
+        lease=admission.lease,
         on_disconnect=settings.TURN_DISCONNECT_POLICY["v1"],
     ).start()
     headers = admission.headers | {"X-Request-ID": request_id}

@@ -8,9 +8,10 @@ Three rules, checked in this order for every request that calls a model:
    (DailyUsage), which every saved answer is charged to, whatever became of it; deleting
    conversations gives nothing back. The check comes before a stream and the charge after it,
    so a quota is overrun by at most the answers already running when it is reached.
-3. **Concurrent streams**: a counter in the cache, taken before the model is called and given
-   back when the stream ends, however it ends. If a process dies holding slots, the counter
-   expires STREAM_SLOT_TTL seconds after the user's last stream started.
+3. **Concurrent streams**: each running answer holds a lease (conversations.stream_leases),
+   taken before the model is called, renewed while it runs, and given back when it ends,
+   however it ends. A dead process's leases expire within a minute by themselves, and a
+   refusal extends nothing.
 
 The defaults are settings; staff override them per user with UserLimits in the admin.
 Every chat response, allowed or refused, carries the headers OpenAI sends:
@@ -19,22 +20,19 @@ when a quota applies), and the IETF draft's RateLimit-Policy and RateLimit; a re
 Retry-After.
 """
 
-import contextlib
 import datetime
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.http import HttpRequest
 from django.utils import timezone
 from django_ratelimit.core import get_usage
 
 from conversations.exceptions import ChatError
 from conversations.models import DailyUsage, UserLimits
-
-STREAM_SLOT_TTL = 3600
+from conversations.stream_leases import HeldLease, stream_leases
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +55,10 @@ class RateLimited(ChatError):
 
 @dataclass
 class Admission:
-    """A request let through: the headers to send, and the stream slot to give back."""
+    """A request let through: the headers to send, and the stream lease to give back."""
 
     headers: dict[str, str]
-    slot: "StreamSlot"
+    lease: HeldLease
     limits: Limits = field(repr=False)
 
 
@@ -109,40 +107,17 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-class StreamSlot:
-    """One of the user's concurrent streams, held in the cache until released."""
-
-    def __init__(self, key: str) -> None:
-        self._key = key
-        self._held = True
-
-    @classmethod
-    def acquire(cls, user_id: int, limit: int, headers: dict[str, str]) -> "StreamSlot":
-        key = f"chat-streams:{user_id}"
-        cache.add(key, 0, timeout=STREAM_SLOT_TTL)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the counter expired between add and incr
-            cache.set(key, 1, timeout=STREAM_SLOT_TTL)
-            count = 1
-        cache.touch(key, STREAM_SLOT_TTL)
-        if count > limit:
-            cache.decr(key)
-            raise RateLimited(
-                f"You already have {_plural(limit, 'answer')} streaming; "
-                "wait for one to finish or stop it.",
-                retry_after=1,
-                headers=headers,
-            )
-        return cls(key)
-
-    async def release(self) -> None:
-        """Give the slot back; releasing twice is harmless."""
-        if not self._held:
-            return
-        self._held = False
-        with contextlib.suppress(ValueError):  # the counter expired: nothing to give back
-            await cache.adecr(self._key)
+def _take_lease(user_id: int, limit: int, headers: dict[str, str]) -> HeldLease:
+    leases = stream_leases()
+    lease = leases.acquire(user_id, limit)
+    if lease is None:
+        raise RateLimited(
+            f"You already have {_plural(limit, 'answer')} streaming; "
+            "wait for one to finish or stop it.",
+            retry_after=1,
+            headers=headers,
+        )
+    return HeldLease(leases, lease)
 
 
 def _admit(request: HttpRequest, user: AbstractBaseUser) -> Admission:
@@ -171,8 +146,8 @@ def _admit(request: HttpRequest, user: AbstractBaseUser) -> Admission:
                 headers=headers,
                 kind="tokens",
             )
-    slot = StreamSlot.acquire(user.pk, limits.max_concurrent_streams, headers)
-    return Admission(headers=headers, slot=slot, limits=limits)
+    lease = _take_lease(user.pk, limits.max_concurrent_streams, headers)
+    return Admission(headers=headers, lease=lease, limits=limits)
 
 
 def request_limit_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:

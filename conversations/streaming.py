@@ -29,6 +29,7 @@ from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
 from conversations.models import Message
 from conversations.providers import ChatModelClient, ModelChunk
+from conversations.stream_leases import RENEW_EVERY_SECONDS, HeldLease
 from conversations.token_estimate import estimate_prompt_tokens
 from conversations.turns import FinishedTurn, StartedTurn
 
@@ -149,7 +150,7 @@ class TurnRun:
         *,
         client: ChatModelClient,
         params: dict[str, Any] | None = None,
-        release: Callable[[], Awaitable[None]] | None = None,
+        lease: HeldLease | None = None,
         on_disconnect: DisconnectPolicy = CONTINUE,
         log: EventLog | None = None,
         flush_seconds: float | None = None,
@@ -160,7 +161,7 @@ class TurnRun:
         self.events: list[TurnEvent] = []
         self.status: str | None = None  # set once the turn is saved
         self.failure: ProviderError | None = None
-        self._client, self._params, self._release = client, params or {}, release
+        self._client, self._params, self._lease = client, params or {}, lease
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._reading = False  # the model was asked: a Stop now cancels the owner task
@@ -188,6 +189,7 @@ class TurnRun:
     async def _run(self) -> None:
         status, error, interrupted = Message.Status.STOPPED, "", False
         chunks: AsyncIterator[ModelChunk] | None = None
+        renewing = keep(asyncio.create_task(self._renew_lease())) if self._lease else None
         try:
             if not self._stop_requested:
                 chunks = self._client.stream_chat(
@@ -215,9 +217,12 @@ class TurnRun:
             status, error = Message.Status.FAILED, self.failure.message
         finally:
             self._reading = False
+            if renewing is not None:
+                renewing.cancel()
             finished = self.accumulator.finish(self.turn, status=status, error=error)
+            release = self._lease.release if self._lease else None
             try:
-                await finish_turn(chunks, finished, self._release)
+                await finish_turn(chunks, finished, release)
             except asyncio.CancelledError:
                 interrupted = True  # cancelled again: the save goes on in its own task
             running_turns.unregister(self)
@@ -227,6 +232,15 @@ class TurnRun:
                     await asyncio.shield(self._flushing)
         if interrupted:
             raise asyncio.CancelledError
+
+    async def _renew_lease(self) -> None:
+        """Keep the user's stream lease while the turn runs (a dead process's lapses)."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY_SECONDS)
+            try:
+                await self._lease.renew()  # type: ignore[union-attr]
+            except Exception:
+                logger.warning("Renewing the stream lease of %s failed", self.turn.request_id)
 
     def _end(self, status: str) -> None:
         self.status = status
@@ -402,7 +416,7 @@ async def finish_turn(
     release: Callable[[], Awaitable[None]] | None,
 ) -> None:
     """Close the model's stream (the model then stops generating), run the post-stream
-    hooks, then release the user's stream slot; safe from a second cancellation."""
+    hooks, then release the user's stream lease; safe from a second cancellation."""
 
     async def close_save_release() -> None:
         try:

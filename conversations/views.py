@@ -104,7 +104,7 @@ async def stream_chat_turn(
     run = TurnRun(
         turn,
         client=providers.client_for(turn.model.endpoint),
-        release=admission.slot.release,
+        lease=admission.lease,
         on_disconnect=settings.TURN_DISCONNECT_POLICY[surface],
     ).start()
     encoder = site_encoder(request)
@@ -122,8 +122,8 @@ async def begin_turn(
 ) -> tuple[StartedTurn, Admission]:
     """Admit the request under the user's limits, then save its prompt with `start`.
 
-    Raises ChatError (RateLimited included) having written nothing and holding no slot. On
-    success the caller owns the admission's stream slot, and the request holds no database
+    Raises ChatError (RateLimited included) having written nothing and holding no lease. On
+    success the caller owns the admission's stream lease, and the request holds no database
     connection: a streaming request must not keep a pooled connection for the whole stream.
     """
     admission = await admit_chat_request(request, user)
@@ -136,12 +136,12 @@ async def begin_turn(
         try:
             turn = await saving
         except Exception:
-            await admission.slot.release()
+            await admission.lease.release()
         else:
-            await finish_unstarted_turn(turn, admission.slot.release)
+            await finish_unstarted_turn(turn, admission.lease.release)
         raise
     except BaseException:
-        await admission.slot.release()
+        await admission.lease.release()
         raise
     await release_connections()
     return turn, admission

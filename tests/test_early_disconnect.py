@@ -8,11 +8,11 @@ import time
 
 from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
-from django.core.cache import cache
 from django.test import Client, RequestFactory, TransactionTestCase, override_settings
 
 from conversations import services
 from conversations.models import Message
+from conversations.stream_leases import stream_leases
 from conversations.views import begin_turn
 from tests.conftest import PASSWORD
 
@@ -27,7 +27,7 @@ class EarlyDisconnectTests(TransactionTestCase):
         self.session = client.cookies["sessionid"].value
 
     def slots_in_use(self) -> int:
-        return cache.get(f"chat-streams:{self.user.pk}", 0)
+        return stream_leases().held(self.user.pk)
 
     async def wait_until_saved(self, request_id: str) -> Message:
         async with asyncio.timeout(5):

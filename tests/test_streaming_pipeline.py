@@ -7,6 +7,7 @@ import contextlib
 import functools
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -20,6 +21,7 @@ from conversations.eventlog import MemoryEventLog, RedisEventLog
 from conversations.models import Message
 from conversations.providers import ChatModelClient
 from conversations.providers.config import development_endpoints
+from conversations.stream_leases import HeldLease, MemoryStreamLeases
 from conversations.turn_readers import follow_run
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
@@ -84,7 +86,7 @@ class TurnRunnerTests(TransactionTestCase):
         )[0]
 
     async def start_run(
-        self, request_id: str, prompt: str = LONG, *, on_disconnect="continue", log=None
+        self, request_id: str, prompt: str = LONG, *, on_disconnect="continue", log=None, lease=None
     ) -> streaming.TurnRun:
         turn = await sync_to_async(services.turn_start)(
             user=self.user,
@@ -96,7 +98,11 @@ class TurnRunnerTests(TransactionTestCase):
         self.client = ChatModelClient(self.endpoint)
         self.async_cleanups.append((self.client.aclose, ()))
         run = streaming.TurnRun(
-            turn, client=self.client, on_disconnect=on_disconnect, log=log or MemoryEventLog()
+            turn,
+            client=self.client,
+            on_disconnect=on_disconnect,
+            log=log or MemoryEventLog(),
+            lease=lease,
         )
         return run.start()
 
@@ -166,6 +172,17 @@ class TurnRunnerTests(TransactionTestCase):
         self.assertLess(log.appends, len(events) / 3)
         key = streaming.turn_key(self.user.pk, "runner-batch-01")
         self.assertEqual([e async for e in log.read(key)], events)
+
+    @closing_afterwards
+    async def test_the_runner_renews_its_stream_lease_and_gives_it_back_at_the_end(self):
+        leases = MemoryStreamLeases(lease_seconds=0.3)
+        lease = HeldLease(leases, leases.acquire(self.user.pk, 1))
+        with mock.patch.object(streaming, "RENEW_EVERY_SECONDS", 0.1):
+            run = await self.start_run("runner-lease-01", LONG, lease=lease)
+            await self.read_deltas(run, 30)  # over 0.6 s in: two terms of the lease
+            self.assertEqual(leases.held(self.user.pk), 1, "the running turn lost its lease")
+            await run._task
+        self.assertEqual(leases.held(self.user.pk), 0)
 
     @closing_afterwards
     async def test_stop_closes_the_model_stream_and_saves_the_partial_answer(self):

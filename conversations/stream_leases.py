@@ -1,0 +1,198 @@
+"""Leases on a user's concurrent-stream slots: each running answer holds one.
+
+A lease is taken when a turn is admitted, renewed by the turn's runner while it runs, and
+given back when it ends. A lease that is not renewed expires by itself within
+STREAM_LEASE_SECONDS, so a process that dies (SIGKILL, a crash, a deploy that cuts it short)
+cannot lock its users out for long. A refusal changes nothing: a client that retries as told
+is let in as soon as a lease ends or expires.
+
+With REDIS_URL the leases of a user are one Redis sorted set (member: the lease, score: its
+expiry in Redis's own clock), shared by every server process; acquiring is one Lua script,
+atomic. Without Redis, an in-process table serves the one process.
+"""
+
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cache
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache as django_cache
+
+# How long a lease lasts without renewal, and how often a running turn renews it.
+STREAM_LEASE_SECONDS = 60.0
+RENEW_EVERY_SECONDS = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    user_id: int
+    id: str
+
+
+class StreamLeases(ABC):
+    """A user's leases, at most `limit` at once."""
+
+    def __init__(self, lease_seconds: float = STREAM_LEASE_SECONDS) -> None:
+        self.lease_seconds = lease_seconds
+
+    def acquire(self, user_id: int, limit: int) -> Lease | None:
+        """Take a lease if the user holds fewer than `limit` live ones; None otherwise."""
+        lease = Lease(user_id, uuid.uuid4().hex)
+        return lease if self._acquire(lease, limit) else None
+
+    @abstractmethod
+    def _acquire(self, lease: Lease, limit: int) -> bool: ...
+
+    @abstractmethod
+    def renew(self, lease: Lease) -> None:
+        """Push the lease's expiry back by a full term, if it is still held."""
+
+    @abstractmethod
+    def release(self, lease: Lease) -> None:
+        """Give the lease back; releasing twice, or after it expired, is harmless."""
+
+    @abstractmethod
+    def held(self, user_id: int) -> int:
+        """How many live leases the user holds."""
+
+
+# KEYS[1] the user's set; ARGV: lease id, limit, lease milliseconds. Expired leases go first;
+# a refusal writes nothing. The key lives as long as its newest lease.
+_ACQUIRE = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+local expiry = now_ms + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], expiry)
+return 1
+"""
+
+# KEYS[1] the user's set; ARGV: lease id, lease milliseconds. Only a lease still held.
+_RENEW = """
+local now = redis.call('TIME')
+local expiry = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', expiry, ARGV[1]) == 1 then
+  redis.call('PEXPIREAT', KEYS[1], expiry)
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] the user's set: the number of leases not yet expired.
+_HELD = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now_ms, '+inf')
+"""
+
+
+class RedisStreamLeases(StreamLeases):
+    """Leases in Redis, through the default cache's client (its connection pool)."""
+
+    def __init__(self, client, *, key_prefix: str, lease_seconds: float = STREAM_LEASE_SECONDS):
+        super().__init__(lease_seconds)
+        self.client = client
+        self.key_prefix = key_prefix
+        self._acquire_script = client.register_script(_ACQUIRE)
+        self._renew_script = client.register_script(_RENEW)
+        self._held_script = client.register_script(_HELD)
+
+    def key(self, user_id: int) -> str:
+        return f"{self.key_prefix}:stream-leases:{user_id}"
+
+    @property
+    def _ms(self) -> int:
+        return max(1, round(self.lease_seconds * 1000))
+
+    def _acquire(self, lease: Lease, limit: int) -> bool:
+        key = self.key(lease.user_id)
+        return bool(self._acquire_script(keys=[key], args=[lease.id, limit, self._ms]))
+
+    def renew(self, lease: Lease) -> None:
+        self._renew_script(keys=[self.key(lease.user_id)], args=[lease.id, self._ms])
+
+    def release(self, lease: Lease) -> None:
+        self.client.zrem(self.key(lease.user_id), lease.id)
+
+    def held(self, user_id: int) -> int:
+        return int(self._held_script(keys=[self.key(user_id)]))
+
+
+class MemoryStreamLeases(StreamLeases):
+    """Leases in this process's memory, for the embedded default (one process)."""
+
+    def __init__(self, lease_seconds: float = STREAM_LEASE_SECONDS) -> None:
+        super().__init__(lease_seconds)
+        self._leases: dict[int, dict[str, float]] = {}
+        self._lock = threading.Lock()  # admission runs in worker threads
+
+    def _live(self, user_id: int) -> dict[str, float]:
+        now = time.monotonic()
+        leases = self._leases.get(user_id, {})
+        for lease_id in [i for i, expiry in leases.items() if expiry <= now]:
+            del leases[lease_id]
+        if not leases:
+            self._leases.pop(user_id, None)
+        return leases
+
+    def _acquire(self, lease: Lease, limit: int) -> bool:
+        with self._lock:
+            leases = self._live(lease.user_id)
+            if len(leases) >= limit:
+                return False
+            leases[lease.id] = time.monotonic() + self.lease_seconds
+            self._leases[lease.user_id] = leases
+            return True
+
+    def renew(self, lease: Lease) -> None:
+        with self._lock:
+            leases = self._live(lease.user_id)
+            if lease.id in leases:
+                leases[lease.id] = time.monotonic() + self.lease_seconds
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases.get(lease.user_id, {}).pop(lease.id, None)
+            self._live(lease.user_id)
+
+    def held(self, user_id: int) -> int:
+        with self._lock:
+            return len(self._live(user_id))
+
+
+@cache
+def stream_leases() -> StreamLeases:
+    """This process's leases: in Redis with REDIS_URL (the default cache is Redis then)."""
+    if settings.REDIS_URL:
+        client = django_cache._cache.get_client(write=True)  # Django's RedisCache client
+        prefix = settings.CACHES["default"].get("KEY_PREFIX") or "chatsite"
+        return RedisStreamLeases(client, key_prefix=prefix)
+    return MemoryStreamLeases()
+
+
+class HeldLease:
+    """A lease as a running turn holds it: renew it while running, give it back at the end.
+    Both go to a worker thread (the Redis client is synchronous)."""
+
+    def __init__(self, leases: StreamLeases, lease: Lease) -> None:
+        self._leases, self.lease = leases, lease
+        self._held = True
+
+    async def renew(self) -> None:
+        if self._held:
+            await sync_to_async(self._leases.renew, thread_sensitive=False)(self.lease)
+
+    async def release(self) -> None:
+        """Give the lease back; releasing twice is harmless."""
+        if not self._held:
+            return
+        self._held = False
+        await sync_to_async(self._leases.release, thread_sensitive=False)(self.lease)
