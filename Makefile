@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEVLLM_PORT ?= 8001
 
-.PHONY: install run test test-fast bench lint format check-browser clean
+.PHONY: install run test test-faults test-fast bench lint format check-browser clean
 
 NODE_STAMP := node_modules/.installed-$(shell cksum package-lock.json | cut -d' ' -f1)
 
@@ -42,11 +42,17 @@ run: install
 # The whole suite: PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set (CI sets
 # them), SQLite and an in-process cache otherwise. Browser tests need Debian's Chromium.
 test: install check-browser
-	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} CHROMIUM=$(CHROMIUM) $(PY) -m pytest
+	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m "not faults"
 
-# Everything but the browser, for a quick loop.
+# The fault suite: tests that cause faults on purpose (a throwaway PostgreSQL cluster of
+# their own, initdb in a temporary directory, stopped and restarted; the shared one is never
+# touched). Needs PostgreSQL's server binaries (initdb, pg_ctl).
+test-faults: install
+	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(PY) -m pytest -m faults
+
+# Everything but the browser and the faults, for a quick loop.
 test-fast: install
-	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(PY) -m pytest -m "not browser"
+	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(PY) -m pytest -m "not browser and not faults"
 
 # Streams per second, time to first byte and server CPU per stream: chatsite against the bare
 # development LLM server, in one run (see bench/stream_bench.py).

@@ -88,11 +88,16 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
         "DATABASE_POOL", True
     ):
+        from chatsite.db import check_pooled_connection
+
         # The pool requires CONN_MAX_AGE = 0; streaming views give their connection back to it
-        # before they stream, so a small pool serves many concurrent streams.
+        # before they stream, so a small pool serves many concurrent streams. `check` tries a
+        # connection before handing it out, so that after a database restart the dead ones are
+        # replaced instead of failing the requests that get them (see chatsite/db.py).
         min_size = env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
         DATABASES["default"]["OPTIONS"] = {
             "pool": {
+                "check": check_pooled_connection,
                 "min_size": min_size,
                 "max_size": max(min_size, env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1)),
                 "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
