@@ -66,7 +66,8 @@ class StaleConversation(ChatError):
 
 
 class ServerBusy(ChatError):
-    """No database connection came free in time: a 503 to retry, not a failure."""
+    """No database connection came free in time, or the database cannot be reached: a 503
+    to retry, with nothing written, not a failure."""
 
     status = 503
 

@@ -11,7 +11,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from psycopg_pool import PoolTimeout
@@ -112,10 +112,16 @@ def _as_chat_error(exc: Exception, request: HttpRequest, request_id: str) -> Cha
     answered with."""
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge("The request body is too large.")
-    if isinstance(exc, OperationalError) and isinstance(exc.__cause__, PoolTimeout):
-        logger.warning("No database connection for %s (request %s)", request.path, request_id)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # No connection came free in time (busy), or the database cannot be reached (down,
+        # restarting): either way nothing was written, and the client may try again soon.
+        busy = isinstance(exc.__cause__, PoolTimeout)
+        logger.warning(
+            "No database for %s (request %s): %s", request.path, request_id, exc, exc_info=not busy
+        )
+        what = "The server is busy" if busy else "The server cannot reach its database right now"
         return ServerBusy(
-            f"The server is busy. Try again in {BUSY_RETRY_AFTER} seconds.",
+            f"{what}. Try again in {BUSY_RETRY_AFTER} seconds.",
             headers={"Retry-After": str(BUSY_RETRY_AFTER)},
         )
     # An API client must get JSON, never Django's HTML error page.

@@ -8,9 +8,11 @@ so the dead ones are replaced instead of failing requests.
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 
 from tests.faults.cluster import ThrowawayCluster
@@ -36,6 +38,7 @@ def site_on_cluster(cluster, site_env, server_logs):
         "DATABASE_URL": cluster.url("chatsite_faults"),
         "DATABASE_POOL_MIN_SIZE": "10",
         "DATABASE_POOL_MAX_SIZE": "10",
+        "DATABASE_POOL_TIMEOUT": "2",
     }
     manage = [sys.executable, "manage.py"]
     run_env = os.environ | env
@@ -77,3 +80,42 @@ def test_after_a_one_second_database_restart_the_next_20_requests_all_succeed(
 
     statuses = [list_conversations(n) for n in range(20)]
     assert statuses == [200] * 20
+
+
+def test_a_request_while_the_database_is_down_is_a_json_503_and_writes_nothing(
+    cluster, site_on_cluster
+):
+    site, key = site_on_cluster
+    auth = {"Authorization": f"Bearer {key}"}
+    cluster.stop()
+    try:
+        for path, body in [
+            ("/api/conversations/", {"message": "[[devllm tokens=3]] Are you there?"}),
+            (
+                "/v1/chat/completions",
+                {"model": "dev/dev-chat", "messages": [{"role": "user", "content": "Hi"}]},
+            ),
+        ]:
+            response = httpx.post(
+                f"{site.url}{path}",
+                json=body,
+                headers=auth | {"X-Request-ID": "during-outage-1"},
+                timeout=30,
+            )
+            assert response.status_code == 503, response.text
+            assert int(response.headers["Retry-After"]) > 0
+            assert "Try again in" in response.json()["error"]["message"]
+    finally:
+        cluster.start()
+
+    with psycopg.connect(cluster.url("chatsite_faults")) as db:
+        written = db.execute(
+            "select count(*) from conversations_message where request_id = %s",
+            ("during-outage-1",),
+        ).fetchone()[0]
+    assert written == 0
+    # And once the database is back, so is the site (the pool reconnects with a back-off).
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{site.url}/api/conversations/", headers=auth, timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "the site did not come back with its database"
+        time.sleep(0.2)
