@@ -10,6 +10,7 @@ HTML page or a whole JSON completion where a stream was asked, no usage, a refus
 complete answer or as a ProviderError with the upstream's reason.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
@@ -155,7 +156,10 @@ class ChatModelClient:
         }
         try:
             async with AsyncExitStack() as stack:
-                response = await self._open(stack, request)
+                # The read timeout is the longest silence allowed, the SDK's retries included:
+                # without this bound, a model that never answers costs (retries + 1) of them.
+                async with asyncio.timeout(self.endpoint.read_timeout):
+                    response = await self._open(stack, request)
                 chunks = await stack.enter_async_context(aclosing(_answer_chunks(response)))
                 async for chunk in chunks:
                     yield chunk
@@ -163,7 +167,7 @@ class ChatModelClient:
             raise ProviderError.from_status(
                 exc.status_code, exc.response.headers, exc.body
             ) from exc
-        except openai.APITimeoutError as exc:
+        except (openai.APITimeoutError, TimeoutError) as exc:
             raise ProviderError("The model did not answer in time.", status=504) from exc
         except openai.APIConnectionError as exc:
             raise ProviderError("The model could not be reached.", status=503) from exc
