@@ -1,6 +1,7 @@
 """The chat pages, the endpoint that streams an answer, and the API keys page."""
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import orjson
@@ -126,7 +127,15 @@ async def begin_turn(
     success the caller owns the admission's stream lease, and the request holds no database
     connection: a streaming request must not keep a pooled connection for the whole stream.
     """
-    admission = await admit_chat_request(request, user)
+    admitting = asyncio.ensure_future(admit_chat_request(request, user))
+    try:
+        admission = await asyncio.shield(admitting)
+    except asyncio.CancelledError:
+        # The client left during admission. The checks go on in their thread regardless and
+        # may take a stream lease: give it back, or it would count against the user.
+        with contextlib.suppress(Exception):
+            await (await admitting).lease.release()
+        raise
     saving = asyncio.ensure_future(sync_to_async(start)())
     try:
         turn = await asyncio.shield(saving)

@@ -4,13 +4,15 @@ stream slot given back."""
 import asyncio
 import contextlib
 import json
+import threading
 import time
+from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.test import Client, RequestFactory, TransactionTestCase, override_settings
 
-from conversations import services
+from conversations import ratelimit, services
 from conversations.models import Message
 from conversations.stream_leases import stream_leases
 from conversations.views import begin_turn
@@ -112,3 +114,32 @@ class EarlyDisconnectTests(TransactionTestCase):
         answer = await Message.objects.aget(request_id="early-leave-0002", role="assistant")
         self.assertEqual(answer.status, Message.Status.STOPPED)
         self.assertEqual(await asyncio.to_thread(self.slots_in_use), 0)
+
+    async def test_leaving_during_admission_gives_the_stream_lease_back(self):
+        """A barrier holds the admission checks in their thread after they took a lease;
+        the client leaves then. Nothing is saved, and the lease is given back."""
+        request = RequestFactory().post("/chat/stream/")
+        real_admit = ratelimit._admit
+        lease_taken, client_left = threading.Event(), threading.Event()
+        saved = []
+
+        def admit_then_wait(request, user):
+            admission = real_admit(request, user)
+            lease_taken.set()
+            client_left.wait(5)
+            return admission
+
+        with mock.patch.object(ratelimit, "_admit", admit_then_wait):
+            task = asyncio.create_task(begin_turn(request, self.user, lambda: saved.append(1)))
+            await asyncio.to_thread(lease_taken.wait, 5)
+            self.assertEqual(await asyncio.to_thread(self.slots_in_use), 1)
+            task.cancel()
+            await asyncio.sleep(0)
+            client_left.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self.assertTrue(task.cancelled())
+        self.assertEqual(saved, [])
+        self.assertEqual(await asyncio.to_thread(self.slots_in_use), 0)
+        self.assertFalse(await Message.objects.filter(user=self.user).aexists())
