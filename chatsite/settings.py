@@ -259,6 +259,9 @@ POST_STREAM_WORKERS = env_int("POST_STREAM_WORKERS", 8, minimum=1)
 # Per-user limits (staff override them per user in the admin), shared by the chat and the API.
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 20, minimum=0)
 MAX_CONCURRENT_STREAMS = env_int("MAX_CONCURRENT_STREAMS", 3, minimum=1)
+# Answers one server process runs at once, all users together; beyond it a new request gets
+# a 503 with Retry-After before anything is counted or written. 0: no limit.
+MAX_RUNNING_TURNS = env_int("MAX_RUNNING_TURNS", 500, minimum=0)
 DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0, minimum=0)  # 0: no quota
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
 # Extra dotted paths called in order with each finished turn, after the save, however the

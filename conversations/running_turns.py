@@ -51,6 +51,11 @@ def unregister(run: "TurnRun") -> None:
         del _running[key]
 
 
+def count() -> int:
+    """How many turns this process runs now."""
+    return len(_running)
+
+
 def find(*, user_id: int, request_id: str) -> "TurnRun | None":
     """Return the user's turn if this process runs it."""
     return _running.get((user_id, request_id))

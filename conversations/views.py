@@ -16,10 +16,10 @@ from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_http_methods, require_POST
 
-from conversations import apikeys, providers, selectors, services
+from conversations import apikeys, providers, running_turns, selectors, services
 from conversations.auth import session_user
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
-from conversations.exceptions import InvalidChatRequest
+from conversations.exceptions import InvalidChatRequest, ServerBusy
 from conversations.models import Conversation
 from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import (
@@ -127,6 +127,7 @@ async def begin_turn(
     success the caller owns the admission's stream lease, and the request holds no database
     connection: a streaming request must not keep a pooled connection for the whole stream.
     """
+    refuse_over_capacity()
     admitting = asyncio.ensure_future(admit_chat_request(request, user))
     try:
         admission = await asyncio.shield(admitting)
@@ -154,6 +155,22 @@ async def begin_turn(
         raise
     await release_connections()
     return turn, admission
+
+
+# How long a client refused for capacity is asked to wait.
+CAPACITY_RETRY_AFTER = 5
+
+
+def refuse_over_capacity() -> None:
+    """Refuse a new turn when this process already runs MAX_RUNNING_TURNS: a 503 to retry,
+    before the request counts against the user's limits or anything is written."""
+    limit = settings.MAX_RUNNING_TURNS
+    if limit and running_turns.count() >= limit:
+        raise ServerBusy(
+            f"The server is answering as many questions as it can. Try again in "
+            f"{CAPACITY_RETRY_AFTER} seconds.",
+            headers={"Retry-After": str(CAPACITY_RETRY_AFTER)},
+        )
 
 
 ACTIONS = ("send", "regenerate", "edit")
