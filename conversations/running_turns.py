@@ -63,7 +63,7 @@ def find(*, user_id: int, request_id: str) -> "TurnRun | None":
 
 def stop_here(*, user_id: int, request_id: str) -> bool:
     """Stop the user's turn if this process runs it; return whether it did."""
-    run = _running.get((user_id, request_id))
+    run = find(user_id=user_id, request_id=request_id)
     if run is None:
         return False
     run.stop()
@@ -93,7 +93,7 @@ async def signal_reader(*, user_id: int, request_id: str, change: int) -> None:
 
 
 def _receive(message: dict) -> None:
-    run = _running.get((message.get("user_id"), message.get("request_id")))
+    run = find(user_id=message.get("user_id"), request_id=message.get("request_id"))
     if run is None:
         return
     if message.get("type") == STOP:

@@ -280,12 +280,13 @@ class TurnRun:
                 logger.exception("Writing turn %s to the event log failed", self.turn.request_id)
                 self._writer = None
             if not final and self._flush_seconds:
-                await self._ended_or(self._flush_seconds)
+                # Wait, but not past the turn's end: the final event goes out at once.
+                await self._wait_until(lambda: self.status is not None, self._flush_seconds)
 
-    async def _ended_or(self, seconds: float) -> None:
-        """Wait `seconds`, or less if the turn ends meanwhile."""
+    async def _wait_until(self, condition: Callable[[], bool], seconds: float) -> None:
+        """Wait up to `seconds` for `condition` to hold, checking it at each publish."""
         deadline = asyncio.get_running_loop().time() + seconds
-        while self.status is None:
+        while not condition():
             changed = self._changed
             try:
                 async with asyncio.timeout_at(deadline):
@@ -353,14 +354,8 @@ class TurnRun:
 
     async def wait_answered(self, patience: float) -> None:
         """Wait up to `patience` seconds for the model's first chunk, or the turn's end."""
-        deadline = asyncio.get_running_loop().time() + patience
-        while len(self.events) < 2:
-            changed = self._changed
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await changed.wait()
-            except TimeoutError:
-                return
+        # Any event after `start` is one or the other.
+        await self._wait_until(lambda: len(self.events) >= 2, patience)
 
     def failure_before_answer(self) -> ProviderError | None:
         """The failure that ended the turn before the model sent any text, if it did."""

@@ -39,6 +39,13 @@ def a_and_b(site_env, server_logs):
         yield sites
 
 
+def ask_briefly(client: httpx.Client) -> list[Event]:
+    """Start a conversation with a three-token answer and read it to its end."""
+    body = {"message": "[[devllm tokens=3]] Hi"}
+    with client.stream("POST", "/api/conversations/", json=body) as response:
+        return read_sse(response)
+
+
 def read_ndjson(response: httpx.Response) -> list[dict]:
     lines = [json.loads(line) for line in response.iter_lines() if line]
     return [line for line in lines if line["event"] != "keep-alive"]
@@ -83,10 +90,7 @@ def test_a_reader_cut_after_event_n_resumes_exactly_where_it_left(a_and_b, alice
 def test_nothing_after_the_final_event_is_a_204(a_and_b, alice):
     a, _ = a_and_b
     client = log_in(a.url, "alice")
-    with client.stream(
-        "POST", "/api/conversations/", json={"message": "[[devllm tokens=3]] Hi"}
-    ) as r:
-        events = read_sse(r)
+    events = ask_briefly(client)
     request_id, final = events[0].data["request_id"], events[-1].id
 
     after_final = client.get(
@@ -249,10 +253,7 @@ def test_v1_with_a_grace_period_goes_on_for_a_reader_that_comes_back(
 def test_a_finished_turns_log_expires_after_its_ttl(v1_continues, alice):
     site, env = v1_continues
     client = log_in(site.url, "alice")
-    with client.stream(
-        "POST", "/api/conversations/", json={"message": "[[devllm tokens=3]] Hi"}
-    ) as r:
-        request_id = read_sse(r)[0].data["request_id"]
+    request_id = ask_briefly(client)[0].data["request_id"]
     store = redis.Redis.from_url(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     keys = f"{env['CACHE_KEY_PREFIX']}:turnlog:{alice.pk}:{request_id}"
     assert store.exists(keys), "the finished turn's log should be readable for its TTL"
