@@ -11,7 +11,25 @@ from django.middleware.security import SecurityMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+
+class ServerLifecycle:
+    """Start the process's own work (conversations.lifecycle: spool replay, sweeps of dead
+    processes' answers, the SIGTERM drain) with the first request or connection it serves,
+    in the server's event loop."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        from conversations import lifecycle
+
+        lifecycle.start()
+        return await self.app(scope, receive, send)
+
+
+application = ServerLifecycle(django_application)
 
 
 class SecureStaticFilesHandler(ASGIStaticFilesHandler):

@@ -264,6 +264,29 @@ MAX_CONCURRENT_STREAMS = env_int("MAX_CONCURRENT_STREAMS", 3, minimum=1)
 MAX_RUNNING_TURNS = env_int("MAX_RUNNING_TURNS", 500, minimum=0)
 DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0, minimum=0)  # 0: no quota
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
+# How a turn outlives failures (docs/streaming.md, "When things fail"). While an answer
+# streams, its runner writes the partial text and a heartbeat to its row at most this often,
+# all of one process's running answers in one statement.
+TURN_CHECKPOINT_SECONDS = env_float("TURN_CHECKPOINT_SECONDS", 2.0, minimum=0.05)
+# An answer still "streaming" whose heartbeat is older than this lost its process: it is
+# marked interrupted, keeping its checkpointed text (at start-up, every minute, and by
+# `manage.py close_interrupted_turns`).
+TURN_HEARTBEAT_STALE_SECONDS = env_float("TURN_HEARTBEAT_STALE_SECONDS", 30.0, minimum=0.1)
+# When the database cannot take a finished turn after a few quick retries, the turn goes to
+# an fsynced append-only file in this directory (one per process), replayed into the
+# database once it is back (automatically, or by `manage.py replay_spooled_turns`).
+TURN_SPOOL_DIR = Path(env_str("TURN_SPOOL_DIR", str(BASE_DIR / "var" / "spool")))
+TURN_SAVE_RETRIES = env_int("TURN_SAVE_RETRIES", 3, minimum=0)
+# On SIGTERM: refuse new answers (503), let running ones finish for this long, then end the
+# rest as interrupted. Give the process manager's stop timeout a few seconds more.
+SHUTDOWN_GRACE_SECONDS = env_float("SHUTDOWN_GRACE_SECONDS", 30.0, minimum=0)
+# The longest a user waits for the model's first word, per surface; then the turn fails with
+# a 504. LLM_READ_TIMEOUT still bounds every silence, retries included.
+FIRST_TOKEN_DEADLINE_SECONDS = {
+    "chat": env_float("CHAT_FIRST_TOKEN_DEADLINE", 120.0, minimum=0.1),
+    "api": env_float("SITE_API_FIRST_TOKEN_DEADLINE", 120.0, minimum=0.1),
+    "v1": env_float("V1_FIRST_TOKEN_DEADLINE", 300.0, minimum=0.1),
+}
 # Extra dotted paths called in order with each finished turn, after the save, however the
 # stream ended. The save itself is not listed: it always runs first (conversations.hooks).
 POST_STREAM_HOOKS = env_list("POST_STREAM_HOOKS")

@@ -1,7 +1,8 @@
-"""Save a finished turn, then run the extra post-stream hooks of settings.POST_STREAM_HOOKS.
+"""Run the extra post-stream hooks of settings.POST_STREAM_HOOKS with each finished turn.
 
-The save is not one of the hooks: it is called first, always, by name, so no setting can
-disable it, and nothing a hook does (failing, or not importing at all) affects it. Hook paths
+The save is not one of the hooks: the runner saves the turn first, always, by name
+(conversations.saving), so no setting can disable it, and nothing a hook does (failing, or
+not importing at all) affects it. Hook paths
 are checked at start-up (`manage.py check`, conversations.E003) and, should one still fail to
 import, it is logged and skipped.
 """
@@ -25,7 +26,7 @@ Hook = Callable[[FinishedTurn], object]
 
 
 @cache
-def _executor() -> ThreadPoolExecutor:
+def post_stream_executor() -> ThreadPoolExecutor:
     # Post-stream work waits for a pooled connection; on Django's default executor it could
     # take every thread that Django itself needs (to log an error response, for one).
     return ThreadPoolExecutor(
@@ -76,16 +77,16 @@ async def _call(hook: Hook, turn: FinishedTurn) -> None:
         await hook(turn)
     else:
         # Not thread-sensitive: the request's own thread may be gone by now.
-        await sync_to_async(_call_in_worker_thread, thread_sensitive=False, executor=_executor())(
-            hook, turn
+        call = sync_to_async(
+            _call_in_worker_thread, thread_sensitive=False, executor=post_stream_executor()
         )
+        await call(hook, turn)
 
 
 async def run_post_stream_hooks(turn: FinishedTurn) -> None:
-    """Save the finished turn, then call every extra hook with it, in order."""
-    from conversations.services import save_finished_turn
-
-    for hook in (save_finished_turn, *post_stream_hooks()):
+    """Call every extra hook with the finished (already saved) turn, in order; one failing
+    is logged and the others still run."""
+    for hook in post_stream_hooks():
         try:
             await _call(hook, turn)
         except Exception:

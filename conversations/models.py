@@ -53,6 +53,8 @@ class Message(models.Model):
         COMPLETED = "completed", "Completed"
         STOPPED = "stopped", "Stopped"
         FAILED = "failed", "Failed"
+        # The server's own end: a restart, a crash, a deploy's grace period running out.
+        INTERRUPTED = "interrupted", "Interrupted"
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -85,6 +87,9 @@ class Message(models.Model):
     # Set when the user regenerated this answer or edited this question: the message leaves
     # the thread and the model's context, but stays in the database as a record.
     superseded_at = models.DateTimeField(null=True, blank=True)
+    # A streaming answer's last sign of life: its runner checkpoints the partial text and
+    # refreshes this every few seconds. A stale one means the process running it is gone.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

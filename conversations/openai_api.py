@@ -106,6 +106,7 @@ async def chat_completions(
         params=completion.params,
         lease=admission.lease,
         on_disconnect=settings.TURN_DISCONNECT_POLICY["v1"],
+        first_token_deadline=settings.FIRST_TOKEN_DEADLINE_SECONDS["v1"],
     ).start()
     headers = admission.headers | {"X-Request-ID": request_id}
     completion_id, created = f"chatcmpl-{request_id}", int(time.time())

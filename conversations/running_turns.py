@@ -56,6 +56,11 @@ def count() -> int:
     return len(_running)
 
 
+def all_runs() -> list["TurnRun"]:
+    """Every turn this process runs now."""
+    return list(_running.values())
+
+
 def find(*, user_id: int, request_id: str) -> "TurnRun | None":
     """Return the user's turn if this process runs it."""
     return _running.get((user_id, request_id))

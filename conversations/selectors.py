@@ -6,7 +6,12 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from conversations.exceptions import ConversationNotFound, TurnNotFound
 from conversations.models import Conversation, Message
 
-UNFINISHED_OR_FAILED = (Message.Status.STREAMING, Message.Status.STOPPED, Message.Status.FAILED)
+UNFINISHED_OR_FAILED = (
+    Message.Status.STREAMING,
+    Message.Status.STOPPED,
+    Message.Status.FAILED,
+    Message.Status.INTERRUPTED,
+)
 
 
 def conversation_list(

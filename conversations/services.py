@@ -1,14 +1,16 @@
 """Writes: starting a turn before the model is called, and saving it when its stream ends."""
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from conversations import providers, selectors, threads
@@ -248,6 +250,7 @@ def _start_answer(
         is_answer=True,
         status=Message.Status.STREAMING,
         model=model.key,
+        heartbeat_at=timezone.now(),
     )
     return StartedTurn(
         request_id=request_id,
@@ -304,60 +307,136 @@ def conversation_delete(*, user: AbstractBaseUser, conversation_id: int) -> None
     selectors.conversation_get(user=user, conversation_id=conversation_id).delete()
 
 
-def save_finished_turn(turn: FinishedTurn) -> None:
-    """Save the answer of a finished turn and charge its tokens to the user's day; the
-    default, always-first post-stream hook.
+def save_finished_turn(turn: FinishedTurn) -> bool:
+    """Save the answer of a finished turn and charge its tokens to the user's day; return
+    whether it wrote anything. Raises when the database fails (see conversations.saving).
 
-    Idempotent: only an answer still marked streaming is written (and charged), so a second
-    call for the same request ID (a retried hook, a late generator finaliser) changes nothing.
+    Exactly once, keyed by the answer: only an answer still streaming is written and charged,
+    so a second call for the same turn (a spool replayed twice) changes nothing. An answer a
+    sweep marked interrupted (its heartbeat went stale while the database was away) is
+    corrected: the finished turn knows better, and only the difference is charged.
     """
+    fields = {
+        "status": turn.status,
+        "content": turn.content,
+        "reasoning": turn.reasoning,
+        "finish_reason": turn.finish_reason,
+        "upstream_id": turn.upstream_id,
+        "prompt_tokens": turn.prompt_tokens,
+        "completion_tokens": turn.completion_tokens,
+        "usage_reported": turn.usage_reported,
+        "time_to_first_token_ms": turn.time_to_first_token_ms,
+        "duration_ms": turn.duration_ms,
+        "error": turn.error,
+        "heartbeat_at": None,
+    }
     with transaction.atomic():
-        updated = Message.objects.filter(
-            pk=turn.assistant_message_id, status=Message.Status.STREAMING
-        ).update(
-            status=turn.status,
-            content=turn.content,
-            reasoning=turn.reasoning,
-            finish_reason=turn.finish_reason,
-            upstream_id=turn.upstream_id,
-            prompt_tokens=turn.prompt_tokens,
-            completion_tokens=turn.completion_tokens,
-            usage_reported=turn.usage_reported,
-            time_to_first_token_ms=turn.time_to_first_token_ms,
-            duration_ms=turn.duration_ms,
-            error=turn.error,
-        )
-        if not updated:
-            logger.warning("Turn %s was already saved; not saving it again", turn.request_id)
-            return
+        answers = Message.objects.filter(pk=turn.assistant_message_id)
+        if answers.filter(status=Message.Status.STREAMING).update(**fields):
+            charged_before, answers_before = 0, 0
+        else:
+            # A sweep's mark has no duration (a saved turn always has one).
+            swept = (
+                answers.select_for_update()
+                .filter(status=Message.Status.INTERRUPTED, duration_ms=None)
+                .first()
+            )
+            if swept is None:
+                logger.info("Turn %s was already saved; not saving it again", turn.request_id)
+                return False
+            charged_before = (swept.prompt_tokens or 0) + (swept.completion_tokens or 0)
+            answers_before = 1
+            answers.update(**fields)
         changes: dict[str, object] = {"updated_at": timezone.now()}
         if turn.prompt_hash:  # an API thread: a client may now continue it
             changes["thread_hash"] = threads.hash_after_answer(
                 prompt_hash=turn.prompt_hash, status=turn.status, content=turn.content
             )
         Conversation.objects.filter(pk=turn.conversation_id).update(**changes)
-        usage_charge(user_id=turn.user_id, tokens=turn_tokens(turn))
+        usage_charge(
+            user_id=turn.user_id,
+            tokens=max(0, turn_tokens(turn) - charged_before),
+            answers=1 - answers_before,
+        )
+    return True
 
 
 def turn_tokens(turn: FinishedTurn) -> int:
     return (turn.prompt_tokens or 0) + (turn.completion_tokens or 0)
 
 
-def usage_charge(*, user_id: int, tokens: int) -> None:
+def usage_charge(*, user_id: int, tokens: int, answers: int = 1) -> None:
     """Add one answer's tokens to the user's ledger for today."""
     row, _ = DailyUsage.objects.get_or_create(user_id=user_id, day=timezone.localdate())
     DailyUsage.objects.filter(pk=row.pk).update(
-        tokens=F("tokens") + tokens, answers=F("answers") + 1
+        tokens=F("tokens") + tokens, answers=F("answers") + answers
     )
 
 
-INTERRUPTED_ERROR = "The server stopped while this answer was streaming."
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A running answer as far as it got: written to its row while it streams."""
+
+    assistant_message_id: int
+    content: str
+    reasoning: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
 
 
-def turns_close_interrupted(*, started_before: datetime) -> int:
-    """Mark answers still streaming since before `started_before` as failed; return how many."""
-    return Message.objects.filter(
-        is_answer=True,
-        status=Message.Status.STREAMING,
-        created_at__lt=started_before,
-    ).update(status=Message.Status.FAILED, error=INTERRUPTED_ERROR)
+def turns_checkpoint(*, changed: list[Checkpoint], unchanged_ids: list[int]) -> None:
+    """Write running answers' partial text and refresh every one's heartbeat: at most two
+    statements for all of a process's running answers. Rows no longer streaming (saved
+    meanwhile) are left alone."""
+    now = timezone.now()
+    streaming = Message.objects.filter(status=Message.Status.STREAMING)
+    if changed:
+        rows = [
+            Message(
+                pk=c.assistant_message_id,
+                content=c.content,
+                reasoning=c.reasoning,
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+                heartbeat_at=now,
+            )
+            for c in changed
+        ]
+        fields = ["content", "reasoning", "prompt_tokens", "completion_tokens", "heartbeat_at"]
+        streaming.bulk_update(rows, fields, batch_size=500)
+    if unchanged_ids:
+        streaming.filter(pk__in=unchanged_ids).update(heartbeat_at=now)
+
+
+INTERRUPTED_ERROR = "The server stopped while answering."
+
+
+def turns_close_interrupted(*, stale_before: datetime, exclude_ids: Iterable[int] = ()) -> int:
+    """Mark answers still streaming whose heartbeat is older than `stale_before` as
+    interrupted, keeping their checkpointed text and charging the tokens counted so far;
+    return how many. An answer with a fresh heartbeat is never touched, nor any in
+    `exclude_ids` (the answers the calling process runs itself)."""
+    stale = (
+        Message.objects.filter(is_answer=True, status=Message.Status.STREAMING)
+        .alias(last_sign=Coalesce("heartbeat_at", "created_at"))
+        .filter(last_sign__lt=stale_before)
+        .exclude(pk__in=list(exclude_ids))
+    )
+    closed = 0
+    for answer_id in stale.values_list("pk", flat=True)[:1000]:
+        with transaction.atomic():
+            answer = (
+                Message.objects.select_for_update()
+                .filter(pk=answer_id, status=Message.Status.STREAMING)
+                .first()
+            )
+            if answer is None:
+                continue  # saved meanwhile
+            answer.status = Message.Status.INTERRUPTED
+            answer.error = INTERRUPTED_ERROR
+            answer.heartbeat_at = None
+            answer.save(update_fields=["status", "error", "heartbeat_at"])
+            tokens = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
+            usage_charge(user_id=answer.user_id, tokens=tokens)
+            closed += 1
+    return closed

@@ -23,12 +23,14 @@ from typing import Any
 
 from django.conf import settings
 
-from conversations import running_turns
+from conversations import checkpoints, running_turns
 from conversations.eventlog import EventLog, EventSpec, TurnEvent, TurnWriter, event_log
 from conversations.exceptions import ProviderError
-from conversations.hooks import run_post_stream_hooks
+from conversations.hooks import post_stream_executor, run_post_stream_hooks
 from conversations.models import Message
 from conversations.providers import ChatModelClient, ModelChunk
+from conversations.saving import save_turn_durably
+from conversations.services import INTERRUPTED_ERROR, Checkpoint
 from conversations.stream_leases import RENEW_EVERY_SECONDS, HeldLease
 from conversations.token_estimate import estimate_prompt_tokens
 from conversations.turns import FinishedTurn, StartedTurn
@@ -39,6 +41,10 @@ logger = logging.getLogger(__name__)
 _tasks: set[asyncio.Task] = set()
 
 CONTINUE, CANCEL = "continue", "cancel"
+# What readers are told when the server ends a turn itself (a restart's grace period ran out).
+RESTARTING_MESSAGE = (
+    "The server is restarting, so this answer stopped here. Send your message again in a moment."
+)
 # "continue", "cancel", or a grace period in seconds (see settings.TURN_DISCONNECT_POLICY).
 DisconnectPolicy = str | float
 
@@ -69,6 +75,7 @@ class TurnAccumulator:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.usage_reported = False
+        self._prompt_estimate: int | None = None
 
     def add(self, chunk: ModelChunk) -> None:
         if chunk.response_id:
@@ -104,6 +111,24 @@ class TurnAccumulator:
             "reported": self.usage_reported,
         }
 
+    def checkpoint(self, turn: StartedTurn) -> Checkpoint:
+        """The answer so far, for its row while it streams."""
+        return Checkpoint(
+            assistant_message_id=turn.assistant_message_id,
+            content="".join(self.content),
+            reasoning="".join(self.reasoning),
+            prompt_tokens=self.prompt_tokens_for(turn),
+            completion_tokens=self.counted_completion_tokens,
+        )
+
+    def prompt_tokens_for(self, turn: StartedTurn) -> int:
+        # Every answer is charged for its prompt: counted by us when the model did not say.
+        if self.prompt_tokens is not None:
+            return self.prompt_tokens
+        if self._prompt_estimate is None:
+            self._prompt_estimate = estimate_prompt_tokens(turn.history)
+        return self._prompt_estimate
+
     def finish(self, turn: StartedTurn, *, status: str, error: str = "") -> FinishedTurn:
         """Freeze what was received into the record the post-stream hooks get."""
         ttft = self.first_token_at and round((self.first_token_at - self.started) * 1000)
@@ -119,12 +144,7 @@ class TurnAccumulator:
             reasoning="".join(self.reasoning),
             finish_reason=self.finish_reason,
             upstream_id=self.response_id,
-            # Every answer is charged for its prompt: counted by us when the model did not say.
-            prompt_tokens=(
-                self.prompt_tokens
-                if self.prompt_tokens is not None
-                else estimate_prompt_tokens(turn.history)
-            ),
+            prompt_tokens=self.prompt_tokens_for(turn),
             completion_tokens=self.counted_completion_tokens,
             usage_reported=self.usage_reported,
             time_to_first_token_ms=ttft,
@@ -154,18 +174,23 @@ class TurnRun:
         on_disconnect: DisconnectPolicy = CONTINUE,
         log: EventLog | None = None,
         flush_seconds: float | None = None,
+        first_token_deadline: float | None = None,
     ) -> None:
         self.turn = turn
         self.accumulator = TurnAccumulator()
         self.on_disconnect = on_disconnect
         self.events: list[TurnEvent] = []
         self.status: str | None = None  # set once the turn is saved
+        self.record: str | None = None  # where it was saved: saving.SAVED, SPOOLED or UNSAVED
         self.failure: ProviderError | None = None
+        self.checkpointed_chunks = 0  # how far the last checkpoint got (conversations.checkpoints)
+        self._first_token_deadline = first_token_deadline
         self._client, self._params, self._lease = client, params or {}, lease
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._reading = False  # the model was asked: a Stop now cancels the owner task
         self._stop_requested = False
+        self._interrupt_requested = False
         self._readers = 0
         self._grace: asyncio.TimerHandle | None = None
         log = log or event_log()
@@ -183,11 +208,12 @@ class TurnRun:
         if self._task is None:
             self._publish([("start", start_event_data(self.turn))])
             running_turns.register(self)
+            checkpoints.ensure_checkpointing()
             self._task = keep(asyncio.create_task(self._run(), name=f"turn {self.turn.request_id}"))
         return self
 
     async def _run(self) -> None:
-        status, error, interrupted = Message.Status.STOPPED, "", False
+        status, error, cancelled = Message.Status.STOPPED, "", False
         chunks: AsyncIterator[ModelChunk] | None = None
         renewing = keep(asyncio.create_task(self._renew_lease())) if self._lease else None
         try:
@@ -199,16 +225,18 @@ class TurnRun:
                     **self._params,
                 )
                 self._reading = True  # no await since the check: a Stop now cancels us
-                async for chunk in chunks:
-                    self.accumulator.add(chunk)
-                    if events := chunk_events(chunk):
-                        self._publish(events)
+                await self._read(chunks)
                 status = Message.Status.COMPLETED
         except asyncio.CancelledError:
-            if not self._stop_requested:
-                interrupted = True  # the process is shutting down: save, then let it go
-            else:
+            if self._stop_requested:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            else:
+                # The server ends the turn (a shutdown): saved as interrupted, not as a Stop.
+                status, error = Message.Status.INTERRUPTED, INTERRUPTED_ERROR
+                self.failure = ProviderError(RESTARTING_MESSAGE, status=503)
+                cancelled = not self._interrupt_requested
+                if not cancelled:
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
         except ProviderError as exc:
             status, error, self.failure = Message.Status.FAILED, exc.message, exc
         except Exception as exc:  # an SDK or parsing surprise must still end the turn cleanly
@@ -222,16 +250,35 @@ class TurnRun:
             finished = self.accumulator.finish(self.turn, status=status, error=error)
             release = self._lease.release if self._lease else None
             try:
-                await finish_turn(chunks, finished, release)
+                self.record = await finish_turn(chunks, finished, release)
             except asyncio.CancelledError:
-                interrupted = True  # cancelled again: the save goes on in its own task
+                cancelled = True  # cancelled again: the save goes on in its own task
             running_turns.unregister(self)
             self._end(status)
             if self._flushing is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(self._flushing)
-        if interrupted:
+        if cancelled:
             raise asyncio.CancelledError
+
+    async def _read(self, chunks: AsyncIterator[ModelChunk]) -> None:
+        """Read the model's stream to its end; the first chunk with text must come within
+        the first-token deadline, if there is one."""
+        try:
+            async with asyncio.timeout(self._first_token_deadline) as deadline:
+                async for chunk in chunks:
+                    self.accumulator.add(chunk)
+                    if self.accumulator.token_chunks:
+                        deadline.reschedule(None)
+                    if events := chunk_events(chunk):
+                        self._publish(events)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise ProviderError(
+                f"The model did not start answering within {self._first_token_deadline:g} seconds.",
+                status=504,
+            ) from None
 
     async def _renew_lease(self) -> None:
         """Keep the user's stream lease while the turn runs (a dead process's lapses)."""
@@ -247,9 +294,11 @@ class TurnRun:
         if self._grace is not None:
             self._grace.cancel()
         if self.failure is not None:
-            self._publish([("error", error_event_data(self.failure))], final=True)
+            data = error_event_data(self.failure, status=status, record=self.record)
+            self._publish([("error", data)], final=True)
         else:
-            self._publish([("done", done_event_data(self.accumulator, status))], final=True)
+            data = done_event_data(self.accumulator, status, record=self.record)
+            self._publish([("done", data)], final=True)
 
     def _publish(self, specs: list[EventSpec], *, final: bool = False) -> None:
         """Number the events, wake this process's readers, and queue them for the log."""
@@ -305,6 +354,22 @@ class TurnRun:
         if self._reading and self._task is not None:
             self._task.cancel()
         # Not yet reading: the owner sees the request before it asks the model.
+
+    def interrupt(self) -> None:
+        """End the turn for the server's own reasons (a shutdown whose grace period ran out):
+        save the partial answer as interrupted, and end every reader's stream with `error`
+        saying the server is restarting."""
+        if self._stop_requested or self._interrupt_requested or self.status is not None:
+            return
+        self._interrupt_requested = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def wait_saved(self) -> None:
+        """Wait until the turn has ended and been saved (or spooled)."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
 
     def attach(self) -> None:
         """Count a reader; one that comes back within a grace period keeps the turn going."""
@@ -386,22 +451,29 @@ def start_event_data(turn: StartedTurn) -> dict[str, Any]:
     }
 
 
-def done_event_data(accumulator: TurnAccumulator, status: str) -> dict[str, Any]:
+def done_event_data(
+    accumulator: TurnAccumulator, status: str, *, record: str | None = None
+) -> dict[str, Any]:
+    # record: "saved" in the database, or "spooled" until it is back (conversations.saving).
     return {
         "status": status,
         "finish_reason": accumulator.finish_reason,
         "usage": accumulator.usage(),
+        "record": record,
     }
 
 
-def error_event_data(failure: ProviderError) -> dict[str, Any]:
+def error_event_data(
+    failure: ProviderError, *, status: str = Message.Status.FAILED, record: str | None = None
+) -> dict[str, Any]:
     # param, code and http_status let /v1 answer in OpenAI's error shape.
     return {
-        "status": Message.Status.FAILED,
+        "status": status,
         "message": failure.message,
         "param": failure.param,
         "code": failure.code,
         "http_status": failure.status,
+        "record": record,
     }
 
 
@@ -409,22 +481,26 @@ async def finish_turn(
     chunks: AsyncIterator[ModelChunk] | None,
     finished: FinishedTurn,
     release: Callable[[], Awaitable[None]] | None,
-) -> None:
-    """Close the model's stream (the model then stops generating), run the post-stream
-    hooks, then release the user's stream lease; safe from a second cancellation."""
+) -> str:
+    """Close the model's stream (the model then stops generating), save the turn durably,
+    run the extra post-stream hooks, then release the user's stream lease; safe from a
+    second cancellation. Return where the turn was recorded (see conversations.saving)."""
 
-    async def close_save_release() -> None:
+    async def close_save_release() -> str:
         try:
             if chunks is not None:
                 await chunks.aclose()  # type: ignore[attr-defined]
+        except Exception:
+            logger.warning("Closing the model's stream failed", exc_info=True)
+        try:
+            record = await save_turn_durably(finished, post_stream_executor())
+            await run_post_stream_hooks(finished)
+            return record
         finally:
-            try:
-                await run_post_stream_hooks(finished)
-            finally:
-                if release is not None:
-                    await release()
+            if release is not None:
+                await release()
 
-    await asyncio.shield(keep(asyncio.create_task(close_save_release())))
+    return await asyncio.shield(keep(asyncio.create_task(close_save_release())))
 
 
 async def finish_unstarted_turn(

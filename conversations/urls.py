@@ -5,6 +5,7 @@ from conversations import openai_api, site_api, views
 app_name = "conversations"
 
 urlpatterns = [
+    path("health", views.health, name="health"),
     # The chat page.
     path("chat/", views.chat, name="chat"),
     path("chat/<int:pk>/", views.chat, name="conversation"),

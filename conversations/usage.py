@@ -26,6 +26,8 @@ class UsageOverview:
     completed: int
     stopped: int
     failed: int
+    # The server's own ends (restarts, crashes): neither the model's failures nor users' Stops.
+    interrupted: int
     ttft_percentiles: dict[str, int | None]
 
     @property
@@ -75,6 +77,7 @@ def usage_overview(*, start: datetime.date, end: datetime.date, top: int = 10) -
         completed=Count("pk", filter=Q(status=Message.Status.COMPLETED)),
         stopped=Count("pk", filter=Q(status=Message.Status.STOPPED)),
         failed=Count("pk", filter=Q(status=Message.Status.FAILED)),
+        interrupted=Count("pk", filter=Q(status=Message.Status.INTERRUPTED)),
     )
     ttfts = sorted(
         answers.exclude(time_to_first_token_ms=None).values_list(

@@ -9,14 +9,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_http_methods, require_POST
 
-from conversations import apikeys, providers, running_turns, selectors, services
+from conversations import apikeys, lifecycle, providers, running_turns, selectors, services
 from conversations.auth import session_user
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.exceptions import InvalidChatRequest, ServerBusy
@@ -33,6 +33,14 @@ from conversations.responses import (
 from conversations.streaming import TurnRun, finish_unstarted_turn
 from conversations.turn_readers import follow_run
 from conversations.turns import StartedTurn
+
+
+async def health(request: HttpRequest) -> HttpResponse:
+    """For load balancers and process managers: 200 while this process takes new answers,
+    503 while it drains for a shutdown. Cheap on purpose: no database, no cache."""
+    draining = lifecycle.is_draining()
+    body = {"status": "draining" if draining else "ok", "running_turns": running_turns.count()}
+    return JsonResponse(body, status=503 if draining else 200)
 
 
 @login_required
@@ -107,6 +115,7 @@ async def stream_chat_turn(
         client=providers.client_for(turn.model.endpoint),
         lease=admission.lease,
         on_disconnect=settings.TURN_DISCONNECT_POLICY[surface],
+        first_token_deadline=settings.FIRST_TOKEN_DEADLINE_SECONDS[surface],
     ).start()
     encoder = site_encoder(request)
     stream = follow_run(run, encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)
@@ -162,8 +171,14 @@ CAPACITY_RETRY_AFTER = 5
 
 
 def refuse_over_capacity() -> None:
-    """Refuse a new turn when this process already runs MAX_RUNNING_TURNS: a 503 to retry,
-    before the request counts against the user's limits or anything is written."""
+    """Refuse a new turn when this process is shutting down, or already runs
+    MAX_RUNNING_TURNS: a 503 to retry, before the request counts against the user's limits
+    or anything is written."""
+    if lifecycle.is_draining():
+        raise ServerBusy(
+            f"The server is restarting. Try again in {lifecycle.DRAINING_RETRY_AFTER} seconds.",
+            headers={"Retry-After": str(lifecycle.DRAINING_RETRY_AFTER)},
+        )
     limit = settings.MAX_RUNNING_TURNS
     if limit and running_turns.count() >= limit:
         raise ServerBusy(

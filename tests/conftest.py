@@ -161,6 +161,8 @@ def site_env(django_db_setup, django_db_blocker, endpoints_file) -> dict[str, st
         # Generous defaults for the shared server; limit tests set a UserLimits override.
         "RATE_LIMIT_PER_MINUTE": "100000",
         "MAX_CONCURRENT_STREAMS": "1000",
+        # Stopping a test's server waits for its running answers this long, not 30 s.
+        "SHUTDOWN_GRACE_SECONDS": "1",
     }
 
 

@@ -167,6 +167,9 @@ def action(name: str, selected: str) -> dict:
 ACCESS = (
     # The site's pages ---------------------------------------------------------------------
     #   anon       owner      other      staff      viewer     convs      super
+    # The health check is for load balancers: anyone may ask, and it reveals nothing.
+    Row("GET", "/health").expect(
+        200,       200,       200,       200,       200,       200,       200),
     Row("GET", "/").expect(
         302,       302,       302,       302,       302,       302,       302),
     Row("GET", "/chat/").expect(

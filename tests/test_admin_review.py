@@ -450,3 +450,26 @@ def test_usage_overview_matches_figures_computed_by_hand(superuser, alice, bob):
     assert '<td data-figure="requests">4</td>' in page
     assert '<td data-figure="error_rate">25 %</td>' in page
     assert '<td data-figure="ttft_p50">200 ms</td>' in page
+
+
+def test_interrupted_answers_are_counted_and_filtered_apart_from_stops_and_failures(
+    superuser, alice
+):
+    """A server's restart is neither a user's Stop nor the model's failure."""
+    day = datetime.date(2026, 3, 1)
+    answer_on(alice, day, status="stopped")
+    answer_on(alice, day, status="failed")
+    answer_on(alice, day, status="interrupted", prompt=5, completion=3)
+    answer_on(alice, day, status="interrupted")
+
+    overview = usage_overview(start=day, end=day)
+
+    assert (overview.stopped, overview.failed, overview.interrupted) == (1, 1, 2)
+    assert overview.stop_rate == overview.error_rate == 0.25
+    client = client_for(superuser)
+    page = client.get(f"{CHANGELIST}usage/", {"start": "2026-03-01", "end": "2026-03-01"})
+    assert '<td data-figure="interrupted">2</td>' in page.content.decode()
+    messages = client.get("/admin/conversations/message/", {"status": "interrupted"})
+    assert messages.context["cl"].result_count == 2
+    conversations = client.get(CHANGELIST, {"last_status": "interrupted"})
+    assert conversations.context["cl"].result_count == 2

@@ -272,5 +272,50 @@ class TurnRunnerTests(TransactionTestCase):
         with contextlib.suppress(asyncio.CancelledError):
             await run._task
         message = await self.wait_until_saved("runner-kill-001")
-        self.assertEqual(message.status, Message.Status.STOPPED)
+        # The server's own end, not a user's Stop.
+        self.assertEqual(message.status, Message.Status.INTERRUPTED)
+        self.assertEqual(message.error, "The server stopped while answering.")
         self.assertTrue(message.content)
+
+    @closing_afterwards
+    async def test_an_interrupted_turn_saves_what_its_readers_got_and_tells_them_why(self):
+        """The end of a shutdown's grace period: the model is let go, the partial answer
+        saved as interrupted, and readers get an `error` event saying the server restarts."""
+        run = await self.start_run("runner-intr-001")
+        events = await self.read_deltas(run, 3)
+        run.interrupt()
+        async for batch in run.follow(events[-1].id, keepalive_seconds=5):
+            events.extend(batch)
+        final = events[-1]
+        message = await self.answer("runner-intr-001")
+        self.assertEqual((final.name, final.data["status"]), ("error", "interrupted"))
+        self.assertIn("restarting", final.data["message"])
+        self.assertEqual(final.data["record"], "saved")
+        self.assertEqual(message.status, Message.Status.INTERRUPTED)
+        self.assertEqual(message.content, "".join(e.data["content"] for e in events[1:-1]))
+        deadline = asyncio.get_running_loop().time() + 2
+        while not (await self.devllm_record("runner-intr-001"))["client_disconnected"]:
+            self.assertLess(asyncio.get_running_loop().time(), deadline, "the model went on")
+            await asyncio.sleep(0.02)
+
+    @closing_afterwards
+    async def test_a_model_that_does_not_start_within_the_first_token_deadline_fails(self):
+        turn = await sync_to_async(services.turn_start)(
+            user=self.user,
+            conversation_id=None,
+            model_key="dev/dev-chat",
+            content="[[devllm hang_before]] Anyone?",
+            request_id="runner-ftd-0001",
+        )
+        self.client = ChatModelClient(self.endpoint)
+        self.async_cleanups.append((self.client.aclose, ()))
+        run = streaming.TurnRun(
+            turn, client=self.client, log=MemoryEventLog(), first_token_deadline=0.5
+        ).start()
+        events = [e async for batch in run.follow(0, keepalive_seconds=5) for e in batch]
+        # The deadline's own message: not the read timeout (5 s), which says something else.
+        self.assertEqual(events[-1].name, "error")
+        self.assertIn("did not start answering within 0.5 seconds", events[-1].data["message"])
+        self.assertEqual(events[-1].data["http_status"], 504)
+        message = await self.answer("runner-ftd-0001")
+        self.assertEqual(message.status, Message.Status.FAILED)

@@ -222,7 +222,9 @@ function initChat() {
 
   function onError(turn, data) {
     const message = typeof data.message === "string" ? data.message : "";
-    finish(turn, STATUS.FAILED, { error: message });
+    // A server restart ends a turn "interrupted" (its text is kept); the rest "failed".
+    const status = data.status === STATUS.INTERRUPTED ? STATUS.INTERRUPTED : STATUS.FAILED;
+    finish(turn, status, { error: message });
   }
 
   const handlers = {

@@ -10,6 +10,8 @@ export const STATUS = Object.freeze({
   COMPLETED: "completed",
   STOPPED: "stopped",
   FAILED: "failed",
+  // The server stopped while answering (a restart): the text so far is kept.
+  INTERRUPTED: "interrupted",
 });
 
 const LENGTH_LIMIT_TEXT = "The answer was cut off (length limit).";
@@ -173,6 +175,9 @@ function outcomeText({ status, error, finishReason }) {
   if (status === STATUS.FAILED) {
     return describeFailure(error);
   }
+  if (status === STATUS.INTERRUPTED) {
+    return `Interrupted: ${error || "the server stopped while answering."}`;
+  }
   if (finishReason === "length") {
     return LENGTH_LIMIT_TEXT;
   }
@@ -185,7 +190,7 @@ export function setOutcome(article, { status, error = "", finishReason = "" }) {
   if (finishReason) {
     article.dataset.finishReason = finishReason;
   }
-  if (status === STATUS.FAILED) {
+  if (status === STATUS.FAILED || status === STATUS.INTERRUPTED) {
     article.dataset.error = error;
   }
   const text = outcomeText({ status, error, finishReason });
@@ -276,7 +281,8 @@ export function updateTurnActions(thread, { busy, streaming = null }) {
     const canAct = !busy && article.dataset.messageId !== undefined;
     const isLastUser = canAct && article === lastUser && !article.classList.contains("is-editing");
     const isLastAnswer = canAct && article === lastAnswer;
-    const failed = article.dataset.status === STATUS.FAILED;
+    // A failed or interrupted answer is retried; a completed or stopped one regenerated.
+    const failed = [STATUS.FAILED, STATUS.INTERRUPTED].includes(article.dataset.status);
     setButton(row, "edit", isLastUser, () =>
       makeButton({ label: "Edit message", className: "action-button", iconName: "edit" }),
     );

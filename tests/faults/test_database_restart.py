@@ -1,11 +1,15 @@
-"""The database restarts under a running site: no request pays for it afterwards.
+"""The database goes away under a running site: no turn is lost, and no request pays for it
+afterwards.
 
-A throwaway PostgreSQL cluster (its own directory and port) is restarted while chatsite's
-psycopg pool holds connections to it. The pool checks a connection before handing it out,
-so the dead ones are replaced instead of failing requests.
+A throwaway PostgreSQL cluster (its own directory and port) is stopped and started while
+chatsite streams answers and its psycopg pool holds connections to it. Turns that end while
+it is away are spooled to disk and replayed into it, exactly once, when it is back; the pool
+checks a connection before handing it out, so the dead ones are replaced instead of failing
+requests.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.faults.cluster import ThrowawayCluster
+from tests.faults.streams import stream_in_thread
 from tests.servers import ROOT, start_site
 
 pytestmark = [pytest.mark.faults, pytest.mark.live]
@@ -31,17 +36,29 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def site_on_cluster(cluster, site_env, server_logs):
-    """chatsite on the throwaway cluster, with a full pool of 10, and an API key."""
-    env = {
+def spool_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("spool")
+
+
+@pytest.fixture(scope="module")
+def cluster_env(cluster, site_env, spool_dir) -> dict[str, str]:
+    """The environment of chatsite on the throwaway cluster (migrated), with a full pool of
+    10 and a spool directory of its own."""
+    return os.environ | {
         **site_env,
+        "TURN_SPOOL_DIR": str(spool_dir),
         "DATABASE_URL": cluster.url("chatsite_faults"),
         "DATABASE_POOL_MIN_SIZE": "10",
         "DATABASE_POOL_MAX_SIZE": "10",
         "DATABASE_POOL_TIMEOUT": "2",
     }
+
+
+@pytest.fixture(scope="module")
+def site_on_cluster(cluster_env, server_logs):
+    """chatsite on the throwaway cluster, and an API key."""
     manage = [sys.executable, "manage.py"]
-    run_env = os.environ | env
+    run_env = cluster_env
     subprocess.run([*manage, "migrate", "-v", "0"], cwd=ROOT, env=run_env, check=True)
     subprocess.run(
         [*manage, "createsuperuser", "--noinput", "--username", "fault", "--email", "f@f.test"],
@@ -58,7 +75,7 @@ def site_on_cluster(cluster, site_env, server_logs):
         capture_output=True,
         text=True,
     ).stdout.strip()
-    site = start_site(server_logs, env)
+    site = start_site(server_logs, cluster_env)
     yield site, key
     site.stop()
 
@@ -119,3 +136,71 @@ def test_a_request_while_the_database_is_down_is_a_json_503_and_writes_nothing(
     while httpx.get(f"{site.url}/api/conversations/", headers=auth, timeout=30).status_code != 200:
         assert time.monotonic() < deadline, "the site did not come back with its database"
         time.sleep(0.2)
+
+
+def test_20_streams_through_a_30_second_outage_are_each_saved_exactly_once(
+    cluster, cluster_env, site_on_cluster, spool_dir, tmp_path
+):
+    site, key = site_on_cluster
+    message = "[[devllm tokens=30 delay_ms=100]] Keep talking while the database is away."
+    streams = [stream_in_thread(site.url, key, f"outage-{n:02d}", message) for n in range(20)]
+    for stream in streams:
+        assert stream.started.wait(30), stream
+    cluster.stop()
+    stopped_at = time.monotonic()
+    try:
+        for stream in streams:
+            assert stream.ended.wait(60), stream
+        # Every client got the whole answer, and was told it is kept safe on disk.
+        for stream in streams:
+            assert not stream.broken, stream.broken
+            assert stream.deltas == 30
+            assert stream.final.name == "done"
+            assert (stream.final.data["status"], stream.final.data["record"]) == (
+                "completed",
+                "spooled",
+            )
+        kept = tmp_path / "kept"
+        shutil.copytree(spool_dir, kept)
+        time.sleep(max(0.0, 30 - (time.monotonic() - stopped_at)))
+    finally:
+        cluster.start()
+
+    def saved_answers() -> dict[str, tuple]:
+        with psycopg.connect(cluster.url("chatsite_faults")) as db:
+            rows = db.execute(
+                "select request_id, status, content from conversations_message "
+                "where is_answer and request_id like 'outage-%'"
+            ).fetchall()
+        return {request_id: (status, content) for request_id, status, content in rows}
+
+    def usage() -> tuple:
+        with psycopg.connect(cluster.url("chatsite_faults")) as db:
+            query = "select sum(tokens), sum(answers) from conversations_dailyusage"
+            return db.execute(query).fetchone()
+
+    # The site replays its spool by itself once the database is back.
+    deadline = time.monotonic() + 60
+    while any(status != "completed" for status, _ in saved_answers().values()):
+        assert time.monotonic() < deadline, saved_answers()
+        time.sleep(0.5)
+    answers = saved_answers()
+    assert len(answers) == 20  # one answer row per request ID
+    for stream in streams:
+        assert answers[stream.request_id] == ("completed", stream.text)
+    before = usage()
+
+    # Replaying the same spool again, twice, writes nothing twice.
+    for path in kept.iterdir():
+        shutil.copy(path, spool_dir / path.name)
+    replay = [sys.executable, "manage.py", "replay_spooled_turns"]
+    outputs = [
+        subprocess.run(
+            replay, cwd=ROOT, env=cluster_env, capture_output=True, text=True, check=True
+        )
+        for _ in range(2)
+    ]
+    assert "0 turn(s) saved, 20 already saved" in outputs[0].stdout
+    assert "0 turn(s) saved, 0 already saved" in outputs[1].stdout
+    assert saved_answers() == answers
+    assert usage() == before

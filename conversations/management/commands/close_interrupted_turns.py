@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
@@ -8,19 +9,21 @@ from conversations.services import turns_close_interrupted
 
 class Command(BaseCommand):
     help = (
-        "Mark answers still 'streaming' long after they started as failed: their server "
-        "process died mid-stream (a crash or a hard kill), so no post-stream hook ran."
+        "Mark answers still 'streaming' whose heartbeat is stale as interrupted, keeping their "
+        "checkpointed text: the server process running them died (a crash or a hard kill). "
+        "Every server process also does this at start-up and every minute."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
-            "--older-than-minutes",
-            type=int,
-            default=30,
-            help="Only answers started at least this long ago (default 30).",
+            "--stale-seconds",
+            type=float,
+            default=None,
+            help="How old a heartbeat must be (default TURN_HEARTBEAT_STALE_SECONDS, "
+            f"{settings.TURN_HEARTBEAT_STALE_SECONDS:g}). A fresh one is never touched.",
         )
 
-    def handle(self, *args, older_than_minutes: int, **options) -> None:
-        cutoff = timezone.now() - timedelta(minutes=older_than_minutes)
-        closed = turns_close_interrupted(started_before=cutoff)
-        self.stdout.write(f"Marked {closed} interrupted answer(s) as failed.")
+    def handle(self, *args, stale_seconds: float | None, **options) -> None:
+        seconds = settings.TURN_HEARTBEAT_STALE_SECONDS if stale_seconds is None else stale_seconds
+        closed = turns_close_interrupted(stale_before=timezone.now() - timedelta(seconds=seconds))
+        self.stdout.write(f"Marked {closed} answer(s) whose server stopped as interrupted.")
