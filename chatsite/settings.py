@@ -157,6 +157,9 @@ else:
 TURN_LOG_TTL_SECONDS = env_int("TURN_LOG_TTL_SECONDS", 600, minimum=1)
 TURN_LOG_RUNNING_TTL_SECONDS = env_int("TURN_LOG_RUNNING_TTL_SECONDS", 3600, minimum=1)
 TURN_LOG_MAX_EVENTS = env_int("TURN_LOG_MAX_EVENTS", 10000, minimum=1)
+# Redis connections one process's event log may open (appends, and readers waiting on XREAD
+# BLOCK); past it, a request waits for a free one.
+TURN_LOG_REDIS_CONNECTIONS = env_int("TURN_LOG_REDIS_CONNECTIONS", 500, minimum=1)
 # The shortest time between two appends of one turn to the log: what comes meanwhile goes in
 # one round trip. Readers in the process running the turn get every event at once regardless.
 TURN_LOG_FLUSH_SECONDS = env_float("TURN_LOG_FLUSH_SECONDS", 0.1, minimum=0)

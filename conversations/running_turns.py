@@ -23,6 +23,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
     from conversations.streaming import TurnRun
@@ -128,7 +129,13 @@ async def _listen() -> None:
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a Redis hiccup must not end the listening for good
+            except (TimeoutError, ConnectionError, RedisError) as exc:
+                # A Redis hiccup (or a loop too busy to read in time) must not end the
+                # listening for good.
+                logger.warning("Receiving turn signals failed (%r); retrying in a second", exc)
+                await asyncio.sleep(1)
+                continue
+            except Exception:
                 logger.exception("Receiving turn signals failed; retrying in a second")
                 await asyncio.sleep(1)
                 continue

@@ -20,7 +20,7 @@ from conversations.turns import FinishedTurn
 logger = logging.getLogger(__name__)
 
 SAVED, SPOOLED, UNSAVED = "saved", "spooled", "unsaved"
-# The longest a turn's end waits for the database before it is spooled instead.
+# How long a failing database is retried before a turn is spooled instead.
 SAVE_PATIENCE_SECONDS = 5.0
 # How often a process with spooled turns tries the database again.
 REPLAY_EVERY_SECONDS = 5.0
@@ -45,17 +45,20 @@ async def _off_loop(executor: Executor, function, *args):
 
 
 async def save_turn_durably(turn: FinishedTurn, executor: Executor) -> str:
-    """Save the turn in the database, retrying briefly; failing that, spool it. Return
-    SAVED, SPOOLED, or UNSAVED (the spool failed too: logged as critical)."""
+    """Save the turn in the database, retrying while it fails for up to
+    SAVE_PATIENCE_SECONDS; failing that, spool it. Return SAVED, SPOOLED, or UNSAVED (the
+    spool failed too: logged as critical).
+
+    Only the database failing sends a turn to the spool, never a save that is merely slow (a
+    burst of saves waiting for threads or connections): an attempt is never cut short. An
+    unreachable database fails an attempt within the pool's timeout (DATABASE_POOL_TIMEOUT).
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SAVE_PATIENCE_SECONDS
     for attempt in range(settings.TURN_SAVE_RETRIES + 1):
         try:
-            async with asyncio.timeout_at(deadline):
-                await _off_loop(executor, services.save_finished_turn, turn)
+            await _off_loop(executor, services.save_finished_turn, turn)
             return SAVED
-        except TimeoutError:
-            break  # the attempt may still finish in its thread: a replay then writes nothing
         except (OperationalError, InterfaceError):
             logger.warning("Saving turn %s failed (attempt %d)", turn.request_id, attempt + 1)
             pause = min(0.25 * 2**attempt, deadline - loop.time())

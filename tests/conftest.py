@@ -48,6 +48,18 @@ def isolated_cache_keys() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def spool_root(tmp_path_factory) -> Path:
+    """Where the tests' turn spools go: never the checkout's var/spool."""
+    return tmp_path_factory.mktemp("spools")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_spool(spool_root) -> Iterator[None]:
+    with override_settings(TURN_SPOOL_DIR=spool_root / "tests"):
+        yield
+
+
 @pytest.fixture
 def make_user(db) -> Callable[..., object]:
     def make(username: str, **extra) -> object:
@@ -143,9 +155,10 @@ base_url = "{quirky.url}/v1"
 
 
 @pytest.fixture(scope="session")
-def site_env(django_db_setup, django_db_blocker, endpoints_file) -> dict[str, str]:
+def site_env(django_db_setup, django_db_blocker, endpoints_file, spool_root) -> dict[str, str]:
     """The environment of a chatsite server process bound to the test database."""
     return {
+        "TURN_SPOOL_DIR": str(spool_root / "servers"),
         "DATABASE_URL": live_database_url(),
         "LLM_ENDPOINTS_FILE": str(endpoints_file),
         "LLM_MAX_RETRIES": "0",

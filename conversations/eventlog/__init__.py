@@ -79,6 +79,7 @@ def _options() -> dict[str, int]:
         "ttl_seconds": settings.TURN_LOG_TTL_SECONDS,
         "max_events": settings.TURN_LOG_MAX_EVENTS,
         "running_ttl_seconds": settings.TURN_LOG_RUNNING_TTL_SECONDS,
+        "max_connections": settings.TURN_LOG_REDIS_CONNECTIONS,
     }
 
 

@@ -66,9 +66,16 @@ class RedisEventLog(EventLog):
         self.read_count = read_count
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> "RedisEventLog":
-        """Build a log on a new client (and connection pool) for the Redis at `url`."""
-        return cls(redis.Redis.from_url(url), **options)
+    def from_url(
+        cls, url: str, *, max_connections: int = 500, pool_timeout: float = 10.0, **options: Any
+    ) -> "RedisEventLog":
+        """Build a log on a new client for the Redis at `url`, with a pool that makes a busy
+        moment wait for a free connection: redis-py's default pool fails at once past 100
+        connections, which 300 concurrent answers reach."""
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout
+        )
+        return cls(redis.Redis(connection_pool=pool), **options)
 
     def key(self, turn_key: str) -> str:
         """Return the Redis key of the turn's stream."""
