@@ -28,7 +28,7 @@ from conversations.ratelimit import RateLimited
 from conversations.responses import json_api_view, openai_error, sse_response
 from conversations.streaming import TurnRun
 from conversations.turn_readers import TurnStream, follow_run
-from conversations.views import begin_turn, parse_json_object
+from conversations.views import begin_turn, parse_json_object, start_run
 
 
 def error_for(exc: ChatError, headers: dict[str, str]) -> JsonResponse:
@@ -100,14 +100,7 @@ async def chat_completions(
             request_id=request_id,
         ),
     )
-    run = TurnRun(
-        turn,
-        client=providers.client_for(turn.model.endpoint),
-        params=completion.params,
-        lease=admission.lease,
-        on_disconnect=settings.TURN_DISCONNECT_POLICY["v1"],
-        first_token_deadline=settings.FIRST_TOKEN_DEADLINE_SECONDS["v1"],
-    ).start()
+    run = await start_run(turn, admission, surface="v1", params=completion.params)
     headers = admission.headers | {"X-Request-ID": request_id}
     completion_id, created = f"chatcmpl-{request_id}", int(time.time())
     encoder = OpenAIChunkEncoder(

@@ -504,8 +504,13 @@ async def finish_turn(
 
 
 async def finish_unstarted_turn(
-    turn: StartedTurn, release: Callable[[], Awaitable[None]] | None
+    turn: StartedTurn,
+    release: Callable[[], Awaitable[None]] | None,
+    *,
+    status: str = Message.Status.STOPPED,
+    error: str = "",
 ) -> None:
-    """Save a turn that never started running as stopped, and release it: the client left
-    while its prompt was being saved."""
-    await finish_turn(None, TurnAccumulator().finish(turn, status=Message.Status.STOPPED), release)
+    """Save a turn that never started running, and release it: as stopped when the client
+    left while its prompt was being saved, as failed when starting it failed."""
+    finished = TurnAccumulator().finish(turn, status=status, error=error)
+    await finish_turn(None, finished, release)

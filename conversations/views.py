@@ -20,7 +20,7 @@ from conversations import apikeys, lifecycle, providers, running_turns, selector
 from conversations.auth import session_user
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.exceptions import InvalidChatRequest, ServerBusy
-from conversations.models import Conversation
+from conversations.models import Conversation, Message
 from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import (
     json_api_view,
@@ -110,13 +110,7 @@ async def stream_chat_turn(
         ),
     }
     turn, admission = await begin_turn(request, user, starts[action])
-    run = TurnRun(
-        turn,
-        client=providers.client_for(turn.model.endpoint),
-        lease=admission.lease,
-        on_disconnect=settings.TURN_DISCONNECT_POLICY[surface],
-        first_token_deadline=settings.FIRST_TOKEN_DEADLINE_SECONDS[surface],
-    ).start()
+    run = await start_run(turn, admission, surface=surface)
     encoder = site_encoder(request)
     stream = follow_run(run, encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)
     return sse_response(
@@ -165,6 +159,31 @@ async def begin_turn(
     await release_connections()
     return turn, admission
 
+
+async def start_run(
+    turn: StartedTurn, admission: Admission, *, surface: str, params: dict | None = None
+) -> TurnRun:
+    """Start running the turn whose prompt `begin_turn` saved, under the surface's
+    disconnect policy and first-token deadline. Should that fail unexpectedly, the turn is
+    saved as failed and its lease given back before the error goes on: nothing is left
+    streaming."""
+    try:
+        return TurnRun(
+            turn,
+            client=providers.client_for(turn.model.endpoint),
+            params=params,
+            lease=admission.lease,
+            on_disconnect=settings.TURN_DISCONNECT_POLICY[surface],
+            first_token_deadline=settings.FIRST_TOKEN_DEADLINE_SECONDS[surface],
+        ).start()
+    except Exception:
+        await finish_unstarted_turn(
+            turn, admission.lease.release, status=Message.Status.FAILED, error=START_FAILED
+        )
+        raise
+
+
+START_FAILED = "The server failed to start this answer."
 
 # How long a client refused for capacity is asked to wait.
 CAPACITY_RETRY_AFTER = 5

@@ -6,6 +6,7 @@ suite (tests/faults) does the same with a database that really goes away.
 
 import shutil
 from io import StringIO
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from conversations import saving, services, spool
 from conversations.models import DailyUsage, Message
+from conversations.stream_leases import stream_leases
 from tests.test_services import finished, start
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +126,25 @@ def test_saving_is_exactly_once_even_when_the_spool_also_has_the_turn(alice):
     assert services.save_finished_turn(finished(turn)) is True
     assert saving.replay_spooled_turns().already_saved == 1
     assert usage(alice) == (14, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_that_fails_to_start_after_its_prompt_is_saved_is_failed_not_left_streaming(
+    alice, alice_client
+):
+    """Fault injection at the one point between the prompt's save and the runner's start."""
+    with mock.patch(
+        "conversations.views.providers.client_for", side_effect=RuntimeError("no client")
+    ):
+        response = alice_client.post(
+            "/api/conversations/",
+            {"message": "Hello?"},
+            content_type="application/json",
+            headers={"X-Request-ID": "start-fails-01"},
+        )
+
+    assert response.status_code == 500
+    assert "start-fails-01" in response.json()["error"]["message"]
+    answer = Message.objects.get(request_id="start-fails-01", is_answer=True)
+    assert (answer.status, answer.error) == ("failed", "The server failed to start this answer.")
+    assert stream_leases().held(alice.pk) == 0

@@ -79,11 +79,15 @@ def _options() -> dict[str, int]:
         "ttl_seconds": settings.TURN_LOG_TTL_SECONDS,
         "max_events": settings.TURN_LOG_MAX_EVENTS,
         "running_ttl_seconds": settings.TURN_LOG_RUNNING_TTL_SECONDS,
-        "max_connections": settings.TURN_LOG_REDIS_CONNECTIONS,
     }
 
 
 def _redis_log() -> "RedisEventLog":
     # The cache's prefix (CACHE_KEY_PREFIX), so one Redis can serve several sites.
     prefix = settings.CACHES.get("default", {}).get("KEY_PREFIX") or "chatsite"
-    return RedisEventLog.from_url(settings.REDIS_URL, key_prefix=prefix, **_options())
+    return RedisEventLog.from_url(
+        settings.REDIS_URL,
+        key_prefix=prefix,
+        max_connections=settings.TURN_LOG_REDIS_CONNECTIONS,
+        **_options(),
+    )
