@@ -43,3 +43,25 @@ def check_post_stream_hooks(app_configs, **kwargs) -> list[checks.CheckMessage]:
         )
         for message in hook_import_errors(settings.POST_STREAM_HOOKS)
     ]
+
+
+@checks.register(checks.Tags.compatibility, deploy=True)
+def check_turn_spool(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """The spool is where turns go when the database is away: it must be writable before that
+    day comes, not on it."""
+    import os
+
+    from django.conf import settings
+
+    directory = settings.TURN_SPOOL_DIR
+    parent = next((p for p in [directory, *directory.parents] if p.exists()), None)
+    if parent is not None and parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return []
+    return [
+        checks.Error(
+            f"TURN_SPOOL_DIR {str(directory)!r} cannot be created or written: turns that end "
+            "while the database is unreachable could not be kept.",
+            hint="Point TURN_SPOOL_DIR at a writable directory on a persistent disk.",
+            id="conversations.E004",
+        )
+    ]

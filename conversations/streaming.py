@@ -217,7 +217,9 @@ class TurnRun:
         chunks: AsyncIterator[ModelChunk] | None = None
         renewing = keep(asyncio.create_task(self._renew_lease())) if self._lease else None
         try:
-            if not self._stop_requested:
+            if self._interrupt_requested:  # before the model was asked
+                status, error = self._interrupted()
+            elif not self._stop_requested:
                 chunks = self._client.stream_chat(
                     model=self.turn.model.upstream_id,
                     messages=self.turn.history,
@@ -232,8 +234,7 @@ class TurnRun:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
             else:
                 # The server ends the turn (a shutdown): saved as interrupted, not as a Stop.
-                status, error = Message.Status.INTERRUPTED, INTERRUPTED_ERROR
-                self.failure = ProviderError(RESTARTING_MESSAGE, status=503)
+                status, error = self._interrupted()
                 cancelled = not self._interrupt_requested
                 if not cancelled:
                     asyncio.current_task().uncancel()  # type: ignore[union-attr]
@@ -260,6 +261,10 @@ class TurnRun:
                     await asyncio.shield(self._flushing)
         if cancelled:
             raise asyncio.CancelledError
+
+    def _interrupted(self) -> tuple[str, str]:
+        self.failure = ProviderError(RESTARTING_MESSAGE, status=503)
+        return Message.Status.INTERRUPTED, INTERRUPTED_ERROR
 
     async def _read(self, chunks: AsyncIterator[ModelChunk]) -> None:
         """Read the model's stream to its end; the first chunk with text must come within
@@ -362,8 +367,9 @@ class TurnRun:
         if self._stop_requested or self._interrupt_requested or self.status is not None:
             return
         self._interrupt_requested = True
-        if self._task is not None:
+        if self._reading and self._task is not None:
             self._task.cancel()
+        # Not yet reading: the owner sees the request before it asks the model.
 
     async def wait_saved(self) -> None:
         """Wait until the turn has ended and been saved (or spooled)."""

@@ -9,7 +9,7 @@ from io import StringIO
 from unittest import mock
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from conversations import saving, services, spool
@@ -148,3 +148,13 @@ def test_a_turn_that_fails_to_start_after_its_prompt_is_saved_is_failed_not_left
     answer = Message.objects.get(request_id="start-fails-01", is_answer=True)
     assert (answer.status, answer.error) == ("failed", "The server failed to start this answer.")
     assert stream_leases().held(alice.pk) == 0
+
+
+def test_check_deploy_reports_a_spool_directory_that_cannot_be_created(settings, tmp_path):
+    """Checked with a path under a file, which fails even for root (who ignores modes)."""
+    (tmp_path / "a-file").write_text("not a directory")
+    settings.TURN_SPOOL_DIR = tmp_path / "a-file" / "spool"
+    with pytest.raises(CommandError, match=r"conversations\.E004"):
+        call_command("check", "--deploy", "--fail-level", "ERROR", stdout=StringIO())
+    settings.TURN_SPOOL_DIR = tmp_path / "fine" / "spool"
+    call_command("check", "--tag", "compatibility", "--deploy", stdout=StringIO())

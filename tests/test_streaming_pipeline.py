@@ -299,6 +299,15 @@ class TurnRunnerTests(TransactionTestCase):
             await asyncio.sleep(0.02)
 
     @closing_afterwards
+    async def test_an_interrupt_before_the_model_is_asked_still_saves_the_turn(self):
+        run = await self.start_run("runner-intr-002")
+        run.interrupt()  # no await since start(): the owner has not run yet
+        events = [e async for batch in run.follow(0, keepalive_seconds=5) for e in batch]
+        message = await self.answer("runner-intr-002")
+        self.assertEqual([e.name for e in events], ["start", "error"])
+        self.assertEqual((message.status, message.content), ("interrupted", ""))
+
+    @closing_afterwards
     async def test_a_model_that_does_not_start_within_the_first_token_deadline_fails(self):
         turn = await sync_to_async(services.turn_start)(
             user=self.user,
