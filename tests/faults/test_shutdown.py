@@ -18,6 +18,7 @@ from conversations.stream_leases import RedisStreamLeases
 from tests.conftest import CACHE_PREFIX
 from tests.faults.streams import stream_in_thread
 from tests.servers import start_site
+from tests.sse_client import SseReader
 
 pytestmark = [pytest.mark.faults, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -152,3 +153,36 @@ def test_sigkill_leaves_every_answer_interrupted_with_its_checkpoint_and_no_leas
             assert stream.status_code == 200 and stream.final.data["status"] == "completed"
     finally:
         site.stop()
+
+
+def test_a_reader_on_another_process_sees_the_same_interrupted_end(
+    fault_env, server_logs, alice, make_api_key
+):
+    """The turn runs on A; its reader follows it through B's events endpoint. A is
+    restarted: B's reader gets the same final `error`, with every event before it."""
+    env = {**fault_env, "SHUTDOWN_GRACE_SECONDS": "0.5"}
+    running_on, read_on = start_site(server_logs, env), start_site(server_logs, env)
+    key = make_api_key(alice)
+    auth = {"Authorization": f"Bearer {key}"}
+    try:
+        owner = stream_in_thread(running_on.url, key, "sigterm-remote-1", LONG)
+        assert owner.started.wait(30)
+        with httpx.stream(
+            "GET", f"{read_on.url}/api/turns/sigterm-remote-1/events", headers=auth, timeout=60
+        ) as response:
+            reader = SseReader(response)
+            seen = reader.read(until_id=3)
+            running_on.process.send_signal(signal.SIGTERM)
+            seen += reader.read()
+        assert owner.ended.wait(30)
+    finally:
+        running_on.stop()
+        read_on.stop()
+
+    assert [e.id for e in seen] == list(range(1, len(seen) + 1))  # nothing missing
+    assert (seen[-1].name, seen[-1].data["status"]) == ("error", "interrupted")
+    assert seen[-1].data == owner.final.data
+    text = "".join(e.data["content"] for e in seen if e.name == "delta")
+    assert text == owner.text
+    answer = Message.objects.get(request_id="sigterm-remote-1", is_answer=True)
+    assert (answer.status, answer.content) == ("interrupted", text)
