@@ -28,7 +28,8 @@ from conversations.ratelimit import RateLimited
 from conversations.responses import json_api_view, openai_error, sse_response
 from conversations.streaming import TurnRun
 from conversations.turn_readers import TurnStream, follow_run
-from conversations.views import begin_turn, parse_json_object, start_run
+from conversations.turn_starts import begin_turn, start_run
+from conversations.views import parse_json_object
 
 
 def error_for(exc: ChatError, headers: dict[str, str]) -> JsonResponse:
@@ -91,7 +92,6 @@ async def chat_completions(
     )
     providers.get_model(completion.model)  # an unknown model costs no rate-limit request
     turn, admission = await begin_turn(
-        request,
         user,
         lambda: services.prompt_turn_start(
             user=user,

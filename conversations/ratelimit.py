@@ -91,9 +91,11 @@ def seconds_until_midnight() -> int:
     return int((tomorrow - now).total_seconds()) + 1
 
 
-def _count_request(request: HttpRequest, user_id: int, limits: Limits) -> dict:
+def _count_request(user_id: int, limits: Limits) -> dict:
     usage = get_usage(
-        request,
+        # django-ratelimit wants a request; the count is keyed by the user alone, so that
+        # every surface (HTTP, WebSocket) shares it.
+        HttpRequest(),
         group="chat",
         key=lambda group, request: str(user_id),
         rate=f"{limits.requests_per_minute}/m",
@@ -120,9 +122,9 @@ def _take_lease(user_id: int, limit: int, headers: dict[str, str]) -> HeldLease:
     return HeldLease(leases, lease)
 
 
-def _admit(request: HttpRequest, user: AbstractBaseUser) -> Admission:
+def _admit(user: AbstractBaseUser) -> Admission:
     limits = limits_for(user)
-    usage = _count_request(request, user.pk, limits)
+    usage = _count_request(user.pk, limits)
     reset = max(0, usage["time_left"])
     remaining = max(0, limits.requests_per_minute - usage["count"])
     headers = request_limit_headers(limits.requests_per_minute, remaining, reset)
@@ -180,9 +182,10 @@ def openai_duration(seconds: int) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
-async def admit_chat_request(request: HttpRequest, user: AbstractBaseUser) -> Admission:
-    """Count the request against the user's limits; raise RateLimited when one is reached.
+async def admit_chat_request(user: AbstractBaseUser) -> Admission:
+    """Count a request of the user's against their limits; raise RateLimited when one is
+    reached.
 
     One trip to a worker thread: the checks read the database and the cache.
     """
-    return await sync_to_async(_admit)(request, user)
+    return await sync_to_async(_admit)(user)

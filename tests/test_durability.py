@@ -134,7 +134,7 @@ def test_a_turn_that_fails_to_start_after_its_prompt_is_saved_is_failed_not_left
 ):
     """Fault injection at the one point between the prompt's save and the runner's start."""
     with mock.patch(
-        "conversations.views.providers.client_for", side_effect=RuntimeError("no client")
+        "conversations.turn_starts.providers.client_for", side_effect=RuntimeError("no client")
     ):
         response = alice_client.post(
             "/api/conversations/",

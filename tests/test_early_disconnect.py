@@ -10,12 +10,12 @@ from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
-from django.test import Client, RequestFactory, TransactionTestCase, override_settings
+from django.test import Client, TransactionTestCase, override_settings
 
 from conversations import ratelimit, services
 from conversations.models import Message
 from conversations.stream_leases import stream_leases
-from conversations.views import begin_turn
+from conversations.turn_starts import begin_turn
 from tests.conftest import PASSWORD
 
 CSRF = "a" * 32
@@ -92,7 +92,6 @@ class EarlyDisconnectTests(TransactionTestCase):
         self.assertEqual(await asyncio.to_thread(self.slots_in_use), 0)
 
     async def test_leaving_while_the_prompt_is_saved_records_the_turn_as_stopped(self):
-        request = RequestFactory().post("/chat/stream/")
 
         def slow_start():
             time.sleep(0.3)  # the client leaves while this runs
@@ -104,7 +103,7 @@ class EarlyDisconnectTests(TransactionTestCase):
                 request_id="early-leave-0002",
             )
 
-        task = asyncio.create_task(begin_turn(request, self.user, slow_start))
+        task = asyncio.create_task(begin_turn(self.user, slow_start))
         await asyncio.sleep(0.1)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -118,19 +117,18 @@ class EarlyDisconnectTests(TransactionTestCase):
     async def test_leaving_during_admission_gives_the_stream_lease_back(self):
         """A barrier holds the admission checks in their thread after they took a lease;
         the client leaves then. Nothing is saved, and the lease is given back."""
-        request = RequestFactory().post("/chat/stream/")
         real_admit = ratelimit._admit
         lease_taken, client_left = threading.Event(), threading.Event()
         saved = []
 
-        def admit_then_wait(request, user):
-            admission = real_admit(request, user)
+        def admit_then_wait(user):
+            admission = real_admit(user)
             lease_taken.set()
             client_left.wait(5)
             return admission
 
         with mock.patch.object(ratelimit, "_admit", admit_then_wait):
-            task = asyncio.create_task(begin_turn(request, self.user, lambda: saved.append(1)))
+            task = asyncio.create_task(begin_turn(self.user, lambda: saved.append(1)))
             await asyncio.to_thread(lease_taken.wait, 5)
             self.assertEqual(await asyncio.to_thread(self.slots_in_use), 1)
             task.cancel()

@@ -1,0 +1,107 @@
+"""Starting a turn, the same for every surface (the chat page, the site API, /v1, and any
+other): refuse it when the process is draining or full, admit it under the user's limits,
+save its prompt, and start its runner. Surfaces parse, authorize and encode; the rules of
+starting live here, free of the request object.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+
+from conversations import lifecycle, providers, running_turns
+from conversations.exceptions import ServerBusy
+from conversations.models import Message
+from conversations.ratelimit import Admission, admit_chat_request
+from conversations.responses import release_connections
+from conversations.streaming import TurnRun, finish_unstarted_turn
+from conversations.turns import StartedTurn
+
+
+async def begin_turn(
+    user: AbstractBaseUser, start: Callable[[], StartedTurn]
+) -> tuple[StartedTurn, Admission]:
+    """Admit a request of the user's under their limits, then save its prompt with `start`.
+
+    Raises ChatError (RateLimited included) having written nothing and holding no lease. On
+    success the caller owns the admission's stream lease, and the request holds no database
+    connection: a streaming request must not keep a pooled connection for the whole stream.
+    """
+    refuse_over_capacity()
+    admitting = asyncio.ensure_future(admit_chat_request(user))
+    try:
+        admission = await asyncio.shield(admitting)
+    except asyncio.CancelledError:
+        # The client left during admission. The checks go on in their thread regardless and
+        # may take a stream lease: give it back, or it would count against the user.
+        with contextlib.suppress(Exception):
+            await (await admitting).lease.release()
+        raise
+    saving = asyncio.ensure_future(sync_to_async(start)())
+    try:
+        turn = await asyncio.shield(saving)
+    except asyncio.CancelledError:
+        # The client left while its prompt was being saved. The save goes on in its thread
+        # regardless, so wait for it and record the turn it made as stopped.
+        try:
+            turn = await saving
+        except Exception:
+            await admission.lease.release()
+        else:
+            await finish_unstarted_turn(turn, admission.lease.release)
+        raise
+    except BaseException:
+        await admission.lease.release()
+        raise
+    await release_connections()
+    return turn, admission
+
+
+async def start_run(
+    turn: StartedTurn, admission: Admission, *, surface: str, params: dict | None = None
+) -> TurnRun:
+    """Start running the turn whose prompt `begin_turn` saved, under the surface's
+    disconnect policy and first-token deadline. Should that fail unexpectedly, the turn is
+    saved as failed and its lease given back before the error goes on: nothing is left
+    streaming."""
+    try:
+        return TurnRun(
+            turn,
+            client=providers.client_for(turn.model.endpoint),
+            params=params,
+            lease=admission.lease,
+            on_disconnect=settings.TURN_DISCONNECT_POLICY[surface],
+            first_token_deadline=settings.FIRST_TOKEN_DEADLINE_SECONDS[surface],
+        ).start()
+    except Exception:
+        await finish_unstarted_turn(
+            turn, admission.lease.release, status=Message.Status.FAILED, error=START_FAILED
+        )
+        raise
+
+
+START_FAILED = "The server failed to start this answer."
+
+# How long a client refused for capacity is asked to wait.
+CAPACITY_RETRY_AFTER = 5
+
+
+def refuse_over_capacity() -> None:
+    """Refuse a new turn when this process is shutting down, or already runs
+    MAX_RUNNING_TURNS: a 503 to retry, before the request counts against the user's limits
+    or anything is written."""
+    if lifecycle.is_draining():
+        raise ServerBusy(
+            f"The server is restarting. Try again in {lifecycle.DRAINING_RETRY_AFTER} seconds.",
+            headers={"Retry-After": str(lifecycle.DRAINING_RETRY_AFTER)},
+        )
+    limit = settings.MAX_RUNNING_TURNS
+    if limit and running_turns.count() >= limit:
+        raise ServerBusy(
+            f"The server is answering as many questions as it can. Try again in "
+            f"{CAPACITY_RETRY_AFTER} seconds.",
+            headers={"Retry-After": str(CAPACITY_RETRY_AFTER)},
+        )
