@@ -17,7 +17,7 @@ from conversations.exceptions import ServerBusy
 from conversations.models import Message
 from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import release_connections
-from conversations.streaming import TurnRun, finish_unstarted_turn
+from conversations.streaming import DisconnectPolicy, TurnRun, finish_unstarted_turn
 from conversations.turns import StartedTurn
 
 
@@ -61,10 +61,16 @@ async def begin_turn(
 
 
 async def start_run(
-    turn: StartedTurn, admission: Admission, *, surface: str, params: dict | None = None
+    turn: StartedTurn,
+    admission: Admission,
+    *,
+    surface: str,
+    params: dict | None = None,
+    on_disconnect: DisconnectPolicy | None = None,
 ) -> TurnRun:
     """Start running the turn whose prompt `begin_turn` saved, under the surface's
-    disconnect policy and first-token deadline. Should that fail unexpectedly, the turn is
+    disconnect policy (or `on_disconnect`, for a client that chose, such as a background
+    response) and first-token deadline. Should that fail unexpectedly, the turn is
     saved as failed and its lease given back before the error goes on: nothing is left
     streaming."""
     try:
@@ -73,7 +79,9 @@ async def start_run(
             client=providers.client_for(turn.model.endpoint),
             params=params,
             lease=admission.lease,
-            on_disconnect=settings.TURN_DISCONNECT_POLICY[surface],
+            on_disconnect=(
+                settings.TURN_DISCONNECT_POLICY[surface] if on_disconnect is None else on_disconnect
+            ),
             first_token_deadline=settings.FIRST_TOKEN_DEADLINE_SECONDS[surface],
         ).start()
     except Exception:
