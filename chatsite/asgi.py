@@ -1,17 +1,30 @@
-"""ASGI entry point: daphne (or any ASGI server) serves `chatsite.asgi:application`."""
+"""ASGI entry point: daphne (or any ASGI server) serves `chatsite.asgi:application`.
+
+HTTP goes to Django; WebSockets (/ws/chat/) to channels' consumers, behind the session's
+user (AuthMiddlewareStack) and a check that the page opening the socket is one of
+ALLOWED_HOSTS (AllowedHostsOriginValidator: another site's page cannot use a visitor's
+session). Both start the process's own work (ServerLifecycle).
+"""
 
 import os
 
-from django.conf import settings
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
-from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest, HttpResponse
-from django.middleware.security import SecurityMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
+# Django first: the imports below need its settings and apps.
 django_application = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.middleware.security import SecurityMiddleware  # noqa: E402
+
+from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 
 class ServerLifecycle:
@@ -27,9 +40,6 @@ class ServerLifecycle:
 
         lifecycle.start()
         return await self.app(scope, receive, send)
-
-
-application = ServerLifecycle(django_application)
 
 
 class SecureStaticFilesHandler(ASGIStaticFilesHandler):
@@ -52,7 +62,19 @@ class SecureStaticFilesHandler(ASGIStaticFilesHandler):
         return self._secure_serve(request)
 
 
+http_application = django_application
 if settings.SERVE_STATIC:
     # For development and small installs; behind nginx, let nginx serve STATIC_ROOT instead
     # (see the README).
-    application = SecureStaticFilesHandler(application)
+    http_application = SecureStaticFilesHandler(http_application)
+
+application = ServerLifecycle(
+    ProtocolTypeRouter(
+        {
+            "http": http_application,
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
+)

@@ -26,13 +26,13 @@ from conversations.exceptions import (
 
 logger = logging.getLogger(__name__)
 
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 
 def request_id_for(request: HttpRequest) -> str:
     """Return the request's X-Request-ID when it is sane, else a new one."""
     given = request.headers.get("X-Request-ID", "")
-    if _SANE_REQUEST_ID.fullmatch(given):
+    if SANE_REQUEST_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex
 

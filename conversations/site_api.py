@@ -189,14 +189,14 @@ async def turn_events(
     client has, then live until the final one. Another user's answer is a 404."""
     after = _last_event_id(request)
     encoder = site_encoder(request)
-    stream = await _reattach(user, turn_request_id, after, encoder)
+    stream = await reattach_turn(user, turn_request_id, after, encoder)
     if stream is None:
         # Nothing follows: a 204 also tells an EventSource to stop reconnecting.
         return HttpResponse(status=204, headers={"X-Request-ID": request_id})
     return sse_response(stream, request_id=request_id, content_type=encoder.content_type)
 
 
-async def _reattach(
+async def reattach_turn(
     user: AbstractBaseUser, turn_request_id: str, after: int, encoder: EventEncoder
 ) -> TurnStream | None:
     answer: Message | None = None

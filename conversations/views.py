@@ -11,8 +11,9 @@ from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.http import require_http_methods, require_POST
 
-from conversations import apikeys, lifecycle, providers, running_turns, selectors, services
+from conversations import apikeys, lifecycle, providers, running_turns, selectors
 from conversations.auth import session_user
+from conversations.chat_requests import chat_payload, chat_turn_starter
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.exceptions import InvalidChatRequest
 from conversations.models import Conversation
@@ -89,19 +90,16 @@ async def stream_chat_turn(
     and the site API, "api"): the turn runs on its own, and this response is its first reader.
 
     A ChatError (a refused limit included) passes to the caller's json_api_view."""
-    common = {"user": user, "model_key": model, "request_id": request_id}
-    starts = {
-        "send": lambda: services.turn_start(
-            conversation_id=conversation, content=message, **common
-        ),
-        "regenerate": lambda: services.turn_regenerate(
-            conversation_id=conversation, message_id=message_id, **common
-        ),
-        "edit": lambda: services.turn_edit_last(
-            conversation_id=conversation, content=message, message_id=message_id, **common
-        ),
-    }
-    turn, admission = await begin_turn(user, starts[action])
+    start = chat_turn_starter(
+        user,
+        request_id,
+        message=message,
+        model=model,
+        conversation=conversation,
+        action=action,
+        message_id=message_id,
+    )
+    turn, admission = await begin_turn(user, start)
     run = await start_run(turn, admission, surface=surface)
     encoder = site_encoder(request)
     stream = follow_run(run, encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)
@@ -113,41 +111,9 @@ async def stream_chat_turn(
     )
 
 
-ACTIONS = ("send", "regenerate", "edit")
-
-
 def parse_chat_payload(request: HttpRequest, *, url_conversation: int | None = None) -> dict:
-    """Read {"message", "model", "conversation", "action", "message_id"} from a JSON body,
-    refusing malformed input. `action` is "send" (the default), "regenerate" the last answer,
-    or "edit" the last question; `message_id` optionally names that answer or question, so
-    that a stale page gets a 409 instead of acting on another. A conversation named in the
-    URL wins over the body's."""
-    data = parse_json_object(request)
-    action = data.get("action", "send")
-    if action not in ACTIONS:
-        raise InvalidChatRequest(f"action must be one of {', '.join(ACTIONS)}.", field="action")
-    conversation = url_conversation or data.get("conversation")
-    if conversation is not None and (type(conversation) is not int or conversation < 1):
-        raise InvalidChatRequest("conversation must be a conversation ID.", field="conversation")
-    if action != "send" and conversation is None:
-        raise InvalidChatRequest(f"To {action}, name the conversation.", field="conversation")
-    # The message a regenerate or edit acts on, as the client saw it: checked when saving.
-    message_id = data.get("message_id")
-    if message_id is not None and (type(message_id) is not int or message_id < 1):
-        raise InvalidChatRequest("message_id must be a message ID.", field="message_id")
-    model = data.get("model") or providers.default_model_key()
-    if not isinstance(model, str):
-        raise InvalidChatRequest("model must be a model key.", field="model")
-    # Checked here as well as when saving, so that a bad message costs no rate-limit request.
-    message = "" if action == "regenerate" else services.clean_message(data.get("message"))
-    providers.get_model(model)
-    return {
-        "message": message,
-        "model": model,
-        "conversation": conversation,
-        "action": action,
-        "message_id": message_id,
-    }
+    """Read a chat message from a JSON body (see chat_requests.chat_payload)."""
+    return chat_payload(parse_json_object(request), url_conversation=url_conversation)
 
 
 def parse_json_object(request: HttpRequest) -> dict:

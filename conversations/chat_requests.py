@@ -1,0 +1,69 @@
+"""The site's own chat message, as the chat page, the site API and the WebSocket send it:
+{"message", "model", "conversation", "action", "message_id"}; what it asks for, checked; and
+the prompt save that starts its turn."""
+
+from collections.abc import Callable
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from conversations import providers, services
+from conversations.exceptions import InvalidChatRequest
+from conversations.turns import StartedTurn
+
+ACTIONS = ("send", "regenerate", "edit")
+
+
+def chat_payload(data: dict, *, url_conversation: int | None = None) -> dict:
+    """Read {"message", "model", "conversation", "action", "message_id"} from a client's
+    JSON object, refusing malformed input. `action` is "send" (the default), "regenerate"
+    the last answer, or "edit" the last question; `message_id` optionally names that answer
+    or question, so that a stale page gets a 409 instead of acting on another. A
+    conversation named in the URL wins over the body's."""
+    action = data.get("action", "send")
+    if action not in ACTIONS:
+        raise InvalidChatRequest(f"action must be one of {', '.join(ACTIONS)}.", field="action")
+    conversation = url_conversation or data.get("conversation")
+    if conversation is not None and (type(conversation) is not int or conversation < 1):
+        raise InvalidChatRequest("conversation must be a conversation ID.", field="conversation")
+    if action != "send" and conversation is None:
+        raise InvalidChatRequest(f"To {action}, name the conversation.", field="conversation")
+    # The message a regenerate or edit acts on, as the client saw it: checked when saving.
+    message_id = data.get("message_id")
+    if message_id is not None and (type(message_id) is not int or message_id < 1):
+        raise InvalidChatRequest("message_id must be a message ID.", field="message_id")
+    model = data.get("model") or providers.default_model_key()
+    if not isinstance(model, str):
+        raise InvalidChatRequest("model must be a model key.", field="model")
+    # Checked here as well as when saving, so that a bad message costs no rate-limit request.
+    message = "" if action == "regenerate" else services.clean_message(data.get("message"))
+    providers.get_model(model)
+    return {
+        "message": message,
+        "model": model,
+        "conversation": conversation,
+        "action": action,
+        "message_id": message_id,
+    }
+
+
+def chat_turn_starter(
+    user: AbstractBaseUser,
+    request_id: str,
+    *,
+    message: str,
+    model: str,
+    conversation: int | None,
+    action: str = "send",
+    message_id: int | None = None,
+) -> Callable[[], StartedTurn]:
+    """The prompt save a checked chat message asks for, to hand to turn_starts.begin_turn."""
+    common = {"user": user, "model_key": model, "request_id": request_id}
+    if action == "regenerate":
+        return lambda: services.turn_regenerate(
+            conversation_id=conversation, message_id=message_id, **common
+        )
+    if action == "edit":
+        return lambda: services.turn_edit_last(
+            conversation_id=conversation, content=message, message_id=message_id, **common
+        )
+    return lambda: services.turn_start(conversation_id=conversation, content=message, **common)

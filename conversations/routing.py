@@ -1,0 +1,9 @@
+"""WebSocket routes (chatsite.asgi routes the "websocket" protocol here)."""
+
+from django.urls import path
+
+from conversations.consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/chat/", ChatConsumer.as_asgi()),
+]
