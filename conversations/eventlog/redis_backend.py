@@ -43,6 +43,10 @@ from conversations.eventlog.base import (
 _ID_TOO_SMALL = "equal or smaller"
 
 
+# How long one XREAD waits for new events before it checks that the turn's log still exists.
+DEFAULT_BLOCK_SECONDS = 5.0
+
+
 class RedisEventLog(EventLog):
     """Keep each turn's events in a capped, expiring Redis stream."""
 
@@ -54,7 +58,7 @@ class RedisEventLog(EventLog):
         ttl_seconds: float = 600,
         max_events: int = 10_000,
         running_ttl_seconds: float = 3600,
-        block_seconds: float = 5.0,
+        block_seconds: float = DEFAULT_BLOCK_SECONDS,
         read_count: int = 500,
     ) -> None:
         self.client = client
@@ -72,8 +76,14 @@ class RedisEventLog(EventLog):
         """Build a log on a new client for the Redis at `url`, with a pool that makes a busy
         moment wait for a free connection: redis-py's default pool fails at once past 100
         connections, which 300 concurrent answers reach."""
+        # A reader's XREAD BLOCK waits up to block_seconds: the socket must wait longer than
+        # that (redis-py 8 times a socket out after 5 s by default, failing the read).
+        block_seconds = options.get("block_seconds", DEFAULT_BLOCK_SECONDS)
         pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=pool_timeout
+            url,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            socket_timeout=block_seconds + 10,
         )
         return cls(redis.Redis(connection_pool=pool), **options)
 
