@@ -25,8 +25,8 @@ from django.utils.html import format_html
 
 # The user admin with its unlock action; it registers itself on import.
 import conversations.admin_accounts  # noqa: F401
-from conversations import admin_search, exports, usage
-from conversations.models import ApiKey, Conversation, Message, UserLimits
+from conversations import admin_live, admin_search, exports, usage
+from conversations.models import ApiKey, Conversation, Message, TurnAudit, UserLimits
 
 # Far enough apart for any real period, and far enough from the calendar's ends that a period
 # around them can be computed (9999-12-31 plus a day is no date).
@@ -275,11 +275,16 @@ class MessageAdmin(RecordAdmin):
     list_select_related = ("user", "conversation")
     date_hierarchy = "created_at"
     ordering = ("-pk",)
+    change_list_template = "admin/conversations/message/change_list.html"
 
     @admin.display(description="conversation", ordering="conversation")
     def conversation_link(self, obj: Message) -> str:
         url = reverse("admin:conversations_conversation_change", args=[obj.conversation_id])
         return format_html('<a href="{}">{}</a>', url, obj.conversation)
+
+    def get_urls(self):
+        # The live view of running answers (watch, Stop): conversations.admin_live.
+        return [*admin_live.urls(self), *super().get_urls()]
 
 
 @admin.register(ApiKey)
@@ -309,3 +314,27 @@ class UserLimitsAdmin(admin.ModelAdmin):
     list_display = ("user", "requests_per_minute", "max_concurrent_streams", "daily_token_quota")
     search_fields = ("user__username", "user__email")
     autocomplete_fields = ("user",)
+
+
+@admin.register(TurnAudit)
+class TurnAuditAdmin(RecordAdmin):
+    """Who watched or stopped which user's answer from the live view, and when. Written only
+    by the live view (conversations.admin_live); nobody adds, edits or deletes a record here,
+    superusers included, so the record stays whole."""
+
+    list_display = ("at", "staff", "action", "owner", "answer_link", "request_id")
+    list_filter = ("action", ("staff", admin.RelatedOnlyFieldListFilter), "at")
+    search_fields = ("=request_id", "staff__username", "owner__username")
+    list_select_related = ("staff", "owner")
+    date_hierarchy = "at"
+    ordering = ("-at", "-pk")
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="answer", ordering="message")
+    def answer_link(self, obj: TurnAudit) -> str:
+        if obj.message_id is None:
+            return "—"
+        url = reverse("admin:conversations_message_change", args=[obj.message_id])
+        return format_html('<a href="{}">Message {}</a>', url, obj.message_id)

@@ -94,6 +94,8 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["conversation_id", "pk"]
+        # Stopping someone else's answer from the admin's live view (conversations.admin_live).
+        permissions = [("stop_turn", "Can stop a user's running answer")]
         constraints = [
             # One answer per request: a repeated request ID is refused, and a finished answer
             # can never be saved twice. (An API call saves several prompt messages under it,
@@ -186,3 +188,43 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on {self.day}: {self.tokens} tokens"
+
+
+class TurnAudit(models.Model):
+    """A staff member watched or stopped a user's answer from the admin's live view.
+
+    A record of staff looking at users' answers as they are written: written by the live
+    view itself (conversations.admin_live), never edited, and deleted by nobody in the admin.
+    Deleting the staff account is refused while it has records (deactivate it instead), so
+    that nobody erases who looked; the owner's account or the answer may go (their data is
+    deleted on request), and the record keeps the request ID.
+    """
+
+    class Action(models.TextChoices):
+        VIEW = "view", "Watched"
+        STOP = "stop", "Stopped"
+
+    staff = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="turn_audits"
+    )
+    action = models.CharField(max_length=8, choices=Action.choices)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="audited_turns",
+        verbose_name="turn owner",
+    )
+    request_id = models.CharField(max_length=128)
+    message = models.ForeignKey(
+        Message, on_delete=models.SET_NULL, null=True, related_name="audits", verbose_name="answer"
+    )
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = "turn audit record"
+        indexes = [models.Index(fields=["staff", "-at"], name="turnaudit_staff_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.staff} {self.get_action_display().lower()} {self.request_id}"

@@ -12,6 +12,8 @@ serves the one process.
 * `signal_reader`: a reader in another process attached (+1) or left (-1), so that the
   turn's disconnect policy counts it like a reader of its own. A process that dies with
   readers attached never sends their -1: the turn then goes on, the safe side.
+* a roll call from the admin's live view: each process answers with the turns it runs
+  (conversations.live_turns).
 
 The listener starts with the first turn a process runs, in the server's event loop, and
 lives as long as the process (a strong reference keeps the task alive).
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 GROUP = "chatsite.running-turns"
 STOP = "turn.stop"
 READER = "turn.reader"
+ROLL_CALL = "turn.roll_call"
 
 _running: dict[tuple[int, str], "TurnRun"] = {}
 _listener: asyncio.Task | None = None
@@ -99,6 +102,11 @@ async def signal_reader(*, user_id: int, request_id: str, change: int) -> None:
 
 
 def _receive(message: dict) -> None:
+    if message.get("type") == ROLL_CALL:
+        from conversations import live_turns  # it builds on this module
+
+        live_turns.answer_roll_call(message)
+        return
     run = find(user_id=message.get("user_id"), request_id=message.get("request_id"))
     if run is None:
         return

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from conversations import checkpoints, running_turns
+from conversations import checkpoints, live_turns, running_turns
 from conversations.eventlog import EventLog, EventSpec, TurnEvent, TurnWriter, event_log
 from conversations.exceptions import ProviderError
 from conversations.hooks import post_stream_executor, run_post_stream_hooks
@@ -209,6 +209,7 @@ class TurnRun:
             self._publish([("start", start_event_data(self.turn))])
             running_turns.register(self)
             checkpoints.ensure_checkpointing()
+            live_turns.turn_started(self)  # staff's live view (one notice, sent by a task)
             self._task = keep(asyncio.create_task(self._run(), name=f"turn {self.turn.request_id}"))
         return self
 
@@ -256,6 +257,7 @@ class TurnRun:
                 cancelled = True  # cancelled again: the save goes on in its own task
             running_turns.unregister(self)
             self._end(status)
+            live_turns.turn_ended(self)
             if self._flushing is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(self._flushing)
