@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from conversations import openai_api, site_api, views
+from conversations import openai_api, openai_responses, site_api, views
 
 app_name = "conversations"
 
@@ -26,5 +26,12 @@ urlpatterns = [
     path("v1/models", openai_api.models, name="v1_models"),
     path("v1/models/<path:model_id>", openai_api.model, name="v1_model"),
     path("v1/chat/completions", openai_api.chat_completions, name="v1_chat_completions"),
+    path("v1/responses", openai_responses.responses, name="v1_responses"),
+    path("v1/responses/<str:response_id>", openai_responses.response, name="v1_response"),
+    path(
+        "v1/responses/<str:response_id>/cancel",
+        openai_responses.response_cancel,
+        name="v1_response_cancel",
+    ),
     re_path(r"^v1/(?P<path>.*)$", openai_api.unknown_url, name="v1_unknown"),
 ]

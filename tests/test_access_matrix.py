@@ -41,7 +41,7 @@ from django.utils.crypto import get_random_string
 
 from conversations import providers
 from conversations.apikeys import api_key_create
-from conversations.models import ApiKey, Conversation, Message, UserLimits
+from conversations.models import ApiKey, Conversation, Message, TurnAudit, UserLimits
 
 pytestmark = pytest.mark.django_db
 
@@ -81,6 +81,17 @@ def limits_state(response: HttpResponse, world: SimpleNamespace) -> str:
 def superuser_state(response: HttpResponse, world: SimpleNamespace) -> str:
     promoted = get_user_model().objects.get(pk=world.ids["owner"]).is_superuser
     return "promoted" if promoted else "kept"
+
+
+def audited(action: str) -> Callable[[HttpResponse, SimpleNamespace], str]:
+    """Whether the request left a TurnAudit row of `action` for the owner's answer (the
+    world's own record is a "view" by the superuser, made before any request)."""
+
+    def state(response: HttpResponse, world: SimpleNamespace) -> str:
+        rows = TurnAudit.objects.filter(action=action, message_id=world.ids["message"])
+        return "recorded" if rows.exclude(pk=world.ids["audit"]).exists() else "none"
+
+    return state
 
 
 def body_of(response: HttpResponse) -> str:
@@ -239,6 +250,13 @@ ACCESS = (
         401,       200,       200,       200,       200,       200,       200),
     Row("POST", "/v1/chat/completions", "an empty body", body={}, key=True).expect(
         401,       400,       400,       400,       400,       400,       400),
+    Row("POST", "/v1/responses", "an empty body", body={}, key=True).expect(
+        401,       400,       400,       400,       400,       400,       400),
+    Row("GET", "/v1/responses/resp_{request}", key=True).expect(
+        401,       200,       404,       404,       404,       404,       404),
+    Row("POST", "/v1/responses/resp_{request}/cancel", "a response that already ended",
+        key=True).expect(
+        401,       200,       404,       404,       404,       404,       404),
     Row("POST", "/v1/embeddings", "an unknown URL", body={}, key=True).expect(
         404,       404,       404,       404,       404,       404,       404),
     # The admin site ------------------------------------------------------------------------
@@ -353,6 +371,33 @@ ACCESS = (
         body={"user": "{owner}", "requests_per_minute": "500"}, observe=limits_state).expect(
         302,       302,       302,       403,       403,       403,       302,
         "kept",    "kept",    "kept",    "kept",    "kept",    "kept",    "changed"),
+    # Running answers, live (conversations.admin_live): "view message" to watch, and
+    # "stop_turn" to stop; every watch and stop is recorded. The owner's answer has ended and
+    # its events are gone (410); stopping it changes nothing, but is recorded.
+    Row("GET", "/admin/conversations/message/running/").expect(
+        302,       302,       302,       403,       200,       403,       200),
+    # A stream that never ends: only its status is read (and nothing subscribes until then).
+    Row("GET", "/admin/conversations/message/running/events/").expect(
+        302,       302,       302,       403,       200,       403,       200),
+    Row("GET", "/admin/conversations/message/running/{message}/events/",
+        observe=audited("view")).expect(
+        302,       302,       302,       403,       410,       403,       410,
+        "none",    "none",    "none",    "none",    "recorded", "none",   "recorded"),
+    Row("POST", "/admin/conversations/message/running/{message}/stop/",
+        observe=audited("stop")).expect(
+        302,       302,       302,       403,       403,       403,       200,
+        "none",    "none",    "none",    "none",    "none",    "none",    "recorded"),
+    # Turn audit records: read-only for everyone, deleted by nobody -------------------------
+    Row("GET", "/admin/conversations/turnaudit/").expect(
+        302,       302,       302,       403,       403,       403,       200),
+    Row("GET", "/admin/conversations/turnaudit/{audit}/change/").expect(
+        302,       302,       302,       403,       403,       403,       200),
+    Row("GET", "/admin/conversations/turnaudit/{audit}/history/").expect(
+        302,       302,       302,       403,       403,       403,       200),
+    Row("GET", "/admin/conversations/turnaudit/add/").expect(
+        302,       302,       302,       403,       403,       403,       403),
+    Row("GET", "/admin/conversations/turnaudit/{audit}/delete/").expect(
+        302,       302,       302,       403,       403,       403,       403),
     # Users and groups (django.contrib.auth's admin) ----------------------------------------
     Row("GET", "/admin/auth/user/").expect(
         302,       302,       302,       403,       200,       403,       200),
@@ -437,6 +482,9 @@ def build_world() -> SimpleNamespace:
     owners_key, _ = api_key_create(user=owner, name="laptop")
     limits = UserLimits.objects.create(user=owner, requests_per_minute=5)
     group = Group.objects.create(name="reviewers")
+    audit = TurnAudit.objects.create(
+        staff=users[SUPER], action="view", owner=owner, request_id=REQUEST_ID, message=message
+    )
     raw_keys = {role: api_key_create(user=u, name="matrix")[1] for role, u in users.items() if u}
     sessions = {role: session_key(u) for role, u in users.items() if u}
     return SimpleNamespace(
@@ -453,6 +501,7 @@ def build_world() -> SimpleNamespace:
             "limits": limits.pk,
             "owner": owner.pk,
             "group": group.pk,
+            "audit": audit.pk,
             "model": providers.default_model_key(),
             "request": REQUEST_ID,
         },
@@ -542,7 +591,7 @@ def test_the_access_table_has_a_row_for_every_named_url():
     Routes are compared, not names: a view put ahead of a named one (the throttled admin
     login) answers on its route."""
     ids = dict.fromkeys(("conversation", "conversation_type", "empty", "message"), 1)
-    ids |= dict.fromkeys(("key", "limits", "owner", "group"), 1)
+    ids |= dict.fromkeys(("key", "limits", "owner", "group", "audit"), 1)
     ids |= {"model": "dev/dev-chat", "request": "req-1"}
     in_table = set()
     for row in ACCESS:

@@ -264,7 +264,7 @@ def test_models_retrieve_returns_one_model_or_not_found(sdk):
     [
         ("GET", "/v1/nope"),
         ("POST", "/v1/embeddings"),
-        ("POST", "/v1/responses"),
+        ("POST", "/v1/audio/speech"),
         ("GET", "/v1/chat/completions/"),
         ("DELETE", "/v1/files/file-1"),
     ],
