@@ -216,6 +216,8 @@ async def _reattach(answer: Message, after: int) -> TurnStream | None:
                 after=after,
                 encoder=SiteEventEncoder(),
                 keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+                # Staff look on: a turn whose own client left must not go on for them.
+                counts_as_reader=False,
             )
         except (TurnLogGap, TurnLogNotFound):
             late = asyncio.get_running_loop().time() > deadline

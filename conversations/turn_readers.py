@@ -108,18 +108,28 @@ FIRST_READ_SECONDS = 0.5
 
 
 async def open_turn_stream(
-    *, user_id: int, request_id: str, after: int, encoder: EventEncoder, keepalive_seconds: float
+    *,
+    user_id: int,
+    request_id: str,
+    after: int,
+    encoder: EventEncoder,
+    keepalive_seconds: float,
+    counts_as_reader: bool = True,
 ) -> TurnStream | None:
     """Re-attach to one of the user's turns after event `after`, wherever it runs.
 
     Returns None when `after` is already at the turn's final event. Raises TurnLogNotFound
     when the turn has no events to read (unknown, another user's, or expired) and TurnLogGap
     when the events after `after` were dropped by the log's cap, before any response starts.
+    A reader that does not count as one (staff watching) never keeps a turn going that its
+    own readers left.
     """
     run = running_turns.find(user_id=user_id, request_id=request_id)
     if run is not None:
         if run.status is not None and after >= len(run.events):
             return None
+        if not counts_as_reader:
+            return TurnStream(run.follow(after, keepalive_seconds), encoder)
         return follow_run(run, encoder, after=after, keepalive_seconds=keepalive_seconds)
     batches = _log_batches(
         turn_key(user_id, request_id),
@@ -131,6 +141,8 @@ async def open_turn_stream(
         first = await anext(batches)
     except StopAsyncIteration:
         return None
+    if not counts_as_reader:
+        return TurnStream(batches, encoder, first=first)
     # Another process may run the turn: count this reader there (see running_turns).
     signal = functools.partial(running_turns.signal_reader, user_id=user_id, request_id=request_id)
     await signal(change=1)

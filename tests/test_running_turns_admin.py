@@ -196,6 +196,41 @@ def test_staff_on_one_process_see_watch_and_stop_an_answer_running_on_another(
 
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
+def test_staff_watching_do_not_keep_an_answer_going_that_its_client_left(
+    process_a_and_b, devllm, alice, watcher, make_api_key
+):
+    """A /v1 client that hangs up cancels its answer (V1_DISCONNECT_POLICY), whoever else
+    looks on: staff watching, on this process or another, are not its readers."""
+    a, b = process_a_and_b
+    sdk = openai_client(a, make_api_key(alice))
+    stream = sdk.chat.completions.create(
+        model="dev/dev-chat",
+        messages=[{"role": "user", "content": LONG_ANSWER}],
+        stream=True,
+        extra_headers={"X-Request-ID": "watched-v1-01"},
+    )
+    next(iter(stream))
+    answer = Message.objects.get(request_id="watched-v1-01", is_answer=True)
+    watchers = [
+        Tail(log_in(site.url, "watcher"), "GET", f"{LIVE}{answer.pk}/events/") for site in (a, b)
+    ]
+    for watch in watchers:
+        watch.wait_for(lambda _, w=watch: len(w.named("delta")) >= 2)
+
+    stream.close()  # the client hangs up
+
+    for watch in watchers:
+        last = watch.wait_for(lambda events: events and events[-1].name == "done" and events[-1])
+        assert last.data["status"] == "stopped"
+    answer.refresh_from_db()
+    assert answer.status == "stopped"
+    wait_for(lambda: devllm_record(devllm, "watched-v1-01")["client_disconnected"])
+    for watch in watchers:
+        watch.close()
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
 def test_staff_without_stop_turn_can_watch_but_not_stop_and_plain_users_are_sent_to_log_in(
     process_a_and_b, devllm, alice, watcher, make_api_key
 ):
