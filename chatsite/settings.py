@@ -146,7 +146,8 @@ if REDIS_URL:
                 # Its receive is a BZPOPMIN blocking for 5 s: the socket must wait longer than
                 # that (redis-py 8 times a socket out after 5 s by default, failing the read
                 # each time the wait runs out; a Stop could then wait a second more).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                # And its pool fails at once past max_connections (redis-py's default, 100).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}],
                 "prefix": f"{env_str('CACHE_KEY_PREFIX', 'chatsite')}:channels",
             },
         }

@@ -55,6 +55,7 @@ def start() -> None:
     _started = True
     loop = asyncio.get_running_loop()
     _spawn(loop, _maintain())
+    running_turns.start_listener()
     try:
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(

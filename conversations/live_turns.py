@@ -18,8 +18,11 @@ answer or progress that arrives after the turn's end notice is ignored (`LiveRol
          └──roll call──▶ running_turns.GROUP ──▶ each listener ── its turns ──────┘ (to the
                                                                      reader's channel)
 
-The runner's hot path pays nothing per chunk: a start and an end notice per turn, sent by a
-task of their own, and one progress message a second per process. With REDIS_URL the layer
+Processes send notices only while some reader watches: a roll call makes them talk for
+WATCHED_SECONDS, and readers call it again every ROLL_CALL_EVERY_SECONDS. A site nobody
+watches sends nothing. While watched, the runner's hot path still pays nothing per chunk: a
+start and an end notice per turn, sent by a task of their own, and one progress message a
+second per process. With REDIS_URL the layer
 is channels_redis, across processes; without it, the in-memory layer serves the one process.
 A notice that cannot be sent is logged and dropped: staff then see the turn late (at the
 next progress message) or not at all, and the turn itself is never touched.
@@ -53,9 +56,14 @@ PROGRESS_SECONDS = 1.0
 STALE_SECONDS = 10.0
 # How long a reader remembers an ended turn, to ignore notices of it still in flight.
 ENDED_MEMORY_SECONDS = 60.0
+# A roll call makes every process send notices for this long; readers call it again well
+# before, so that processes stop talking soon after the last reader goes.
+WATCHED_SECONDS = 30.0
+ROLL_CALL_EVERY_SECONDS = 10.0
 
 _tasks: set[asyncio.Task] = set()
 _progress: asyncio.Task | None = None
+_watched_until = 0.0  # time.monotonic() until which this process sends notices
 
 
 def process_name() -> str:
@@ -83,26 +91,39 @@ def summary(run: "TurnRun") -> dict[str, Any]:
 # --- the runner's side: cheap, fire-and-forget ------------------------------------------
 
 
+def watched() -> bool:
+    """Whether a staff reader has called the roll lately: only then do turns send notices,
+    so that a busy site nobody watches pays nothing (300 answers starting at once would
+    otherwise send 300 notices at once, and exhaust the layer's Redis connections)."""
+    return time.monotonic() < _watched_until
+
+
 def turn_started(run: "TurnRun") -> None:
     """Tell staff readers a turn started here, and keep them posted while turns run."""
-    _send_soon(STAFF_GROUP, {"type": TURNS, "turns": [summary(run)]})
-    _ensure_progress()
+    if watched():
+        _send_soon(STAFF_GROUP, {"type": TURNS, "turns": [summary(run)]})
+        _ensure_progress()
 
 
 def turn_ended(run: "TurnRun") -> None:
     """Tell staff readers a turn that ran here ended, and how."""
-    key = f"{run.turn.user_id}:{run.turn.request_id}"
-    _send_soon(STAFF_GROUP, {"type": ENDED, "key": key, "status": run.status})
+    if watched():
+        key = f"{run.turn.user_id}:{run.turn.request_id}"
+        _send_soon(STAFF_GROUP, {"type": ENDED, "key": key, "status": run.status})
 
 
 def answer_roll_call(message: dict[str, Any]) -> None:
     """Answer a staff reader's roll call (running_turns' listener got it) with the turns
-    this process runs now."""
+    this process runs now, and keep staff posted for WATCHED_SECONDS."""
+    global _watched_until
     reply_to = message.get("reply_to")
     if not isinstance(reply_to, str):
         return
+    _watched_until = time.monotonic() + WATCHED_SECONDS
     turns = [summary(run) for run in running_turns.all_runs() if run.status is None]
     _send_soon(reply_to, {"type": TURNS, "turns": turns}, group=False)
+    if turns:
+        _ensure_progress()
 
 
 def _send_soon(target: str, message: dict[str, Any], *, group: bool = True) -> None:
@@ -132,11 +153,12 @@ def _ensure_progress() -> None:
 
 async def _progress_while_running() -> None:
     """Every PROGRESS_SECONDS, one message with every running turn's progress; the task
-    ends when no turn runs here (the next start begins it again)."""
+    ends when no turn runs here, or no staff reader watches (the next start or roll call
+    begins it again)."""
     while True:
         await asyncio.sleep(PROGRESS_SECONDS)
         runs = [run for run in running_turns.all_runs() if run.status is None]
-        if not runs:
+        if not runs or not watched():
             return
         await _send(STAFF_GROUP, {"type": TURNS, "turns": [summary(r) for r in runs]}, group=True)
 
@@ -202,11 +224,15 @@ async def follow_running_turns(
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     receiving = asyncio.get_running_loop().create_task(_receive_into(layer, channel, inbox))
     roll = LiveRoll()
+    roll_call = {"type": running_turns.ROLL_CALL, "reply_to": channel}
     try:
-        await layer.group_send(
-            running_turns.GROUP, {"type": running_turns.ROLL_CALL, "reply_to": channel}
-        )
+        await layer.group_send(running_turns.GROUP, roll_call)
+        called = time.monotonic()
         while True:
+            if time.monotonic() - called > ROLL_CALL_EVERY_SECONDS:
+                # Keep every process posting notices while this reader watches.
+                await _send(running_turns.GROUP, roll_call, group=True)
+                called = time.monotonic()
             try:
                 async with asyncio.timeout(keepalive_seconds):
                     messages = [await inbox.get()]

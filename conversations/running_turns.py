@@ -119,6 +119,12 @@ def _receive(message: dict) -> None:
             run.detach()
 
 
+def start_listener() -> None:
+    """Listen from the process's start (conversations.lifecycle), not only from its first
+    turn: a staff roll call must reach a process before it runs anything."""
+    _start_listener()
+
+
 def _start_listener() -> None:
     global _listener
     if _listener is None or _listener.done():
