@@ -1,23 +1,36 @@
-"""Measure chatsite's streaming proxy against the bare development LLM server, in one run.
+"""Measure chatsite's streaming against the bare development LLM server, side by side in one run.
 
-Starts the development LLM server and one daphne process (as production runs it, `-v 0`),
-then streams the same answers at a fixed concurrency straight from the LLM server (the
-baseline), through chatsite's /v1/chat/completions and through its site API (the chat page's
-events). It prints streams per second, time to
-first byte, and the server's CPU time per stream, read from /proc. Timings on a shared
-machine move from run to run: compare the ratios within one run.
+Starts the development LLM server and one daphne process (as production runs it, `-v 0`,
+with the README's raised backlog). For each concurrency level it streams the same answers
+straight from the LLM server (the baseline), through chatsite's /v1/chat/completions (an API
+key) and through its site API (the chat page's events, same key), and reports:
 
-    make bench                         # 200 streams, 50 at a time, per surface
-    BENCH_STREAMS=400 BENCH_CONCURRENCY=100 make bench
+* time to the first token (the first chunk with text), p50 and p99, and the time chatsite
+  *adds* over the baseline at the same level;
+* the time between two chunks with text, p50 (bursts show up as a low p50 and gaps);
+* completed streams per second, errors, and the server's CPU milliseconds per stream;
+* saved turns against requests sent (every chatsite request must leave one saved answer);
+
+then the server's resident memory at idle and with BENCH_IDLE_STREAMS answers held open at
+once (the model silent), per open stream. It prints a table and writes JSON (BENCH_JSON,
+default bench/results/latest.json). Timings on a shared machine move from run to run:
+compare within one run.
+
+    make bench                                   # levels 1, 50, 200; 1000 idle streams
+    BENCH_LEVELS=1,50 BENCH_STREAMS=400 make bench
 """
 
 import asyncio
+import itertools
+import json
 import os
-import statistics
+import platform
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -25,12 +38,45 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import ServerProcess, free_port, start_devllm, start_site  # noqa: E402
+from tests.servers import (  # noqa: E402
+    ASGI_APPLICATION,
+    ServerProcess,
+    free_port,
+    start_devllm,
+    start_server,
+)
 
-STREAMS = int(os.environ.get("BENCH_STREAMS", "200"))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
+LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,50,200").split(",") if n]
+STREAMS = int(os.environ.get("BENCH_STREAMS", "200"))  # per surface and level (1: 30)
+SINGLE_STREAMS = int(os.environ.get("BENCH_SINGLE_STREAMS", "30"))
+IDLE_STREAMS = int(os.environ.get("BENCH_IDLE_STREAMS", "1000"))
+JSON_PATH = Path(os.environ.get("BENCH_JSON", ROOT / "bench" / "results" / "latest.json"))
 TOKENS = 50
-PROMPT = f"[[devllm tokens={TOKENS} delay_ms=2]] Benchmark me."
+DELAY_MS = 5
+PROMPT = f"[[devllm tokens={TOKENS} delay_ms={DELAY_MS}]] Benchmark me."
+SILENT = "[[devllm hang_before]] Hold the line."
+
+
+@dataclass
+class StreamResult:
+    ok: bool
+    first_token: float = 0.0  # seconds from the request to the first chunk with text
+    gaps: list[float] = field(default_factory=list)  # seconds between chunks with text
+
+
+@dataclass
+class LevelResult:
+    surface: str
+    concurrency: int
+    streams: int
+    errors: int
+    streams_per_s: float
+    ttft_p50_ms: float
+    ttft_p99_ms: float
+    gap_p50_ms: float
+    cpu_ms_per_stream: float | None
+    saved: int | None = None
+    added_ttft_p50_ms: float | None = None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -38,72 +84,216 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def one_stream(client: httpx.AsyncClient, url: str, body: dict) -> tuple[float, int]:
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# A data line with non-empty content: an OpenAI chunk's delta, or a `delta` event's data.
+TEXT = re.compile(r'^data: \{.*"content": ?"[^"]')
+
+
+def has_text(line: str) -> bool:
+    """Whether an SSE line carries answer text (start, done and empty deltas do not)."""
+    return TEXT.match(line) is not None
+
+
+async def one_stream(
+    client: httpx.AsyncClient, url: str, body: dict, headers: dict
+) -> StreamResult:
     started = time.perf_counter()
-    first_byte = None
-    chunks = 0
-    async with client.stream("POST", url, json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if first_byte is None:
-                first_byte = time.perf_counter() - started
-            chunks += line.startswith("data: {")
-    return first_byte or 0.0, chunks
+    seen: list[float] = []
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return StreamResult(ok=False)
+            async for line in response.aiter_lines():
+                if has_text(line):
+                    seen.append(time.perf_counter())
+    except httpx.HTTPError:
+        return StreamResult(ok=False)
+    if len(seen) < TOKENS:
+        return StreamResult(ok=False)
+    return StreamResult(
+        ok=True,
+        first_token=seen[0] - started,
+        gaps=[b - a for a, b in itertools.pairwise(seen)],
+    )
 
 
-async def run(url: str, headers: dict, body: dict) -> dict:
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as client:
-        await one_stream(client, url, body)  # warm up connections and caches
-        gate = asyncio.Semaphore(CONCURRENCY)
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
-        async def gated():
+
+async def drive(url: str, headers: dict, body: dict, concurrency: int, count: int, prefix: str):
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await one_stream(client, url, body, headers | {"X-Request-ID": f"{prefix}-warmup"})
+        gate = asyncio.Semaphore(concurrency)
+
+        async def gated(n: int) -> StreamResult:
             async with gate:
-                return await one_stream(client, url, body)
+                return await one_stream(
+                    client, url, body, headers | {"X-Request-ID": f"{prefix}-{n:05d}"}
+                )
 
         started = time.perf_counter()
-        results = await asyncio.gather(*(gated() for _ in range(STREAMS)))
+        results = await asyncio.gather(*(gated(n) for n in range(count)))
         elapsed = time.perf_counter() - started
-    ttfb = sorted(r[0] for r in results)
-    assert all(r[1] >= TOKENS for r in results), "a stream came back short"
-    return {
-        "streams_per_s": STREAMS / elapsed,
-        "ttfb_p50_ms": statistics.median(ttfb) * 1000,
-        "ttfb_p95_ms": ttfb[int(len(ttfb) * 0.95) - 1] * 1000,
-    }
+    return results, elapsed
 
 
-def openai_body(model: str) -> dict:
-    return {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
-
-
-def measure(name: str, server: ServerProcess, url: str, headers: dict, body: dict) -> dict:
+def measure(
+    surface: str,
+    server: ServerProcess,
+    url: str,
+    headers: dict,
+    body: dict,
+    concurrency: int,
+    *,
+    saved_count=None,
+) -> LevelResult:
+    count = SINGLE_STREAMS if concurrency == 1 else max(STREAMS, 2 * concurrency)
+    prefix = f"bench-{surface.split()[0].strip('/')}-{concurrency}-{time.time_ns()}"
     cpu_before = cpu_seconds(server.process.pid)
-    result = asyncio.run(run(url, headers, body))
-    result["cpu_ms_per_stream"] = (cpu_seconds(server.process.pid) - cpu_before) * 1000 / STREAMS
-    print(
-        f"{name:<28} {result['streams_per_s']:8.1f} streams/s   "
-        f"first byte p50 {result['ttfb_p50_ms']:6.1f} ms  p95 {result['ttfb_p95_ms']:6.1f} ms   "
-        f"server CPU {result['cpu_ms_per_stream']:5.2f} ms/stream",
-        flush=True,
+    results, elapsed = asyncio.run(drive(url, headers, body, concurrency, count, prefix))
+    cpu = (cpu_seconds(server.process.pid) - cpu_before) * 1000 / (count + 1)
+    good = [r for r in results if r.ok]
+    firsts = [r.first_token * 1000 for r in good]
+    gaps = [g * 1000 for r in good for g in r.gaps]
+    result = LevelResult(
+        surface=surface,
+        concurrency=concurrency,
+        streams=count,
+        errors=count - len(good),
+        streams_per_s=len(good) / elapsed,
+        ttft_p50_ms=percentile(firsts, 50),
+        ttft_p99_ms=percentile(firsts, 99),
+        gap_p50_ms=percentile(gaps, 50),
+        cpu_ms_per_stream=cpu,
     )
+    if saved_count is not None:
+        time.sleep(1)  # the last saves land after the last bytes
+        result.saved = saved_count(prefix)
     return result
+
+
+async def hold_idle_streams(url: str, headers: dict, count: int) -> list:
+    """Open `count` site-API streams whose model stays silent; return them, open, once each
+    has its `start` event."""
+    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=0)
+    client = httpx.AsyncClient(timeout=300, limits=limits)
+    gate = asyncio.Semaphore(50)  # open them 50 at a time, as users arrive
+
+    async def open_one(n: int):
+        async with gate:
+            request = client.build_request(
+                "POST",
+                url,
+                json={"message": SILENT},
+                headers=headers | {"X-Request-ID": f"bench-idle-{n:05d}-{time.time_ns()}"},
+            )
+            response = await client.send(request, stream=True)
+            if response.status_code != 200:
+                await response.aread()
+                raise RuntimeError(f"an idle stream was refused: {response.status_code}")
+            async for line in response.aiter_lines():
+                if line.startswith("event: start"):
+                    return response
+            raise RuntimeError("an idle stream ended before it started")
+
+    responses = await asyncio.gather(*(open_one(n) for n in range(count)))
+    return [client, responses]
+
+
+def saved_counter(database_url: str):
+    """Count saved (no longer streaming) answers whose request ID starts with a prefix."""
+    query = (
+        "select count(*) from conversations_message where is_answer and status <> 'streaming' "
+        "and request_id like %s"
+    )
+
+    def count(prefix: str) -> int:
+        if database_url.startswith("sqlite"):
+            import sqlite3
+
+            with sqlite3.connect(database_url.split("///", 1)[1]) as db:
+                return db.execute(query.replace("%s", "?"), (prefix + "-%",)).fetchone()[0]
+        import psycopg
+
+        with psycopg.connect(database_url.replace("postgres://", "postgresql://")) as db:
+            return db.execute(query, (prefix + "-%",)).fetchone()[0]
+
+    return count
+
+
+def settle(site: ServerProcess, timeout: float = 120) -> None:
+    """Wait until the site runs no answer (the idle streams' stopped turns are saved), so
+    that the next measurement starts quiet."""
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{site.url}/health", timeout=10).json()["running_turns"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the site did not settle")
+        time.sleep(0.5)
+
+
+def start_chatsite(logs: Path, env: dict) -> ServerProcess:
+    port = free_port()
+    endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
+    return start_server(
+        ["-m", "daphne", "-e", endpoint, "-v", "0", ASGI_APPLICATION],
+        port=port,
+        ready_path="/health",
+        log_path=logs / f"daphne-{port}.log",
+        env=env,
+    )
+
+
+def print_table(rows: list[LevelResult]) -> None:
+    print(
+        f"{'surface':<28}{'conc':>5}{'streams/s':>11}{'errors':>7}{'TTFT p50':>10}"
+        f"{'p99':>8}{'added':>8}{'gap p50':>9}{'CPU/stream':>12}{'saved':>12}"
+    )
+    for r in rows:
+        added = "" if r.added_ttft_p50_ms is None else f"{r.added_ttft_p50_ms:+.1f}"
+        saved = "" if r.saved is None else f"{r.saved}/{r.streams + 1}"
+        cpu = "" if r.cpu_ms_per_stream is None else f"{r.cpu_ms_per_stream:.1f} ms"
+        print(
+            f"{r.surface:<28}{r.concurrency:>5}{r.streams_per_s:>11.1f}{r.errors:>7}"
+            f"{r.ttft_p50_ms:>8.1f}ms{r.ttft_p99_ms:>6.0f}ms{added:>8}{r.gap_p50_ms:>7.1f}ms"
+            f"{cpu:>12}{saved:>12}",
+            flush=True,
+        )
 
 
 def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="chatsite-bench-"))
-    db = logs / "bench.sqlite3"
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{logs / 'bench.sqlite3'}"
     env = {
         "DEBUG": "0",
         "SECRET_KEY": "bench-only-secret",
         "ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{db}",
+        "DATABASE_URL": database_url,
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "MAX_CONCURRENT_STREAMS": "100000",
+        "MAX_RUNNING_TURNS": str(max(2000, IDLE_STREAMS * 2)),
+        "LLM_MAX_CONNECTIONS": str(max(2000, IDLE_STREAMS * 2)),
+        "LLM_READ_TIMEOUT": "300",
+        "CHAT_FIRST_TOKEN_DEADLINE": "300",
+        "SITE_API_FIRST_TOKEN_DEADLINE": "300",
+        # The idle streams end when the bench closes them, not 5 minutes later.
+        "SITE_API_DISCONNECT_POLICY": "cancel",
+        "TURN_SPOOL_DIR": str(logs / "spool"),
         "LOG_LEVEL": "WARNING",
         "CACHE_KEY_PREFIX": f"bench-{free_port()}",
     }
-    devllm = start_devllm(logs, delay_ms=2)
+    devllm = start_devllm(logs, delay_ms=DELAY_MS)
     env["DEVLLM_URL"] = f"{devllm.url}/v1"
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v", "0"], cwd=ROOT, env=os.environ | env, check=True)
@@ -121,41 +311,87 @@ def main() -> None:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    site = start_site(logs, env)
+    site = start_chatsite(logs, env)
+    auth = {"Authorization": f"Bearer {key}"}
+    count_saved = saved_counter(database_url)
+    redis = "Redis" if os.environ.get("REDIS_URL") else "no Redis"
+    machine = (
+        f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"database {database_url.split(':')[0]}, {redis}"
+    )
+    print(f"{machine}; answers of {TOKENS} tokens, {DELAY_MS} ms apart", flush=True)
+    rows: list[LevelResult] = []
+    memory: dict[str, float] = {}
     try:
+        openai_body = {"messages": [{"role": "user", "content": PROMPT}], "stream": True}
+        # Memory first, before any load has grown the heap: idle after one answer, then with
+        # IDLE_STREAMS answers held open at once.
+        asyncio.run(
+            drive(site.url + "/api/conversations/", auth, {"message": PROMPT}, 1, 1, "bench-warm")
+        )
+        memory["idle_mb"] = rss_mb(site.process.pid)
+        if IDLE_STREAMS:
+
+            async def hold() -> float:
+                client, responses = await hold_idle_streams(
+                    site.url + "/api/conversations/", auth, IDLE_STREAMS
+                )
+                held = rss_mb(site.process.pid)
+                for response in responses:
+                    await response.aclose()
+                await client.aclose()
+                return held
+
+            memory["held_mb"] = asyncio.run(hold())
+            memory["per_open_stream_kb"] = (
+                (memory["held_mb"] - memory["idle_mb"]) * 1024 / IDLE_STREAMS
+            )
+            settle(site)
+        for level in LEVELS:
+            base = measure(
+                "upstream, direct",
+                devllm,
+                f"{devllm.url}/v1/chat/completions",
+                {},
+                openai_body | {"model": "dev-chat"},
+                level,
+            )
+            base.cpu_ms_per_stream = None
+            rows.append(base)
+            for surface, url, body in (
+                ("chatsite /v1", "/v1/chat/completions", openai_body | {"model": "dev/dev-chat"}),
+                ("chatsite site API (SSE)", "/api/conversations/", {"message": PROMPT}),
+            ):
+                row = measure(
+                    surface, site, site.url + url, auth, body, level, saved_count=count_saved
+                )
+                row.added_ttft_p50_ms = row.ttft_p50_ms - base.ttft_p50_ms
+                rows.append(row)
+            print_table(rows[-3:])
         print(
-            f"{STREAMS} streams of {TOKENS} tokens, {CONCURRENCY} at a time; "
-            f"{os.cpu_count()} CPUs; database {env['DATABASE_URL'].split(':')[0]}",
+            f"resident memory: {memory.get('idle_mb', 0):.0f} MB idle; "
+            f"{memory.get('held_mb', 0):.0f} MB with {IDLE_STREAMS} open streams "
+            f"({memory.get('per_open_stream_kb', 0):.1f} KB each)",
             flush=True,
         )
-        direct = f"{devllm.url}/v1/chat/completions"
-        auth = {"Authorization": f"Bearer {key}"}
-        base = measure("development server, direct", devllm, direct, {}, openai_body("dev-chat"))
-        proxied = measure(
-            "chatsite /v1 (daphne)",
-            site,
-            f"{site.url}/v1/chat/completions",
-            auth,
-            openai_body("dev/dev-chat"),
-        )
-        # The site API streams the chat page's events, the surface whose turns outlive it.
-        site_api = measure(
-            "chatsite site API (daphne)",
-            site,
-            f"{site.url}/api/conversations/",
-            auth,
-            {"message": PROMPT, "model": "dev/dev-chat"},
-        )
-        for name, result in (("/v1", proxied), ("site API", site_api)):
-            throughput = result["streams_per_s"] / base["streams_per_s"]
-            first_byte = result["ttfb_p50_ms"] / base["ttfb_p50_ms"]
-            print(
-                f"chatsite {name} / direct: throughput {throughput:.2f}x, "
-                f"first byte p50 {first_byte:.2f}x"
-            )
     finally:
         site.stop()
         devllm.stop()
+    JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
+    JSON_PATH.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "tokens": TOKENS,
+                "delay_ms": DELAY_MS,
+                "levels": [asdict(r) for r in rows],
+                "memory": memory,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {JSON_PATH}")
 
 
 if __name__ == "__main__":
