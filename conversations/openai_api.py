@@ -114,7 +114,15 @@ async def chat_completions(
     stream = follow_run(run, encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)
     if not completion.stream:
         return await complete(run, stream, completion_id, created, completion.model, headers)
-    # The status line goes out with the first byte, so it waits for the model to answer.
+    return await stream_once_answered(run, stream, request_id=request_id, headers=headers)
+
+
+async def stream_once_answered(
+    run: TurnRun, stream: TurnStream, *, request_id: str, headers: dict[str, str]
+) -> HttpResponse:
+    """Stream the turn's events once the model has answered: the status line goes out with
+    the first byte, so it waits for the model's first chunk (or its failure, answered with
+    the status that says why; see upstream_error)."""
     try:
         await run.wait_answered(settings.SSE_KEEPALIVE_SECONDS)
     except BaseException:

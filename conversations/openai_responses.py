@@ -30,7 +30,7 @@ from conversations import providers, running_turns, selectors, services
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.exceptions import InvalidChatRequest, TurnEventsGone, TurnNotFound
 from conversations.models import Message
-from conversations.openai_api import upstream_error, v1_view
+from conversations.openai_api import stream_once_answered, upstream_error, v1_view
 from conversations.openai_responses_events import (
     ResponseEventEncoder,
     ResponseMeta,
@@ -86,15 +86,10 @@ async def responses(
         await _remember(user, meta)
         if not parsed.stream:
             return await _complete(run, stream, meta, headers)
-        # The status line goes out with the first byte, so it waits for the model to answer.
-        await run.wait_answered(settings.SSE_KEEPALIVE_SECONDS)
     except BaseException:
         stream.close()
         raise
-    if (failure := run.failure_before_answer()) is not None:
-        stream.close()
-        return upstream_error(failure, headers)
-    return sse_response(stream, request_id=request_id, headers=headers)
+    return await stream_once_answered(run, stream, request_id=request_id, headers=headers)
 
 
 async def _start(
