@@ -50,6 +50,8 @@ LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,50,200").split(",") 
 STREAMS = int(os.environ.get("BENCH_STREAMS", "200"))  # per surface and level (1: 30)
 SINGLE_STREAMS = int(os.environ.get("BENCH_SINGLE_STREAMS", "30"))
 IDLE_STREAMS = int(os.environ.get("BENCH_IDLE_STREAMS", "1000"))
+SERVER = os.environ.get("BENCH_SERVER", "daphne")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 JSON_PATH = Path(os.environ.get("BENCH_JSON", ROOT / "bench" / "results" / "latest.json"))
 TOKENS = 50
 DELAY_MS = 5
@@ -79,16 +81,47 @@ class LevelResult:
     added_ttft_p50_ms: float | None = None
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (a server's workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the process and its workers (those alive now)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of the process and its workers."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 # A data line with non-empty content: an OpenAI chunk's delta, or a `delta` event's data.
@@ -237,20 +270,46 @@ def settle(site: ServerProcess, timeout: float = 120) -> None:
     """Wait until the site runs no answer (the idle streams' stopped turns are saved), so
     that the next measurement starts quiet."""
     deadline = time.monotonic() + timeout
-    while httpx.get(f"{site.url}/health", timeout=10).json()["running_turns"]:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the site did not settle")
-        time.sleep(0.5)
+    quiet = 0  # with several workers, each answer comes from one of them: ask a few times
+    while quiet < 3 * WORKERS:
+        if httpx.get(f"{site.url}/health", timeout=10).json()["running_turns"]:
+            quiet = 0
+            if time.monotonic() > deadline:
+                raise RuntimeError("the site did not settle")
+            time.sleep(0.5)
+        else:
+            quiet += 1
+
+
+def server_command(server: str, port: int, workers: int) -> list[str]:
+    """The command that serves chatsite under `server`, with a raised listen backlog and no
+    access log: daphne (the default, as the README's production command), uvicorn or
+    granian (installed separately; see docs/benchmarks.md)."""
+    if server == "daphne":
+        endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
+        return ["-m", "daphne", "-e", endpoint, "-v", "0", ASGI_APPLICATION]
+    if server == "uvicorn":
+        return [
+            "-m", "uvicorn", ASGI_APPLICATION, "--host", "127.0.0.1", "--port", str(port),
+            "--backlog", "1024", "--no-access-log", "--lifespan", "off", "--log-level",
+            "warning", "--workers", str(workers),
+        ]  # fmt: skip
+    if server == "granian":
+        return [
+            "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--backlog", "1024", "--no-access-log", "--log-level", "warning", "--workers",
+            str(workers), ASGI_APPLICATION,
+        ]  # fmt: skip
+    raise SystemExit(f"BENCH_SERVER must be daphne, uvicorn or granian, not {server!r}")
 
 
 def start_chatsite(logs: Path, env: dict) -> ServerProcess:
     port = free_port()
-    endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
     return start_server(
-        ["-m", "daphne", "-e", endpoint, "-v", "0", ASGI_APPLICATION],
+        server_command(SERVER, port, WORKERS),
         port=port,
         ready_path="/health",
-        log_path=logs / f"daphne-{port}.log",
+        log_path=logs / f"{SERVER}-{port}.log",
         env=env,
     )
 
@@ -319,7 +378,11 @@ def main() -> None:
         f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"database {database_url.split(':')[0]}, {redis}"
     )
-    print(f"{machine}; answers of {TOKENS} tokens, {DELAY_MS} ms apart", flush=True)
+    print(
+        f"{machine}; {SERVER} with {WORKERS} worker(s); answers of {TOKENS} tokens, "
+        f"{DELAY_MS} ms apart",
+        flush=True,
+    )
     rows: list[LevelResult] = []
     memory: dict[str, float] = {}
     try:
@@ -382,6 +445,8 @@ def main() -> None:
         json.dumps(
             {
                 "machine": machine,
+                "server": SERVER,
+                "workers": WORKERS,
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "tokens": TOKENS,
                 "delay_ms": DELAY_MS,
