@@ -24,7 +24,6 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -35,7 +34,7 @@ from conversations import live_turns, running_turns, sse
 from conversations.encoders import RETRY_MILLISECONDS, SiteEventEncoder
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.exceptions import TurnEventsGone
-from conversations.hooks import post_stream_executor
+from conversations.hooks import in_post_stream_thread
 from conversations.models import Message, TurnAudit
 from conversations.responses import json_error, release_connections, request_id_for, sse_response
 from conversations.turn_readers import TurnStream, open_turn_stream
@@ -135,9 +134,7 @@ async def live_list(*, can_stop: bool) -> AsyncIterator[bytes]:
                 yield sse.KEEPALIVE
             else:
                 if new := {t["message_id"] for k, t in changes if k == "turn"} - described.keys():
-                    described |= await sync_to_async(
-                        describe, thread_sensitive=False, executor=post_stream_executor()
-                    )(new)
+                    described |= await in_post_stream_thread(describe, new)
                 yield b"".join(
                     sse.encode_event(kind, row(data, described, can_stop=can_stop))
                     if kind == "turn"
@@ -152,17 +149,14 @@ async def live_list(*, can_stop: bool) -> AsyncIterator[bytes]:
 
 def describe(message_ids: set[int]) -> dict[int, dict[str, Any]]:
     """What the notices do not carry: each answer's owner and its conversation's source.
-    One query per batch of newly seen answers, on a connection given back at once."""
-    try:
-        rows = Message.objects.filter(pk__in=message_ids).values(
-            "pk", "user__username", "conversation__source"
-        )
-        return {
-            r["pk"]: {"user": r["user__username"], "source": r["conversation__source"]}
-            for r in rows
-        }
-    finally:
-        connections.close_all()
+    One query per batch of newly seen answers (run by in_post_stream_thread, which gives the
+    connection back at once)."""
+    rows = Message.objects.filter(pk__in=message_ids).values(
+        "pk", "user__username", "conversation__source"
+    )
+    return {
+        r["pk"]: {"user": r["user__username"], "source": r["conversation__source"]} for r in rows
+    }
 
 
 def row(turn: dict[str, Any], described: dict[int, dict[str, Any]], *, can_stop: bool) -> dict:

@@ -14,12 +14,10 @@ touches the turn itself.
 import asyncio
 import logging
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
 
 from conversations import running_turns, services
-from conversations.hooks import post_stream_executor
+from conversations.hooks import in_post_stream_thread
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +55,8 @@ async def checkpoint_running_turns() -> int:
     if not runs:
         return 0
     try:
-        await sync_to_async(_write, thread_sensitive=False, executor=post_stream_executor())(
-            changed, unchanged_ids
+        await in_post_stream_thread(
+            services.turns_checkpoint, changed=changed, unchanged_ids=unchanged_ids
         )
     except Exception:
         logger.warning("Checkpointing %d running answer(s) failed", len(runs), exc_info=True)
@@ -66,10 +64,3 @@ async def checkpoint_running_turns() -> int:
     for run, chunks in marks:
         run.checkpointed_chunks = chunks
     return len(runs)
-
-
-def _write(changed: list[services.Checkpoint], unchanged_ids: list[int]) -> None:
-    try:
-        services.turns_checkpoint(changed=changed, unchanged_ids=unchanged_ids)
-    finally:
-        connections.close_all()

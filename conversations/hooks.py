@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -64,23 +65,27 @@ def post_stream_hooks() -> tuple[Hook, ...]:
     return _hooks(tuple(settings.POST_STREAM_HOOKS))
 
 
-def _call_in_worker_thread(hook: Hook, turn: FinishedTurn) -> None:
-    # A worker thread opens its own database connection; hand it back to the pool at once.
-    try:
-        hook(turn)
-    finally:
-        connections.close_all()
+async def in_post_stream_thread[T](function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking database work (a save, a hook, a checkpoint, a sweep) on the post-stream
+    threads, and hand the thread's connection back to the pool as soon as it returns.
+
+    Not thread-sensitive: the request's own thread may be gone by now.
+    """
+
+    def call() -> T:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return await sync_to_async(call, thread_sensitive=False, executor=post_stream_executor())()
 
 
 async def _call(hook: Hook, turn: FinishedTurn) -> None:
     if inspect.iscoroutinefunction(hook):
         await hook(turn)
     else:
-        # Not thread-sensitive: the request's own thread may be gone by now.
-        call = sync_to_async(
-            _call_in_worker_thread, thread_sensitive=False, executor=post_stream_executor()
-        )
-        await call(hook, turn)
+        await in_post_stream_thread(hook, turn)
 
 
 async def run_post_stream_hooks(turn: FinishedTurn) -> None:

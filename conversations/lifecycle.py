@@ -18,13 +18,11 @@ import logging
 import signal
 from datetime import timedelta
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
 from django.utils import timezone
 
 from conversations import running_turns, saving, services, spool
-from conversations.hooks import post_stream_executor
+from conversations.hooks import in_post_stream_thread
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +77,7 @@ async def _maintain() -> None:
     every = min(MAINTENANCE_EVERY_SECONDS, settings.TURN_HEARTBEAT_STALE_SECONDS / 2)
     while True:
         try:
-            await sync_to_async(
-                _maintenance_pass, thread_sensitive=False, executor=post_stream_executor()
-            )(_own_answer_ids())
+            await in_post_stream_thread(_maintenance_pass, _own_answer_ids())
         except Exception:
             logger.warning("Turn maintenance failed; trying again later", exc_info=True)
         await asyncio.sleep(every)
@@ -92,17 +88,12 @@ def _own_answer_ids() -> list[int]:
 
 
 def _maintenance_pass(own_answer_ids: list[int]) -> None:
-    try:
-        if spool.pending_files():
-            saving.replay_spooled_turns()
-        stale_before = timezone.now() - timedelta(seconds=settings.TURN_HEARTBEAT_STALE_SECONDS)
-        closed = services.turns_close_interrupted(
-            stale_before=stale_before, exclude_ids=own_answer_ids
-        )
-        if closed:
-            logger.warning("Marked %d answer(s) whose server stopped as interrupted", closed)
-    finally:
-        connections.close_all()
+    if spool.pending_files():
+        saving.replay_spooled_turns()
+    stale_before = timezone.now() - timedelta(seconds=settings.TURN_HEARTBEAT_STALE_SECONDS)
+    closed = services.turns_close_interrupted(stale_before=stale_before, exclude_ids=own_answer_ids)
+    if closed:
+        logger.warning("Marked %d answer(s) whose server stopped as interrupted", closed)
 
 
 # --- shutdown ---------------------------------------------------------------------------

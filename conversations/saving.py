@@ -8,13 +8,12 @@ background until the database takes it.
 
 import asyncio
 import logging
-from concurrent.futures import Executor
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError
 
 from conversations import services, spool
+from conversations.hooks import in_post_stream_thread
 from conversations.turns import FinishedTurn
 
 logger = logging.getLogger(__name__)
@@ -28,23 +27,7 @@ REPLAY_EVERY_SECONDS = 5.0
 _replaying: asyncio.Task | None = None
 
 
-def _in_worker_thread(function, *args):
-    def run():
-        try:
-            return function(*args)
-        finally:
-            connections.close_all()  # hand the thread's connection back to the pool
-
-    return run
-
-
-async def _off_loop(executor: Executor, function, *args):
-    return await sync_to_async(
-        _in_worker_thread(function, *args), thread_sensitive=False, executor=executor
-    )()
-
-
-async def save_turn_durably(turn: FinishedTurn, executor: Executor) -> str:
+async def save_turn_durably(turn: FinishedTurn) -> str:
     """Save the turn in the database, retrying while it fails for up to
     SAVE_PATIENCE_SECONDS; failing that, spool it. Return SAVED, SPOOLED, or UNSAVED (the
     spool failed too: logged as critical).
@@ -57,7 +40,7 @@ async def save_turn_durably(turn: FinishedTurn, executor: Executor) -> str:
     deadline = loop.time() + SAVE_PATIENCE_SECONDS
     for attempt in range(settings.TURN_SAVE_RETRIES + 1):
         try:
-            await _off_loop(executor, services.save_finished_turn, turn)
+            await in_post_stream_thread(services.save_finished_turn, turn)
             return SAVED
         except (OperationalError, InterfaceError):
             logger.warning("Saving turn %s failed (attempt %d)", turn.request_id, attempt + 1)
@@ -69,12 +52,12 @@ async def save_turn_durably(turn: FinishedTurn, executor: Executor) -> str:
             logger.exception("Saving turn %s failed unexpectedly", turn.request_id)
             break
     try:
-        path = await _off_loop(executor, spool.spool_turn, turn)
+        path = await in_post_stream_thread(spool.spool_turn, turn)
     except Exception:
         logger.critical("Turn %s could neither be saved nor spooled", turn.request_id)
         return UNSAVED
     logger.warning("The database is away: turn %s is spooled in %s", turn.request_id, path)
-    ensure_replaying(executor)
+    ensure_replaying()
     return SPOOLED
 
 
@@ -83,18 +66,18 @@ def replay_spooled_turns() -> spool.ReplayResult:
     return spool.replay_spool(services.save_finished_turn)
 
 
-def ensure_replaying(executor: Executor) -> None:
+def ensure_replaying() -> None:
     """Replay the spool every few seconds in the background until it is empty."""
     global _replaying
     if _replaying is None or _replaying.done():
-        _replaying = asyncio.get_running_loop().create_task(_replay_until_empty(executor))
+        _replaying = asyncio.get_running_loop().create_task(_replay_until_empty())
 
 
-async def _replay_until_empty(executor: Executor) -> None:
+async def _replay_until_empty() -> None:
     while True:
         await asyncio.sleep(REPLAY_EVERY_SECONDS)
         try:
-            result = await _off_loop(executor, replay_spooled_turns)
+            result = await in_post_stream_thread(replay_spooled_turns)
         except Exception:
             logger.warning("Replaying the spool failed; trying again", exc_info=True)
             continue

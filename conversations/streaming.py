@@ -26,7 +26,7 @@ from django.conf import settings
 from conversations import checkpoints, live_turns, running_turns
 from conversations.eventlog import EventLog, EventSpec, TurnEvent, TurnWriter, event_log
 from conversations.exceptions import ProviderError
-from conversations.hooks import post_stream_executor, run_post_stream_hooks
+from conversations.hooks import run_post_stream_hooks
 from conversations.models import Message
 from conversations.providers import ChatModelClient, ModelChunk
 from conversations.saving import save_turn_durably
@@ -501,7 +501,7 @@ async def finish_turn(
         except Exception:
             logger.warning("Closing the model's stream failed", exc_info=True)
         try:
-            record = await save_turn_durably(finished, post_stream_executor())
+            record = await save_turn_durably(finished)
             await run_post_stream_hooks(finished)
             return record
         finally:
