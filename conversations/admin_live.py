@@ -37,15 +37,12 @@ from conversations.exceptions import TurnEventsGone
 from conversations.hooks import in_post_stream_thread
 from conversations.models import Message, TurnAudit
 from conversations.responses import json_error, release_connections, request_id_for, sse_response
-from conversations.turn_readers import TurnStream, open_turn_stream
+from conversations.turn_readers import TurnStream, open_answer_stream
 
 STOP_PERMISSION = "conversations.stop_turn"
 # A live list's stream ends after this long, and the page's EventSource reconnects with a
 # fresh roll call: no reader holds its channel (and its view of the turns) for days.
 LIVE_STREAM_SECONDS = 30 * 60
-# How long a watcher of an answer that has just started in another process waits for its
-# event log to appear.
-LOG_APPEAR_SECONDS = 2.0
 
 AsyncView = Callable[..., Awaitable[HttpResponse]]
 
@@ -199,28 +196,21 @@ async def watch_events(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 async def _reattach(answer: Message, after: int) -> TurnStream | None:
-    """The answer's stream from event `after` (None when nothing follows). A turn that has
-    just started in another process may not have written its log yet: wait a little."""
-    deadline = asyncio.get_running_loop().time() + LOG_APPEAR_SECONDS
-    while True:
-        try:
-            return await open_turn_stream(
-                user_id=answer.user_id,
-                request_id=answer.request_id,
-                after=after,
-                encoder=SiteEventEncoder(),
-                keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
-                # Staff look on: a turn whose own client left must not go on for them.
-                counts_as_reader=False,
-            )
-        except (TurnLogGap, TurnLogNotFound):
-            late = asyncio.get_running_loop().time() > deadline
-            if answer.status != Message.Status.STREAMING or late:
-                raise TurnEventsGone(
-                    f"This answer is {answer.get_status_display().lower()} and its events "
-                    "are not kept; read it in its conversation."
-                ) from None
-            await asyncio.sleep(0.1)
+    """The answer's stream from event `after` (None when nothing follows)."""
+    try:
+        return await open_answer_stream(
+            answer,
+            after=after,
+            encoder=SiteEventEncoder(),
+            keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+            # Staff look on: a turn whose own client left must not go on for them.
+            counts_as_reader=False,
+        )
+    except (TurnLogGap, TurnLogNotFound):
+        raise TurnEventsGone(
+            f"This answer is {answer.get_status_display().lower()} and its events "
+            "are not kept; read it in its conversation."
+        ) from None
 
 
 def _last_event_id(request: HttpRequest) -> int:

@@ -14,7 +14,6 @@ repeats (instructions, metadata, ...) are kept in the cache for a day; after tha
 read back shows their defaults. Errors are OpenAI's, as on /v1/chat/completions.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -46,17 +45,13 @@ from conversations.openai_responses_schema import (
 )
 from conversations.responses import sse_response
 from conversations.streaming import CONTINUE, TurnRun
-from conversations.turn_readers import TurnStream, follow_run, open_turn_stream
+from conversations.turn_readers import TurnStream, follow_run, open_answer_stream
 from conversations.turn_starts import begin_turn, start_run
 from conversations.views import parse_json_object
 
 logger = logging.getLogger(__name__)
 
 ECHO_SECONDS = 24 * 3600
-# How long a reader of a response that has just started in another process waits for its log.
-LOG_APPEAR_SECONDS = 2.0
-# How long a cancel waits for the stopped answer to be saved.
-CANCEL_WAIT_SECONDS = 2.0
 
 
 @v1_view("POST")
@@ -157,34 +152,23 @@ async def _replay(
 ) -> AsyncIterator[bytes]:
     """Follow the response's turn from its first event, wherever it runs; replay its saved
     row when its events have expired."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + LOG_APPEAR_SECONDS
-    while True:
-        try:
-            stream = await open_turn_stream(
-                user_id=user.pk,
-                request_id=answer.request_id,
-                after=0,
-                encoder=encoder,
-                keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
-            )
-        except (TurnLogNotFound, TurnLogGap) as exc:
-            await answer.arefresh_from_db()
-            if answer.status != Message.Status.STREAMING:
-                return _once(encoder.encode(row_events(answer)))
-            # A turn that has just started in another process may not have written yet.
-            if isinstance(exc, TurnLogGap) or loop.time() > deadline:
-                raise TurnEventsGone(
-                    "This response's events are not available while it runs: the server "
-                    "writing it may have stopped. Retrieve it without stream instead.",
-                    field="response_id",
-                ) from None
-            await asyncio.sleep(0.1)
-            continue
-        if stream is None:  # nothing after event 0 is impossible for a turn that started
-            await answer.arefresh_from_db()
+    try:
+        stream = await open_answer_stream(
+            answer, after=0, encoder=encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS
+        )
+    except (TurnLogNotFound, TurnLogGap):
+        await answer.arefresh_from_db()
+        if answer.status != Message.Status.STREAMING:
             return _once(encoder.encode(row_events(answer)))
-        return stream
+        raise TurnEventsGone(
+            "This response's events are not available while it runs: the server "
+            "writing it may have stopped. Retrieve it without stream instead.",
+            field="response_id",
+        ) from None
+    if stream is None:  # nothing after event 0 is impossible for a turn that started
+        await answer.arefresh_from_db()
+        return _once(encoder.encode(row_events(answer)))
+    return stream
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:
@@ -200,13 +184,7 @@ async def response_cancel(
     others; chatsite stops any running one, and returns a finished one unchanged."""
     answer = await sync_to_async(find_answer)(user=user, response_id=response_id)
     if answer.status == Message.Status.STREAMING:
-        await running_turns.request_stop(user_id=user.pk, request_id=answer.request_id)
-        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_SECONDS
-        while answer.status == Message.Status.STREAMING:
-            if asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.05)
-            await answer.arefresh_from_db()
+        await running_turns.stop_and_wait(answer)
     meta = await _recall(user, answer)
     return JsonResponse(row_response(meta, answer), headers={"X-Request-ID": request_id})
 

@@ -28,6 +28,7 @@ from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
+    from conversations.models import Message
     from conversations.streaming import TurnRun
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,18 @@ async def request_stop(*, user_id: int, request_id: str) -> None:
     await get_channel_layer().group_send(
         GROUP, {"type": STOP, "user_id": user_id, "request_id": request_id}
     )
+
+
+async def stop_and_wait(answer: "Message", *, patience: float = 2.0) -> None:
+    """Stop the answer's turn wherever it runs, and wait up to `patience` seconds for it to
+    be saved as ended; `answer` is refreshed as the database then has it."""
+    await request_stop(user_id=answer.user_id, request_id=answer.request_id)
+    deadline = asyncio.get_running_loop().time() + patience
+    while answer.status == answer.Status.STREAMING:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+        await answer.arefresh_from_db()
 
 
 async def signal_reader(*, user_id: int, request_id: str, change: int) -> None:

@@ -24,7 +24,6 @@ Answers stream exactly as on the chat page (see docs/streaming.md). Errors are
 {"error": {"message", "field"?}} with the matching HTTP status.
 """
 
-import asyncio
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -39,7 +38,7 @@ from conversations.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.exceptions import InvalidChatRequest, TurnEventsGone
 from conversations.models import Conversation, Message
 from conversations.responses import json_api_view, render_json_error, sse_response
-from conversations.turn_readers import TurnStream, open_turn_stream
+from conversations.turn_readers import TurnStream, open_answer_stream
 from conversations.views import (
     parse_chat_payload,
     parse_json_object,
@@ -177,10 +176,6 @@ def message_json(message: Message) -> dict[str, Any]:
     }
 
 
-# How long a reader of a turn that has just started in another process waits for its log.
-LOG_APPEAR_SECONDS = 2.0
-
-
 @site_api_view("GET")
 async def turn_events(
     request: HttpRequest, user: AbstractBaseUser, turn_request_id: str, *, request_id: str
@@ -199,40 +194,31 @@ async def turn_events(
 async def reattach_turn(
     user: AbstractBaseUser, turn_request_id: str, after: int, encoder: EventEncoder
 ) -> TurnStream | None:
-    answer: Message | None = None
-    deadline = asyncio.get_running_loop().time() + LOG_APPEAR_SECONDS
-    while True:
-        try:
-            return await open_turn_stream(
-                user_id=user.pk,
-                request_id=turn_request_id,
-                after=after,
-                encoder=encoder,
-                keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
-            )
-        except TurnLogGap:
+    """Follow one of the user's answers after event `after` (the site API's events endpoint
+    and the WebSocket's attach). Another user's answer, or none, is a 404."""
+    answer = await sync_to_async(selectors.answer_for_request)(
+        user=user, request_id=turn_request_id
+    )
+    try:
+        return await open_answer_stream(
+            answer, after=after, encoder=encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS
+        )
+    except TurnLogGap:
+        raise TurnEventsGone(
+            f"The events after {after} are no longer kept; read the saved answer from "
+            "its conversation.",
+            field="last_event_id",
+        ) from None
+    except TurnLogNotFound:
+        if answer.status != Message.Status.STREAMING:
             raise TurnEventsGone(
-                f"The events after {after} are no longer kept; read the saved answer from "
-                "its conversation.",
-                field="last_event_id",
+                f"This answer ended ({answer.status}) and its events have expired; read "
+                "it from its conversation.",
             ) from None
-        except TurnLogNotFound:
-            if answer is None:  # a 404 for an unknown answer, or another user's
-                answer = await sync_to_async(selectors.answer_for_request)(
-                    user=user, request_id=turn_request_id
-                )
-            # A turn that has just started in another process may not have written yet.
-            if answer.status != Message.Status.STREAMING:
-                raise TurnEventsGone(
-                    f"This answer ended ({answer.status}) and its events have expired; read "
-                    "it from its conversation.",
-                ) from None
-            if asyncio.get_running_loop().time() > deadline:
-                raise TurnEventsGone(
-                    "This answer's events are not available: the server writing it may "
-                    "have stopped. Read what was saved from its conversation.",
-                ) from None
-            await asyncio.sleep(0.1)
+        raise TurnEventsGone(
+            "This answer's events are not available: the server writing it may "
+            "have stopped. Read what was saved from its conversation.",
+        ) from None
 
 
 def _last_event_id(request: HttpRequest) -> int:
@@ -247,9 +233,6 @@ def _last_event_id(request: HttpRequest) -> int:
     return int(raw)
 
 
-STOP_WAIT_SECONDS = 2.0
-
-
 @site_api_view("POST")
 async def turn_stop(
     request: HttpRequest, user: AbstractBaseUser, turn_request_id: str, *, request_id: str
@@ -262,17 +245,5 @@ async def turn_stop(
         user=user, request_id=turn_request_id
     )
     if answer.status == Message.Status.STREAMING:
-        await running_turns.request_stop(user_id=user.pk, request_id=turn_request_id)
-        answer = await _ended(answer)
+        await running_turns.stop_and_wait(answer)
     return JsonResponse({"request_id": answer.request_id, "status": answer.status})
-
-
-async def _ended(answer: Message) -> Message:
-    """Wait a little for the answer to be saved as ended; return it as it then is."""
-    deadline = asyncio.get_running_loop().time() + STOP_WAIT_SECONDS
-    while answer.status == Message.Status.STREAMING:
-        if asyncio.get_running_loop().time() > deadline:
-            break
-        await asyncio.sleep(0.05)
-        await answer.arefresh_from_db(fields=["status"])
-    return answer

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from conversations import running_turns
 from conversations.encoders import EventEncoder
-from conversations.eventlog import TurnEvent, event_log
+from conversations.eventlog import TurnEvent, TurnLogNotFound, event_log
+from conversations.models import Message
 from conversations.streaming import TurnRun, keep, turn_key
 
 _END = object()
@@ -151,6 +152,44 @@ async def open_turn_stream(
         keep(asyncio.ensure_future(signal(change=-1)))
 
     return TurnStream(batches, encoder, first=first, on_leave=leave)
+
+
+# How long a reader of an answer still streaming waits for its log: a turn that has just
+# started in another process may not have written yet.
+LOG_APPEAR_SECONDS = 2.0
+
+
+async def open_answer_stream(
+    answer: Message,
+    *,
+    after: int,
+    encoder: EventEncoder,
+    keepalive_seconds: float,
+    counts_as_reader: bool = True,
+) -> TurnStream | None:
+    """open_turn_stream for a saved answer (its owner's turn), waiting up to
+    LOG_APPEAR_SECONDS for the log of an answer still streaming.
+
+    Raises TurnLogGap at once, and TurnLogNotFound once the answer has ended or the wait is
+    over; `answer.status` is then as the database has it.
+    """
+    deadline = asyncio.get_running_loop().time() + LOG_APPEAR_SECONDS
+    while True:
+        try:
+            return await open_turn_stream(
+                user_id=answer.user_id,
+                request_id=answer.request_id,
+                after=after,
+                encoder=encoder,
+                keepalive_seconds=keepalive_seconds,
+                counts_as_reader=counts_as_reader,
+            )
+        except TurnLogNotFound:
+            await answer.arefresh_from_db(fields=["status"])
+            late = asyncio.get_running_loop().time() > deadline
+            if answer.status != Message.Status.STREAMING or late:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def _log_batches(
