@@ -14,12 +14,12 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 from conversations.models import Conversation, Message
 from tests.conftest import log_in_browser
 from tests.servers import ServerProcess, start_site
-from tests.test_resume_browser import long_prompt
+from tests.test_resume_browser import body, last_answer, long_prompt, send
 from tests.test_streaming_live import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -49,19 +49,6 @@ def page(browser, own_site, alice) -> Iterator[Page]:
     page.wait_for_url("**/chat/")
     yield page
     context.close()
-
-
-def send(page: Page, text: str) -> None:
-    page.fill("#message-input", text)
-    page.press("#message-input", "Enter")
-
-
-def last_answer(page: Page) -> Locator:
-    return page.locator("article.message-assistant").last
-
-
-def body(article: Locator) -> Locator:
-    return article.locator(".message-body")
 
 
 def newest_saved_answer(user, after: int = 0) -> Message:
