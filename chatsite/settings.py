@@ -270,6 +270,11 @@ MAX_CONCURRENT_STREAMS = env_int("MAX_CONCURRENT_STREAMS", 3, minimum=1)
 # a 503 with Retry-After before anything is counted or written. 0: no limit.
 MAX_RUNNING_TURNS = env_int("MAX_RUNNING_TURNS", 500, minimum=0)
 DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0, minimum=0)  # 0: no quota
+# How long a server process keeps its own copy of per-user rows read on every request (an API
+# key's owner): conversations.local_cache. A change drops the copies in every process at once
+# through the channel layer; this bounds the staleness should that notice be lost. Without
+# Redis no other process could be told (the layer is in memory), so nothing is cached: 0.
+PROCESS_CACHE_SECONDS = env_float("PROCESS_CACHE_SECONDS", 30.0 if REDIS_URL else 0.0)
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
 # How a turn outlives failures (docs/streaming.md, "When things fail"). While an answer
 # streams, its runner writes the partial text and a heartbeat to its row at most this often,

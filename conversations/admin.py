@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 # The user admin with its unlock action; it registers itself on import.
 import conversations.admin_accounts  # noqa: F401
-from conversations import admin_live, admin_search, exports, usage
+from conversations import admin_live, admin_search, apikeys, exports, usage
 from conversations.models import ApiKey, Conversation, Message, TurnAudit, UserLimits
 
 # Far enough apart for any real period, and far enough from the calendar's ends that a period
@@ -305,7 +305,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     # Revoking is a write: view-only staff must not be offered it (nor be able to post it).
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        count = apikeys.api_keys_revoke(keys=queryset)
         self.message_user(request, f"Revoked {count} key(s).")
 
 

@@ -6,4 +6,6 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
-        from conversations import checks  # noqa: F401  (registers the system checks)
+        # Imported for what they register: the system checks, and the receivers that forget
+        # cached rows when they change.
+        from conversations import checks, signals  # noqa: F401

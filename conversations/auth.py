@@ -1,11 +1,12 @@
 """Who is calling: an API key (Authorization: Bearer) or the browser's session."""
 
-from asgiref.sync import sync_to_async
+import copy
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
-from conversations.apikeys import user_for_key
+from conversations.apikeys import aactive_key
 from conversations.exceptions import ChatError
 
 
@@ -38,13 +39,15 @@ async def api_key_user(request: HttpRequest) -> AbstractBaseUser:
         )
     if not token:
         raise NotAuthenticated("Malformed Authorization header: expected 'Bearer <key>'.")
-    user = await sync_to_async(user_for_key)(token)
-    if user is None:
+    found = await aactive_key(token)
+    if found is None:
         raise NotAuthenticated(
             "Incorrect API key provided: it is unknown or has been revoked. "
             "Create one on the API keys page."
         )
-    return user
+    # The process keeps one user object per key for every request that uses it: each request
+    # gets its own, so that nothing one request caches on it (a relation, say) leaks to others.
+    return copy.copy(found.user)
 
 
 async def api_key_or_session_user(request: HttpRequest) -> AbstractBaseUser:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
+from conversations import local_cache
+
 if TYPE_CHECKING:
     from conversations.models import Message
     from conversations.streaming import TurnRun
@@ -37,6 +39,8 @@ GROUP = "chatsite.running-turns"
 STOP = "turn.stop"
 READER = "turn.reader"
 ROLL_CALL = "turn.roll_call"
+# Not about turns: drop a user's rows cached in each process (conversations.local_cache).
+CACHE_FORGET = "cache.forget"
 
 _running: dict[tuple[int, str], "TurnRun"] = {}
 _listener: asyncio.Task | None = None
@@ -115,6 +119,8 @@ async def signal_reader(*, user_id: int, request_id: str, change: int) -> None:
 
 
 def _receive(message: dict) -> None:
+    if message.get("type") == CACHE_FORGET:
+        return local_cache.receive_forget(message)
     if message.get("type") == ROLL_CALL:
         from conversations import live_turns  # it builds on this module
 

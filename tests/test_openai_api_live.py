@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from conversations.models import ApiKey, Conversation, Message
-from tests.conftest import openai_client
+from tests.conftest import log_in, openai_client
 from tests.quirky_upstream import QUIRKS
 from tests.test_streaming_live import wait_for
 
@@ -145,7 +145,9 @@ def test_missing_and_malformed_authorization_headers_are_401(site, alice):
 
 
 def test_revoked_key_is_refused(site, key, alice):
-    ApiKey.objects.filter(user=alice).update(revoked_at="2026-01-01T00:00:00Z")
+    assert openai_client(site, key).models.list().data  # the server keeps a copy of the key
+    key_id = ApiKey.objects.get(user=alice).pk
+    assert log_in(site.url, "alice").post(f"/settings/api-keys/{key_id}/revoke/").is_redirect
     with pytest.raises(openai.AuthenticationError):
         openai_client(site, key).models.list()
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.test import Client
 
+from conversations.apikeys import api_key_revoke
 from conversations.models import Conversation, Message
 from tests.conftest import PASSWORD, log_in
 from tests.sse_client import parse_events
@@ -134,9 +135,10 @@ def test_anonymous_caller_is_a_401(db):
 
 
 def test_revoked_key_is_a_401(alice, make_api_key):
-    key = make_api_key(alice)
-    alice.api_keys.update(revoked_at="2026-01-01T00:00:00Z")
-    response = Client(headers={"Authorization": f"Bearer {key}"}).get("/api/conversations/")
+    client = Client(headers={"Authorization": f"Bearer {make_api_key(alice)}"})
+    assert client.get("/api/conversations/").status_code == 200
+    api_key_revoke(user=alice, key_id=alice.api_keys.get().pk)
+    response = client.get("/api/conversations/")
     assert response.status_code == 401
 
 
