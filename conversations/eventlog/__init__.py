@@ -11,6 +11,7 @@ import weakref
 
 from django.conf import settings
 
+from conversations import redis_async
 from conversations.eventlog.base import (
     EventLog,
     EventLogError,
@@ -64,7 +65,10 @@ def event_log() -> EventLog:
         return _outside_loop.setdefault("redis", _redis_log())
     log = _redis_logs.get(loop)
     if log is None:
-        log = _redis_logs[loop] = _redis_log()
+        # The loop's shared client (conversations.redis_async): admission and leases use it too.
+        log = _redis_logs[loop] = RedisEventLog(
+            redis_async.redis_client(), key_prefix=_key_prefix(), **_options()
+        )
     return log
 
 
@@ -72,6 +76,7 @@ def reset_event_log() -> None:
     """Forget the logs built so far, so that the next call reads the settings again (tests)."""
     _redis_logs.clear()
     _outside_loop.clear()
+    redis_async.reset_redis_clients()
 
 
 def _options() -> dict[str, int]:
@@ -82,12 +87,15 @@ def _options() -> dict[str, int]:
     }
 
 
-def _redis_log() -> "RedisEventLog":
+def _key_prefix() -> str:
     # The cache's prefix (CACHE_KEY_PREFIX), so one Redis can serve several sites.
-    prefix = settings.CACHES.get("default", {}).get("KEY_PREFIX") or "chatsite"
+    return settings.CACHES.get("default", {}).get("KEY_PREFIX") or "chatsite"
+
+
+def _redis_log() -> "RedisEventLog":
     return RedisEventLog.from_url(
         settings.REDIS_URL,
-        key_prefix=prefix,
+        key_prefix=_key_prefix(),
         max_connections=settings.TURN_LOG_REDIS_CONNECTIONS,
         **_options(),
     )

@@ -8,10 +8,10 @@ instead of interleaving its own numbering. (Redis's own time-based IDs would tel
 nothing, hence ENGINEERING.md's advice to keep a counter in each entry; explicit IDs make
 that counter the ID itself.) Nothing here trims by time, so an ID carrying no time is fine.
 
-A batch is one round trip: MULTI, one XADD per event, PEXPIRE, EXEC, sent as one pipeline.
-The transaction makes the batch atomic, so readers never see half of it and two writers'
-batches cannot interleave; when a second writer collides, the refused XADDs are reported
-(an XADD that a transaction already queued cannot be undone, but its writer raises at once).
+A batch is one round trip: one Lua script adds each event (XADD) and sets the expiry. A script
+runs atomically, so readers never see half of a batch and two writers' batches cannot
+interleave; when a second writer collides, its first refused XADD stops its batch with
+Redis's error, reported as TurnLogConflict.
 
 Bounds: XADD carries `MAXLEN ~ max_events` (approximate trimming drops whole stream nodes,
 so a stream may hold up to one node, `stream-node-max-entries`, 100 by default, beyond the
@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 import redis.asyncio as redis
 
+from conversations import redis_async
 from conversations.eventlog.base import (
     EventLog,
     TurnEvent,
@@ -42,9 +43,29 @@ from conversations.eventlog.base import (
 # The start of Redis's reply when an XADD's ID is not above the stream's last one.
 _ID_TOO_SMALL = "equal or smaller"
 
+# A batch of events appended: KEYS[1] the turn's stream; ARGV: the cap on its length, its
+# expiry in milliseconds, then per event its entry ID, name, JSON data and final flag ("1" or
+# ""). One script is one command on the wire and one reply (a MULTI of N XADDs was N + 3 of
+# each, the main cost of a turn's appends), and it runs atomically, as the transaction did.
+# An ID not above the stream's last stops the batch with Redis's error (a second writer).
+_APPEND = """
+for i = 3, #ARGV, 4 do
+  if ARGV[i + 3] == '1' then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i],
+      'name', ARGV[i + 1], 'data', ARGV[i + 2], 'final', '1')
+  else
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i],
+      'name', ARGV[i + 1], 'data', ARGV[i + 2])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
 
-# How long one XREAD waits for new events before it checks that the turn's log still exists.
-DEFAULT_BLOCK_SECONDS = 5.0
+
+# How long one XREAD waits for new events before it checks that the turn's log still exists
+# (the clients' socket timeout is longer: redis_async.LONGEST_BLOCK_SECONDS).
+DEFAULT_BLOCK_SECONDS = redis_async.LONGEST_BLOCK_SECONDS
 
 
 class RedisEventLog(EventLog):
@@ -70,22 +91,9 @@ class RedisEventLog(EventLog):
         self.read_count = read_count
 
     @classmethod
-    def from_url(
-        cls, url: str, *, max_connections: int = 500, pool_timeout: float = 10.0, **options: Any
-    ) -> "RedisEventLog":
-        """Build a log on a new client for the Redis at `url`, with a pool that makes a busy
-        moment wait for a free connection: redis-py's default pool fails at once past 100
-        connections, which 300 concurrent answers reach."""
-        # A reader's XREAD BLOCK waits up to block_seconds: the socket must wait longer than
-        # that (redis-py 8 times a socket out after 5 s by default, failing the read).
-        block_seconds = options.get("block_seconds", DEFAULT_BLOCK_SECONDS)
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=pool_timeout,
-            socket_timeout=block_seconds + 10,
-        )
-        return cls(redis.Redis(connection_pool=pool), **options)
+    def from_url(cls, url: str, *, max_connections: int = 500, **options: Any) -> "RedisEventLog":
+        """Build a log on a new client for the Redis at `url` (see redis_async.new_client)."""
+        return cls(redis_async.new_client(url, max_connections=max_connections), **options)
 
     def key(self, turn_key: str) -> str:
         """Return the Redis key of the turn's stream."""
@@ -130,27 +138,19 @@ class RedisEventLog(EventLog):
                 after = event.id
 
     async def _store(self, turn_key: str, events: Sequence[TurnEvent]) -> None:
-        key = self.key(turn_key)
-        async with self.client.pipeline(transaction=True) as pipe:
-            for event in events:
-                pipe.xadd(
-                    key,
-                    _encode(event),
-                    id=f"0-{event.id}",
-                    maxlen=self.max_events,
-                    approximate=True,
-                )
-            ttl = self.ttl_seconds if events[-1].final else self.running_ttl_seconds
-            # In milliseconds, so that tests can use TTLs below a second.
-            pipe.pexpire(key, max(1, round(ttl * 1000)))
-            results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception):
-                if _ID_TOO_SMALL in str(result):
-                    raise TurnLogConflict(
-                        f"Turn {turn_key!r} already holds event {events[0].id}: a second writer?"
-                    ) from result
-                raise result
+        ttl = self.ttl_seconds if events[-1].final else self.running_ttl_seconds
+        args: list[Any] = [self.max_events, max(1, round(ttl * 1000))]
+        for event in events:
+            data = orjson.dumps(event.data)
+            args += [f"0-{event.id}", event.name, data, b"1" if event.final else b""]
+        try:
+            await self.client.register_script(_APPEND)(keys=[self.key(turn_key)], args=args)
+        except redis.ResponseError as exc:
+            if _ID_TOO_SMALL in str(exc):
+                raise TurnLogConflict(
+                    f"Turn {turn_key!r} already holds event {events[0].id}: a second writer?"
+                ) from exc
+            raise
 
 
 class _RedisWriter(TurnWriter):
@@ -160,13 +160,6 @@ class _RedisWriter(TurnWriter):
 
     async def _store(self, events: list[TurnEvent]) -> None:
         await self._log._store(self.turn_key, events)
-
-
-def _encode(event: TurnEvent) -> dict[str, bytes]:
-    fields = {"name": event.name.encode(), "data": orjson.dumps(event.data)}
-    if event.final:
-        fields["final"] = b"1"
-    return fields
 
 
 def _entries(reply: Any) -> list[tuple[Any, dict[Any, Any]]]:
