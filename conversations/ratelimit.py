@@ -2,8 +2,9 @@
 
 Three rules, checked in this order for every request that calls a model:
 
-1. **Requests per minute**, counted by django-ratelimit in the default cache. With REDIS_URL
-   set, that cache is Redis, so the count holds across every server process.
+1. **Requests per minute**, counted in django-ratelimit's windows and keys in the default
+   cache. With REDIS_URL set, that cache is Redis, so the count holds across every server
+   process; the count and the stream lease (3.) are then one script, one round trip.
 2. **A daily token quota** (optional), checked against the user's ledger for the day
    (DailyUsage), which every saved answer is charged to, whatever became of it; deleting
    conversations gives nothing back. The check comes before a stream and the charge after it,
@@ -21,18 +22,22 @@ Retry-After.
 """
 
 import datetime
+import time
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import caches
 from django.http import HttpRequest
 from django.utils import timezone
-from django_ratelimit.core import get_usage
+from django_ratelimit import ALL
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
 
 from conversations.exceptions import ChatError
+from conversations.local_cache import ProcessCache
 from conversations.models import DailyUsage, UserLimits
-from conversations.stream_leases import HeldLease, stream_leases
+from conversations.stream_leases import HeldLease, RedisStreamLeases, stream_leases
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,19 +67,40 @@ class Admission:
     limits: Limits = field(repr=False)
 
 
+# Staff's overrides, as (requests per minute, concurrent streams, daily quota), None where the
+# setting applies: kept in each process (PROCESS_CACHE_SECONDS) and forgotten everywhere when
+# staff change them (conversations.signals). The settings are read at each request.
+OVERRIDE_FIELDS = ("requests_per_minute", "max_concurrent_streams", "daily_token_quota")
+_overrides = ProcessCache("limit overrides")
+
+
 def limits_for(user: AbstractBaseUser) -> Limits:
     """Return the user's limits: staff overrides where set, the settings elsewhere."""
-    override = UserLimits.objects.filter(user=user).first()
+    return _resolve(_override_of(user))
 
-    def pick(name: str, default: int) -> int:
-        value = getattr(override, name, None)
-        return default if value is None else value
 
-    return Limits(
-        requests_per_minute=pick("requests_per_minute", settings.RATE_LIMIT_PER_MINUTE),
-        max_concurrent_streams=pick("max_concurrent_streams", settings.MAX_CONCURRENT_STREAMS),
-        daily_token_quota=pick("daily_token_quota", settings.DAILY_TOKEN_QUOTA),
+async def alimits_for(user: AbstractBaseUser) -> Limits:
+    """limits_for from the event loop: from this process's copy of the overrides when it has
+    one (no query, no thread), else read in a thread and kept."""
+    override = _overrides.get(user.pk)
+    if override is None:
+        override = await sync_to_async(_override_of)(user)
+        _overrides.put(user.pk, override, user_id=user.pk)
+    return _resolve(override)
+
+
+def _override_of(user: AbstractBaseUser) -> tuple[int | None, ...]:
+    row = UserLimits.objects.filter(user=user).values_list(*OVERRIDE_FIELDS).first()
+    return row or (None, None, None)
+
+
+def _resolve(override: tuple[int | None, ...]) -> Limits:
+    defaults = (
+        settings.RATE_LIMIT_PER_MINUTE,
+        settings.MAX_CONCURRENT_STREAMS,
+        settings.DAILY_TOKEN_QUOTA,
     )
+    return Limits(*(d if o is None else o for o, d in zip(override, defaults, strict=True)))
 
 
 def tokens_used_today(user: AbstractBaseUser) -> int:
@@ -91,40 +117,78 @@ def seconds_until_midnight() -> int:
     return int((tomorrow - now).total_seconds()) + 1
 
 
+# django-ratelimit's group for the per-minute count of requests that call a model.
+COUNT_GROUP = "chat"
+COUNT_PERIOD_SECONDS = 60
+# A count whose limit is switched off (RATELIMIT_ENABLE = False).
+NOT_COUNTED = {"count": 0, "should_limit": False, "time_left": COUNT_PERIOD_SECONDS}
+
+
 def _count_request(user_id: int, limits: Limits) -> dict:
     usage = get_usage(
         # django-ratelimit wants a request; the count is keyed by the user alone, so that
         # every surface (HTTP, WebSocket) shares it.
         HttpRequest(),
-        group="chat",
+        group=COUNT_GROUP,
         key=lambda group, request: str(user_id),
         rate=f"{limits.requests_per_minute}/m",
         increment=True,
     )
     # get_usage answers None only when RATELIMIT_ENABLE is off: then nothing is limited.
-    return usage or {"count": 0, "should_limit": False, "time_left": 60}
+    return usage or NOT_COUNTED
+
+
+def _count_key(user_id: int, limits: Limits) -> tuple[str, int]:
+    """The cache key under which django-ratelimit counts the user's requests this minute (so
+    that get_usage reads the counts the admission script makes), and the window's end."""
+    value = str(user_id)
+    window = _get_window(value, COUNT_PERIOD_SECONDS)
+    key = _make_cache_key(COUNT_GROUP, window, f"{limits.requests_per_minute}/m", value, ALL)
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    return cache.make_key(key), window
+
+
+async def _count_and_lease(
+    user_id: int, limits: Limits, *, take_lease: bool
+) -> tuple[dict, HeldLease | None]:
+    """Count the request and take a stream lease unless a limit refuses: with Redis one
+    script, one round trip, from the event loop; in process, django-ratelimit's count in the
+    local cache and the local lease table, neither of which waits on anything."""
+    leases = stream_leases()
+    counting = getattr(settings, "RATELIMIT_ENABLE", True)
+    if isinstance(leases, RedisStreamLeases):
+        key, window = _count_key(user_id, limits)
+        count, lease = await leases.count_and_acquire(
+            user_id,
+            limits.max_concurrent_streams,
+            count_key=key,
+            count_limit=limits.requests_per_minute if counting else -1,
+            count_seconds=COUNT_PERIOD_SECONDS + EXPIRATION_FUDGE,
+            take_lease=take_lease,
+        )
+        usage = NOT_COUNTED
+        if counting:
+            usage = {
+                "count": count,
+                "should_limit": count > limits.requests_per_minute,
+                "time_left": window - int(time.time()),
+            }
+    else:
+        usage = _count_request(user_id, limits)
+        refused = usage["should_limit"] or not take_lease
+        lease = None if refused else leases.acquire(user_id, limits.max_concurrent_streams)
+    return usage, None if lease is None else HeldLease(leases, lease)
 
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def _take_lease(user_id: int, limit: int, headers: dict[str, str]) -> HeldLease:
-    leases = stream_leases()
-    lease = leases.acquire(user_id, limit)
-    if lease is None:
-        raise RateLimited(
-            f"You already have {_plural(limit, 'answer')} streaming; "
-            "wait for one to finish or stop it.",
-            retry_after=1,
-            headers=headers,
-        )
-    return HeldLease(leases, lease)
-
-
-def _admit(user: AbstractBaseUser) -> Admission:
-    limits = limits_for(user)
-    usage = _count_request(user.pk, limits)
+def _admission(
+    limits: Limits, usage: dict, tokens_used: int | None, lease: HeldLease | None
+) -> Admission:
+    """The request let through, or RateLimited for the first limit it is over: requests per
+    minute, then the daily token quota, then concurrent streams."""
     reset = max(0, usage["time_left"])
     remaining = max(0, limits.requests_per_minute - usage["count"])
     headers = request_limit_headers(limits.requests_per_minute, remaining, reset)
@@ -136,11 +200,10 @@ def _admit(user: AbstractBaseUser) -> Admission:
             retry_after=reset,
             headers=headers,
         )
-    if limits.daily_token_quota:
-        used, wait = tokens_used_today(user), seconds_until_midnight()
-        quota = limits.daily_token_quota
-        headers |= token_quota_headers(quota, max(0, quota - used), wait)
-        if used >= quota:
+    if tokens_used is not None:
+        quota, wait = limits.daily_token_quota, seconds_until_midnight()
+        headers |= token_quota_headers(quota, max(0, quota - tokens_used), wait)
+        if tokens_used >= quota:
             raise RateLimited(
                 f"You have used your daily quota of {quota} tokens. "
                 f"It renews in {wait // 3600} h {wait % 3600 // 60} min.",
@@ -148,7 +211,14 @@ def _admit(user: AbstractBaseUser) -> Admission:
                 headers=headers,
                 kind="tokens",
             )
-    lease = _take_lease(user.pk, limits.max_concurrent_streams, headers)
+    if lease is None:
+        limit = limits.max_concurrent_streams
+        raise RateLimited(
+            f"You already have {_plural(limit, 'answer')} streaming; "
+            "wait for one to finish or stop it.",
+            retry_after=1,
+            headers=headers,
+        )
     return Admission(headers=headers, lease=lease, limits=limits)
 
 
@@ -183,9 +253,17 @@ def openai_duration(seconds: int) -> str:
 
 
 async def admit_chat_request(user: AbstractBaseUser) -> Admission:
-    """Count a request of the user's against their limits; raise RateLimited when one is
-    reached.
+    """Count a request of the user's against their limits and take a stream lease; raise
+    RateLimited, holding no lease, when a limit is reached.
 
-    One trip to a worker thread: the checks read the database and the cache.
+    From the event loop, with one Redis round trip (the count and the lease in one script);
+    the database only where a daily quota applies, or for overrides this process has no
+    copy of.
     """
-    return await sync_to_async(_admit)(user)
+    limits = await alimits_for(user)
+    used = None
+    if limits.daily_token_quota:
+        used = await sync_to_async(tokens_used_today)(user)
+    over_quota = used is not None and used >= limits.daily_token_quota
+    usage, lease = await _count_and_lease(user.pk, limits, take_lease=not over_quota)
+    return _admission(limits, usage, used, lease)

@@ -8,7 +8,10 @@ is let in as soon as a lease ends or expires.
 
 With REDIS_URL the leases of a user are one Redis sorted set (member: the lease, score: its
 expiry in Redis's own clock), shared by every server process; acquiring is one Lua script,
-atomic. Without Redis, an in-process table serves the one process.
+atomic. On a request's path (`count_and_acquire`, `arenew`, `arelease`) the script also counts
+the request against the per-minute limit, so admission is one round trip, made from the event
+loop with the asyncio client (no worker thread). Without Redis, an in-process table serves the
+one process.
 """
 
 import threading
@@ -18,9 +21,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cache
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache as django_cache
+
+from conversations.redis_async import redis_client
 
 # How long a lease lasts without renewal, and how often a running turn renews it.
 STREAM_LEASE_SECONDS = 60.0
@@ -59,20 +63,46 @@ class StreamLeases(ABC):
     def held(self, user_id: int) -> int:
         """How many live leases the user holds."""
 
+    # The same from the event loop. In process, nothing waits, so these call the above.
 
-# KEYS[1] the user's set; ARGV: lease id, limit, lease milliseconds. Expired leases go first;
-# a refusal writes nothing. The key lives as long as its newest lease.
-_ACQUIRE = """
+    async def arenew(self, lease: Lease) -> None:
+        self.renew(lease)
+
+    async def arelease(self, lease: Lease) -> None:
+        self.release(lease)
+
+
+# A request counted and, unless refused, leased: one round trip, atomic. KEYS[1] the request
+# count of the user's current minute (django-ratelimit's key: conversations.ratelimit), KEYS[2]
+# the user's lease set. ARGV: the count limit (-1: count nothing), the count's lifetime in
+# seconds, whether to take a lease (0 when another limit already refused), the lease id, the
+# lease limit, the lease's milliseconds. Over the count limit no lease is taken: a refused
+# request holds none. Expired leases go first; a refusal writes nothing to the set, which lives
+# as long as its newest lease. Returns the count and 1 for a lease taken.
+_COUNT_AND_ACQUIRE = """
+local count = 0
+if ARGV[1] ~= '-1' then
+  count = redis.call('INCR', KEYS[1])
+  if count == 1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+  end
+  if count > tonumber(ARGV[1]) then
+    return {count, 0}
+  end
+end
+if ARGV[3] == '0' then
+  return {count, 0}
+end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+  return {count, 0}
 end
-local expiry = now_ms + tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], expiry)
-return 1
+local expiry = now_ms + tonumber(ARGV[6])
+redis.call('ZADD', KEYS[2], expiry, ARGV[4])
+redis.call('PEXPIREAT', KEYS[2], expiry)
+return {count, 1}
 """
 
 # KEYS[1] the user's set; ARGV: lease id, lease milliseconds. Only a lease still held.
@@ -101,7 +131,7 @@ class RedisStreamLeases(StreamLeases):
         super().__init__(lease_seconds)
         self.client = client
         self.key_prefix = key_prefix
-        self._acquire_script = client.register_script(_ACQUIRE)
+        self._acquire_script = client.register_script(_COUNT_AND_ACQUIRE)
         self._renew_script = client.register_script(_RENEW)
         self._held_script = client.register_script(_HELD)
 
@@ -113,8 +143,9 @@ class RedisStreamLeases(StreamLeases):
         return max(1, round(self.lease_seconds * 1000))
 
     def _acquire(self, lease: Lease, limit: int) -> bool:
-        key = self.key(lease.user_id)
-        return bool(self._acquire_script(keys=[key], args=[lease.id, limit, self._ms]))
+        keys = ["", self.key(lease.user_id)]  # nothing counted: no count key
+        _, taken = self._acquire_script(keys=keys, args=[-1, 0, 1, lease.id, limit, self._ms])
+        return bool(taken)
 
     def renew(self, lease: Lease) -> None:
         self._renew_script(keys=[self.key(lease.user_id)], args=[lease.id, self._ms])
@@ -124,6 +155,37 @@ class RedisStreamLeases(StreamLeases):
 
     def held(self, user_id: int) -> int:
         return int(self._held_script(keys=[self.key(user_id)]))
+
+    async def count_and_acquire(
+        self,
+        user_id: int,
+        limit: int,
+        *,
+        count_key: str,
+        count_limit: int,
+        count_seconds: int,
+        take_lease: bool = True,
+    ) -> tuple[int, Lease | None]:
+        """Count a request under `count_key` (unless `count_limit` is -1) and, unless that
+        count is over `count_limit` or `take_lease` is false, take a lease as `acquire` does:
+        one round trip. Return the count and the lease taken, if any."""
+        lease = Lease(user_id, uuid.uuid4().hex)
+        count, taken = await self._async_script(_COUNT_AND_ACQUIRE)(
+            keys=[count_key, self.key(user_id)],
+            args=[count_limit, count_seconds, int(take_lease), lease.id, limit, self._ms],
+        )
+        return int(count), lease if taken else None
+
+    async def arenew(self, lease: Lease) -> None:
+        await self._async_script(_RENEW)(keys=[self.key(lease.user_id)], args=[lease.id, self._ms])
+
+    async def arelease(self, lease: Lease) -> None:
+        await redis_client().zrem(self.key(lease.user_id), lease.id)
+
+    @staticmethod
+    def _async_script(source: str):
+        # Bound to the running loop's client; sent as EVALSHA, the source only on a miss.
+        return redis_client().register_script(source)
 
 
 class MemoryStreamLeases(StreamLeases):
@@ -179,8 +241,8 @@ def stream_leases() -> StreamLeases:
 
 
 class HeldLease:
-    """A lease as a running turn holds it: renew it while running, give it back at the end.
-    Both go to a worker thread (the Redis client is synchronous)."""
+    """A lease as a running turn holds it: renew it while running, give it back at the end,
+    from the event loop."""
 
     def __init__(self, leases: StreamLeases, lease: Lease) -> None:
         self._leases, self.lease = leases, lease
@@ -188,11 +250,11 @@ class HeldLease:
 
     async def renew(self) -> None:
         if self._held:
-            await sync_to_async(self._leases.renew, thread_sensitive=False)(self.lease)
+            await self._leases.arenew(self.lease)
 
     async def release(self) -> None:
         """Give the lease back; releasing twice is harmless."""
         if not self._held:
             return
         self._held = False
-        await sync_to_async(self._leases.release, thread_sensitive=False)(self.lease)
+        await self._leases.arelease(self.lease)
