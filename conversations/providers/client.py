@@ -11,6 +11,7 @@ complete answer or as a ProviderError with the upstream's reason.
 """
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
@@ -215,10 +216,12 @@ async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
             + (f": {page}" if page else ".")
         )
     decoder = SSEDecoder()
-    async for raw in response.iter_bytes():
+    body = response.iter_bytes()
+    async for raw in body:
         for data in decoder.feed(raw):
             if data.strip() == b"[DONE]":
                 check.ended(done=True)
+                await _read_to_end(body)
                 return
             chunk = parse_chunk(data)
             check.saw(chunk)
@@ -229,3 +232,18 @@ async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
             check.saw(chunk)
             yield chunk
     check.ended(done=False)
+
+
+# How long the end of a body may take to come after [DONE]: it is normally in the same packet.
+END_OF_BODY_SECONDS = 0.05
+
+
+async def _read_to_end(body: AsyncIterator[bytes]) -> None:
+    """Read what follows [DONE] (the end of the chunked body) so that the connection goes back
+    to the pool instead of being closed: a new connection for every answer costs a TCP
+    handshake before each first token. An upstream that holds the stream open past [DONE]
+    just has its connection closed, as before."""
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError):
+        async with asyncio.timeout(END_OF_BODY_SECONDS):
+            async for _ in body:
+                pass
