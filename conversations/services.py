@@ -8,12 +8,12 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from conversations import providers, selectors, threads
+from conversations import pg_saves, providers, selectors, threads
 from conversations.exceptions import (
     ConversationNotFound,
     DuplicateRequest,
@@ -330,6 +330,20 @@ def save_finished_turn(turn: FinishedTurn) -> bool:
         "error": turn.error,
         "heartbeat_at": None,
     }
+    changes: dict[str, object] = {"updated_at": timezone.now()}
+    if turn.prompt_hash:  # an API thread: a client may now continue it
+        changes["thread_hash"] = threads.hash_after_answer(
+            prompt_hash=turn.prompt_hash, status=turn.status, content=turn.content
+        )
+    if connection.vendor == "postgresql" and pg_saves.save_streaming_answer(
+        answer_id=turn.assistant_message_id,
+        fields=fields,
+        conversation_id=turn.conversation_id,
+        conversation_changes=changes,
+        user_id=turn.user_id,
+        tokens=turn_tokens(turn),
+    ):
+        return True
     with transaction.atomic():
         answers = Message.objects.filter(pk=turn.assistant_message_id)
         if answers.filter(status=Message.Status.STREAMING).update(**fields):
@@ -347,11 +361,6 @@ def save_finished_turn(turn: FinishedTurn) -> bool:
             charged_before = (swept.prompt_tokens or 0) + (swept.completion_tokens or 0)
             answers_before = 1
             answers.update(**fields)
-        changes: dict[str, object] = {"updated_at": timezone.now()}
-        if turn.prompt_hash:  # an API thread: a client may now continue it
-            changes["thread_hash"] = threads.hash_after_answer(
-                prompt_hash=turn.prompt_hash, status=turn.status, content=turn.content
-            )
         Conversation.objects.filter(pk=turn.conversation_id).update(**changes)
         usage_charge(
             user_id=turn.user_id,

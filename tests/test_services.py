@@ -3,6 +3,8 @@
 import dataclasses
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from conversations import selectors, services
 from conversations.exceptions import (
@@ -12,7 +14,7 @@ from conversations.exceptions import (
     StaleConversation,
     UnknownModel,
 )
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, DailyUsage, Message
 from conversations.turns import FinishedTurn
 
 pytestmark = pytest.mark.django_db
@@ -116,6 +118,42 @@ def test_save_finished_turn_records_everything_about_the_answer(alice):
     assert (answer.prompt_tokens, answer.completion_tokens, answer.usage_reported) == (5, 9, True)
     assert (answer.time_to_first_token_ms, answer.duration_ms) == (12, 80)
     assert answer.upstream_id == "chatcmpl-1"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one-statement save")
+def test_a_streaming_answer_is_saved_in_one_statement_with_its_conversation_and_ledger(alice):
+    turn = services.prompt_turn_start(
+        user=alice,
+        model_key="dev/dev-chat",
+        messages=[{"role": "user", "content": "Hello"}],
+        request_id="req-one-statement",
+    )
+    before = Conversation.objects.get(pk=turn.conversation_id)
+    DailyUsage.objects.filter(user=alice).delete()  # the day's first answer creates the row
+
+    with CaptureQueriesContext(connection) as queries:
+        assert services.save_finished_turn(finished(turn, prompt_hash=turn.prompt_hash)) is True
+
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    answer = Message.objects.get(pk=turn.assistant_message_id)
+    assert (answer.status, answer.content) == ("completed", "A turn is a question and its answer.")
+    after = Conversation.objects.get(pk=turn.conversation_id)
+    assert after.updated_at > before.updated_at
+    assert after.thread_hash and after.thread_hash != before.thread_hash  # continuable again
+    ledger = DailyUsage.objects.get(user=alice)
+    assert (ledger.tokens, ledger.answers) == (5 + 9, 1)
+
+    second = services.prompt_turn_start(
+        user=alice,
+        model_key="dev/dev-chat",
+        messages=[{"role": "user", "content": "Again"}],
+        request_id="req-one-statement-2",
+    )
+    services.save_finished_turn(
+        finished(second, prompt_tokens=1, completion_tokens=2, prompt_hash=second.prompt_hash)
+    )
+    ledger.refresh_from_db()
+    assert (ledger.tokens, ledger.answers) == (14 + 3, 2)
 
 
 def test_saving_a_turn_a_second_time_changes_nothing(alice):
