@@ -93,7 +93,9 @@ def sse_response(
 JsonApiView = Callable[..., Awaitable[HttpResponse]]
 
 
-def _close_connections() -> None:
+def close_request_connections() -> None:
+    """Give the thread's database connections back (to the pool), unless a test's
+    transaction holds them."""
     for connection in connections.all(initialized_only=True):
         # Inside an atomic block (a test's transaction) closing would break the block.
         if not connection.in_atomic_block:
@@ -103,7 +105,7 @@ def _close_connections() -> None:
 # Give the request's pooled connection back to the pool before its response goes out: Django
 # would keep it until the response is closed. Runs in the request's own thread, where its ORM
 # calls opened the connection.
-release_connections = sync_to_async(_close_connections)
+release_connections = sync_to_async(close_request_connections)
 BUSY_RETRY_AFTER = 5
 
 

@@ -16,7 +16,7 @@ from conversations import lifecycle, providers, running_turns
 from conversations.exceptions import ServerBusy
 from conversations.models import Message
 from conversations.ratelimit import Admission, admit_chat_request
-from conversations.responses import release_connections
+from conversations.responses import close_request_connections
 from conversations.streaming import DisconnectPolicy, TurnRun, finish_unstarted_turn
 from conversations.turns import StartedTurn
 
@@ -40,7 +40,7 @@ async def begin_turn(
         with contextlib.suppress(Exception):
             await (await admitting).lease.release()
         raise
-    saving = asyncio.ensure_future(sync_to_async(start)())
+    saving = asyncio.ensure_future(sync_to_async(_saved_then_released(start))())
     try:
         turn = await asyncio.shield(saving)
     except asyncio.CancelledError:
@@ -56,8 +56,20 @@ async def begin_turn(
     except BaseException:
         await admission.lease.release()
         raise
-    await release_connections()
     return turn, admission
+
+
+def _saved_then_released(start: Callable[[], StartedTurn]) -> Callable[[], StartedTurn]:
+    """`start`, then the thread's pooled connection given back in the same trip to the
+    thread: a streaming request must not keep one for the whole stream."""
+
+    def call() -> StartedTurn:
+        try:
+            return start()
+        finally:
+            close_request_connections()
+
+    return call
 
 
 async def start_run(
