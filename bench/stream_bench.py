@@ -11,13 +11,15 @@ key) and through its site API (the chat page's events, same key), and reports:
 * completed streams per second, errors, and the server's CPU milliseconds per stream;
 * saved turns against requests sent (every chatsite request must leave one saved answer);
 
-then the server's resident memory at idle and with BENCH_IDLE_STREAMS answers held open at
-once (the model silent), per open stream. It prints a table and writes JSON (BENCH_JSON,
-default bench/results/latest.json). Timings on a shared machine move from run to run:
-compare within one run.
+then /v1 at each BENCH_RAMP level in turn, up to the first with an error (the highest level
+held with no errors); then the server's resident memory at idle and with BENCH_IDLE_STREAMS
+answers held open at once (the model silent), per open stream. It prints a table and writes
+JSON (BENCH_JSON, default bench/results/latest.json). Timings on a shared machine move from
+run to run: compare within one run.
 
     make bench                                   # levels 1, 50, 200; 1000 idle streams
     BENCH_LEVELS=1,50 BENCH_STREAMS=400 make bench
+    BENCH_RAMP=400,800,1600 make bench           # then /v1 at each until one has errors
 """
 
 import asyncio
@@ -47,6 +49,8 @@ from tests.servers import (  # noqa: E402
 )
 
 LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,50,200").split(",") if n]
+# Higher levels, /v1 only, tried in turn until one has an error: the highest held is reported.
+RAMP = [int(n) for n in os.environ.get("BENCH_RAMP", "400,800").split(",") if n]
 STREAMS = int(os.environ.get("BENCH_STREAMS", "200"))  # per surface and level (1: 30)
 SINGLE_STREAMS = int(os.environ.get("BENCH_SINGLE_STREAMS", "30"))
 IDLE_STREAMS = int(os.environ.get("BENCH_IDLE_STREAMS", "1000"))
@@ -385,6 +389,7 @@ def main() -> None:
     )
     rows: list[LevelResult] = []
     memory: dict[str, float] = {}
+    held = 0
     try:
         openai_body = {"messages": [{"role": "user", "content": PROMPT}], "stream": True}
         # Memory first, before any load has grown the heap: idle after one answer, then with
@@ -431,6 +436,23 @@ def main() -> None:
                 row.added_ttft_p50_ms = row.ttft_p50_ms - base.ttft_p50_ms
                 rows.append(row)
             print_table(rows[-3:])
+        held = max(LEVELS, default=0)
+        for level in RAMP:
+            row = measure(
+                "chatsite /v1 (ramp)",
+                site,
+                site.url + "/v1/chat/completions",
+                auth,
+                openai_body | {"model": "dev/dev-chat"},
+                level,
+                saved_count=count_saved,
+            )
+            rows.append(row)
+            print_table(rows[-1:])
+            if row.errors:
+                break
+            held = level
+        print(f"highest level held with no errors: {held} concurrent streams", flush=True)
         print(
             f"resident memory: {memory.get('idle_mb', 0):.0f} MB idle; "
             f"{memory.get('held_mb', 0):.0f} MB with {IDLE_STREAMS} open streams "
@@ -451,6 +473,7 @@ def main() -> None:
                 "tokens": TOKENS,
                 "delay_ms": DELAY_MS,
                 "levels": [asdict(r) for r in rows],
+                "highest_level_without_errors": held,
                 "memory": memory,
             },
             indent=2,
