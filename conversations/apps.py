@@ -6,6 +6,7 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
-        # Imported for what they register: the system checks, and the receivers that forget
-        # cached rows when they change.
+        # Imported for what they register: the system checks (chatsite.middleware's security
+        # check among them), and the receivers that forget cached rows when they change.
+        from chatsite import middleware  # noqa: F401
         from conversations import checks, signals  # noqa: F401
