@@ -4,7 +4,6 @@ stream slot given back."""
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from unittest import mock
 
@@ -115,21 +114,22 @@ class EarlyDisconnectTests(TransactionTestCase):
         self.assertEqual(await asyncio.to_thread(self.slots_in_use), 0)
 
     async def test_leaving_during_admission_gives_the_stream_lease_back(self):
-        """A barrier holds the admission checks in their thread after they took a lease;
-        the client leaves then. Nothing is saved, and the lease is given back."""
-        real_admit = ratelimit._admit
-        lease_taken, client_left = threading.Event(), threading.Event()
+        """A barrier holds the admission after it took a lease; the client leaves then.
+        Nothing is saved, and the lease is given back."""
+        real_count_and_lease = ratelimit._count_and_lease
+        lease_taken, client_left = asyncio.Event(), asyncio.Event()
         saved = []
 
-        def admit_then_wait(user):
-            admission = real_admit(user)
+        async def count_and_lease_then_wait(*args, **kwargs):
+            counted = await real_count_and_lease(*args, **kwargs)
             lease_taken.set()
-            client_left.wait(5)
-            return admission
+            await client_left.wait()
+            return counted
 
-        with mock.patch.object(ratelimit, "_admit", admit_then_wait):
+        with mock.patch.object(ratelimit, "_count_and_lease", count_and_lease_then_wait):
             task = asyncio.create_task(begin_turn(self.user, lambda: saved.append(1)))
-            await asyncio.to_thread(lease_taken.wait, 5)
+            async with asyncio.timeout(5):
+                await lease_taken.wait()
             self.assertEqual(await asyncio.to_thread(self.slots_in_use), 1)
             task.cancel()
             await asyncio.sleep(0)
