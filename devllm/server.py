@@ -138,6 +138,11 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def _client_address(request: web.Request) -> str | None:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return f"{peer[0]}:{peer[1]}" if peer else None
+
+
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
     """Return the text of the last user message, or "" if there is none."""
     for message in reversed(messages):
@@ -199,6 +204,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         "max_tokens": max_tokens,
         "temperature": body.get("temperature"),
         "received_at": time.time(),
+        # Which connection it came on ("host:port" of the client): tests see reuse by it.
+        "client_address": _client_address(request),
     }
     _store_record(request.app, record)
     headers = {"X-Request-ID": request_id}

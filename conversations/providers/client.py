@@ -11,12 +11,12 @@ complete answer or as a ProviderError with the upstream's reason.
 """
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx2
 import openai
 import orjson
@@ -132,7 +132,9 @@ class ChatModelClient:
             api_key=endpoint.api_key or "missing",
             max_retries=endpoint.max_retries,
             timeout=openai.Timeout(endpoint.read_timeout, connect=endpoint.connect_timeout),
-            http_client=openai.DefaultAsyncHttpxClient(
+            # The SDK's aiohttp transport: aiohttp parses HTTP in C, where httpx's own
+            # transport spends more CPU on a streamed answer than the rest of the turn's reading.
+            http_client=openai.DefaultAioHttpClient(
                 # The default keep-alive pool is too small for many concurrent streams.
                 limits=httpx2.Limits(
                     max_connections=max_connections, max_keepalive_connections=max_connections
@@ -168,10 +170,12 @@ class ChatModelClient:
             raise ProviderError.from_status(
                 exc.status_code, exc.response.headers, exc.body
             ) from exc
-        except (openai.APITimeoutError, TimeoutError) as exc:
-            raise ProviderError("The model did not answer in time.", status=504) from exc
         except openai.APIConnectionError as exc:
+            if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
+                raise ProviderError("The model did not answer in time.", status=504) from exc
             raise ProviderError("The model could not be reached.", status=503) from exc
+        except TimeoutError as exc:
+            raise ProviderError("The model did not answer in time.", status=504) from exc
         except httpx2.TimeoutException as exc:
             raise ProviderError("The model stopped sending its answer (timed out).") from exc
         except httpx2.TransportError as exc:
@@ -198,6 +202,18 @@ class ChatModelClient:
         await self._sdk.close()
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether a "timeout" was in fact a connection that could not be made: the SDK's aiohttp
+    transport maps every aiohttp connection error, a refusal included, to a connect timeout."""
+    while exc is not None:
+        if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+            exc, aiohttp.ServerTimeoutError
+        ):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
     """Read the upstream's answer, whatever it sent: an event stream, a whole JSON completion,
     or a web page; raise ProviderError unless it was a whole answer."""
@@ -216,12 +232,10 @@ async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
             + (f": {page}" if page else ".")
         )
     decoder = SSEDecoder()
-    body = response.iter_bytes()
-    async for raw in body:
+    async for raw in response.iter_bytes():
         for data in decoder.feed(raw):
             if data.strip() == b"[DONE]":
                 check.ended(done=True)
-                await _read_to_end(body)
                 return
             chunk = parse_chunk(data)
             check.saw(chunk)
@@ -233,17 +247,3 @@ async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
             yield chunk
     check.ended(done=False)
 
-
-# How long the end of a body may take to come after [DONE]: it is normally in the same packet.
-END_OF_BODY_SECONDS = 0.05
-
-
-async def _read_to_end(body: AsyncIterator[bytes]) -> None:
-    """Read what follows [DONE] (the end of the chunked body) so that the connection goes back
-    to the pool instead of being closed: a new connection for every answer costs a TCP
-    handshake before each first token. An upstream that holds the stream open past [DONE]
-    just has its connection closed, as before."""
-    with contextlib.suppress(TimeoutError, httpx2.HTTPError):
-        async with asyncio.timeout(END_OF_BODY_SECONDS):
-            async for _ in body:
-                pass
