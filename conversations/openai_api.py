@@ -28,7 +28,7 @@ from conversations.ratelimit import RateLimited
 from conversations.responses import json_api_view, openai_error, sse_response
 from conversations.streaming import TurnRun
 from conversations.turn_readers import TurnStream, follow_run
-from conversations.turn_starts import begin_turn, start_run
+from conversations.turn_starts import ModelAsk, begin_turn, start_run
 from conversations.views import parse_json_object
 
 
@@ -99,6 +99,8 @@ async def chat_completions(
             messages=completion.messages,
             request_id=request_id,
         ),
+        # The whole history is in the request: the model is asked while it is saved.
+        ask=ModelAsk(completion.model, completion.messages, request_id, completion.params),
     )
     run = await start_run(turn, admission, surface="v1", params=completion.params)
     headers = admission.headers | {"X-Request-ID": request_id}

@@ -46,7 +46,7 @@ from conversations.openai_responses_schema import (
 from conversations.responses import sse_response
 from conversations.streaming import CONTINUE, TurnRun
 from conversations.turn_readers import TurnStream, follow_run, open_answer_stream
-from conversations.turn_starts import begin_turn, start_run
+from conversations.turn_starts import ModelAsk, begin_turn, start_run
 from conversations.views import parse_json_object
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ async def _start(
         lambda: services.prompt_turn_start(
             user=user, model_key=parsed.model, messages=messages, request_id=request_id
         ),
+        # The whole history is known: the model is asked while it is saved.
+        ask=ModelAsk(parsed.model, messages, request_id, parsed.params),
     )
     run = await start_run(
         turn,

@@ -23,6 +23,7 @@ Retry-After.
 
 import datetime
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -37,6 +38,7 @@ from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 from conversations.exceptions import ChatError
 from conversations.local_cache import ProcessCache
 from conversations.models import DailyUsage, UserLimits
+from conversations.providers import ModelChunk
 from conversations.stream_leases import HeldLease, RedisStreamLeases, stream_leases
 
 
@@ -60,11 +62,14 @@ class RateLimited(ChatError):
 
 @dataclass
 class Admission:
-    """A request let through: the headers to send, and the stream lease to give back."""
+    """A request let through: the headers to send, and the stream lease to give back; and,
+    when turn_starts.begin_turn asked the model while saving the prompt, the model's stream,
+    which the turn's runner reads."""
 
     headers: dict[str, str]
     lease: HeldLease
     limits: Limits = field(repr=False)
+    prefetched: AsyncIterator[ModelChunk] | None = field(default=None, repr=False)
 
 
 # Staff's overrides, as (requests per minute, concurrent streams, daily quota), None where the

@@ -175,6 +175,7 @@ class TurnRun:
         log: EventLog | None = None,
         flush_seconds: float | None = None,
         first_token_deadline: float | None = None,
+        prefetched: AsyncIterator[ModelChunk] | None = None,
     ) -> None:
         self.turn = turn
         self.accumulator = TurnAccumulator()
@@ -186,6 +187,8 @@ class TurnRun:
         self.checkpointed_chunks = 0  # how far the last checkpoint got (conversations.checkpoints)
         self._first_token_deadline = first_token_deadline
         self._client, self._params, self._lease = client, params or {}, lease
+        # The model's stream, when it was asked while the prompt was saved (turn_starts).
+        self._prefetched = prefetched
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._reading = False  # the model was asked: a Stop now cancels the owner task
@@ -215,13 +218,13 @@ class TurnRun:
 
     async def _run(self) -> None:
         status, error, cancelled = Message.Status.STOPPED, "", False
-        chunks: AsyncIterator[ModelChunk] | None = None
+        chunks: AsyncIterator[ModelChunk] | None = self._prefetched  # closed however it ends
         renewing = keep(asyncio.create_task(self._renew_lease())) if self._lease else None
         try:
             if self._interrupt_requested:  # before the model was asked
                 status, error = self._interrupted()
             elif not self._stop_requested:
-                chunks = self._client.stream_chat(
+                chunks = chunks or self._client.stream_chat(
                     model=self.turn.model.upstream_id,
                     messages=self.turn.history,
                     request_id=self.turn.request_id,
@@ -517,8 +520,10 @@ async def finish_unstarted_turn(
     *,
     status: str = Message.Status.STOPPED,
     error: str = "",
+    prefetched: AsyncIterator[ModelChunk] | None = None,
 ) -> None:
     """Save a turn that never started running, and release it: as stopped when the client
-    left while its prompt was being saved, as failed when starting it failed."""
+    left while its prompt was being saved, as failed when starting it failed. A model stream
+    asked for meanwhile is closed."""
     finished = TurnAccumulator().finish(turn, status=status, error=error)
-    await finish_turn(None, finished, release)
+    await finish_turn(prefetched, finished, release)

@@ -7,6 +7,8 @@ starting live here, free of the request object.
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -15,20 +17,36 @@ from django.contrib.auth.models import AbstractBaseUser
 from conversations import lifecycle, providers, running_turns
 from conversations.exceptions import ServerBusy
 from conversations.models import Message
+from conversations.providers.client import PrefetchedStream
 from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import close_request_connections
 from conversations.streaming import DisconnectPolicy, TurnRun, finish_unstarted_turn
 from conversations.turns import StartedTurn
 
 
-async def begin_turn(
-    user: AbstractBaseUser, start: Callable[[], StartedTurn]
-) -> tuple[StartedTurn, Admission]:
-    """Admit a request of the user's under their limits, then save its prompt with `start`.
+@dataclass(frozen=True, slots=True)
+class ModelAsk:
+    """What the model will be asked, when it is known before the prompt is saved: an API
+    call sends its whole history. begin_turn then asks while it saves, so that the model's
+    time to its first token overlaps the save instead of following it."""
 
-    Raises ChatError (RateLimited included) having written nothing and holding no lease. On
-    success the caller owns the admission's stream lease, and the request holds no database
-    connection: a streaming request must not keep a pooled connection for the whole stream.
+    model_key: str
+    messages: list[dict[str, str]]
+    request_id: str
+    params: dict[str, Any] = field(default_factory=dict)  # the same as start_run's
+
+
+async def begin_turn(
+    user: AbstractBaseUser, start: Callable[[], StartedTurn], *, ask: ModelAsk | None = None
+) -> tuple[StartedTurn, Admission]:
+    """Admit a request of the user's under their limits, then save its prompt with `start`,
+    asking the model meanwhile when `ask` says what to ask.
+
+    Raises ChatError (RateLimited included) having written nothing and holding no lease; a
+    model asked early is then hung up on. On success the caller owns the admission's stream
+    lease (and its prefetched model stream, which start_run hands to the runner), and the
+    request holds no database connection: a streaming request must not keep a pooled
+    connection for the whole stream.
     """
     refuse_over_capacity()
     admitting = asyncio.ensure_future(admit_chat_request(user))
@@ -41,6 +59,7 @@ async def begin_turn(
             await (await admitting).lease.release()
         raise
     saving = asyncio.ensure_future(sync_to_async(_saved_then_released(start))())
+    prefetched = _ask_early(ask) if ask is not None else None
     try:
         turn = await asyncio.shield(saving)
     except asyncio.CancelledError:
@@ -49,14 +68,32 @@ async def begin_turn(
         try:
             turn = await saving
         except Exception:
+            await _hang_up(prefetched)
             await admission.lease.release()
         else:
-            await finish_unstarted_turn(turn, admission.lease.release)
+            await finish_unstarted_turn(turn, admission.lease.release, prefetched=prefetched)
         raise
     except BaseException:
+        # Nothing was saved: the model asked early is hung up on before it says much.
+        await _hang_up(prefetched)
         await admission.lease.release()
         raise
+    admission.prefetched = prefetched
     return turn, admission
+
+
+def _ask_early(ask: ModelAsk) -> PrefetchedStream:
+    model = providers.get_model(ask.model_key)
+    chunks = providers.client_for(model.endpoint).stream_chat(
+        model=model.upstream_id, messages=ask.messages, request_id=ask.request_id, **ask.params
+    )
+    return PrefetchedStream(chunks)
+
+
+async def _hang_up(prefetched: PrefetchedStream | None) -> None:
+    if prefetched is not None:
+        with contextlib.suppress(Exception):
+            await prefetched.aclose()
 
 
 def _saved_then_released(start: Callable[[], StartedTurn]) -> Callable[[], StartedTurn]:
@@ -95,10 +132,15 @@ async def start_run(
                 settings.TURN_DISCONNECT_POLICY[surface] if on_disconnect is None else on_disconnect
             ),
             first_token_deadline=settings.FIRST_TOKEN_DEADLINE_SECONDS[surface],
+            prefetched=admission.prefetched,
         ).start()
     except Exception:
         await finish_unstarted_turn(
-            turn, admission.lease.release, status=Message.Status.FAILED, error=START_FAILED
+            turn,
+            admission.lease.release,
+            status=Message.Status.FAILED,
+            error=START_FAILED,
+            prefetched=admission.prefetched,
         )
         raise
 

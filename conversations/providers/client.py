@@ -247,3 +247,35 @@ async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
             yield chunk
     check.ended(done=False)
 
+
+class PrefetchedStream:
+    """A model stream whose request goes out now, before anyone reads it: the model is asked
+    while the turn's prompt is being saved. Its first chunk (the request sent, the headers
+    and the first event read) is awaited in a task of its own; iterating returns it, then the
+    rest. Closing it cancels that task if it is still waiting, which closes the upstream
+    connection: the model stops generating."""
+
+    def __init__(self, chunks: AsyncIterator[ModelChunk]) -> None:
+        self._chunks = chunks
+        self._first: asyncio.Task | None = asyncio.ensure_future(anext(chunks, None))
+
+    def __aiter__(self) -> "PrefetchedStream":
+        return self
+
+    async def __anext__(self) -> ModelChunk:
+        if self._first is None:
+            return await anext(self._chunks)
+        first, self._first = self._first, None
+        chunk = await first
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        if self._first is not None:
+            first, self._first = self._first, None
+            first.cancel()
+            await asyncio.wait([first])
+            if not first.cancelled():
+                first.exception()  # a failure nobody will read: marked as retrieved
+        await self._chunks.aclose()  # type: ignore[attr-defined]
