@@ -5,6 +5,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -399,7 +400,9 @@ def turns_checkpoint(*, changed: list[Checkpoint], unchanged_ids: list[int]) -> 
     meanwhile) are left alone."""
     now = timezone.now()
     streaming = Message.objects.filter(status=Message.Status.STREAMING)
-    if changed:
+    if changed and connection.vendor == "postgresql":
+        pg_saves.checkpoint_streaming_answers([_checkpoint_row(c) for c in changed], now)
+    elif changed:
         rows = [
             Message(
                 pk=c.assistant_message_id,
@@ -416,6 +419,10 @@ def turns_checkpoint(*, changed: list[Checkpoint], unchanged_ids: list[int]) -> 
     if unchanged_ids:
         streaming.filter(pk__in=unchanged_ids).update(heartbeat_at=now)
 
+
+_checkpoint_row = attrgetter(
+    "assistant_message_id", "content", "reasoning", "prompt_tokens", "completion_tokens"
+)
 
 INTERRUPTED_ERROR = "The server stopped while answering."
 
