@@ -6,12 +6,15 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError, connections
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from psycopg_pool import PoolTimeout
@@ -93,19 +96,38 @@ def sse_response(
 JsonApiView = Callable[..., Awaitable[HttpResponse]]
 
 
+# Whether the request's thread may hold a database connection: set where one is opened (in
+# the thread, whose context changes asgiref carries back to the request), cleared where they
+# are given back. A request whose work gave its connection back already (the prompt save
+# does) then takes no extra trip to its thread to release nothing.
+_may_hold_connection: ContextVar[bool] = ContextVar("may_hold_connection", default=False)
+
+
+@receiver(connection_created, dispatch_uid="responses.note_connection")
+def _note_connection(sender, connection, **kwargs) -> None:
+    _may_hold_connection.set(True)
+
+
 def close_request_connections() -> None:
     """Give the thread's database connections back (to the pool), unless a test's
     transaction holds them."""
+    held = False
     for connection in connections.all(initialized_only=True):
         # Inside an atomic block (a test's transaction) closing would break the block.
-        if not connection.in_atomic_block:
+        if connection.in_atomic_block:
+            held = held or connection.connection is not None
+        else:
             connection.close()
+    _may_hold_connection.set(held)
 
 
-# Give the request's pooled connection back to the pool before its response goes out: Django
-# would keep it until the response is closed. Runs in the request's own thread, where its ORM
-# calls opened the connection.
-release_connections = sync_to_async(close_request_connections)
+async def release_connections() -> None:
+    """Give the request's pooled connection back to the pool before its response goes out:
+    Django would keep it until the response is closed. Runs in the request's own thread,
+    where its ORM calls opened the connection; not at all when none was opened since the
+    last release."""
+    if _may_hold_connection.get():
+        await sync_to_async(close_request_connections)()
 BUSY_RETRY_AFTER = 5
 
 
