@@ -97,15 +97,19 @@ def prompt_turn_start(
             )
             for m in messages[known:]
         ]
-        if new_messages:
-            last_prompt_message = Message.objects.bulk_create(new_messages)[-1]
-        else:  # the whole prompt is saved already: a retry after a failed answer
-            last_prompt_message = selectors.last_prompt_message(conversation=conversation)
-        return _start_answer(
+        # The new prompt messages and the answer's placeholder: one INSERT.
+        *prompt, answer = Message.objects.bulk_create(
+            [*new_messages, _answer_placeholder(conversation, model, request_id)]
+        )
+        # No new message: the whole prompt is saved already (a retry after a failed answer).
+        last_prompt_message = (
+            prompt[-1] if prompt else selectors.last_prompt_message(conversation=conversation)
+        )
+        return _started(
             conversation,
             last_prompt_message,
+            answer,
             model,
-            request_id,
             messages,
             prompt_hash=hashes[-1],
         )
@@ -243,7 +247,24 @@ def _start_answer(
     *,
     prompt_hash: str = "",
 ) -> StartedTurn:
-    answer = Message.objects.create(
+    answer = _answer_placeholder(conversation, model, request_id)
+    answer.save(force_insert=True)
+    return _started(
+        conversation,
+        last_prompt_message,
+        answer,
+        model,
+        history,
+        replaces,
+        prompt_hash=prompt_hash,
+    )
+
+
+def _answer_placeholder(
+    conversation: Conversation, model: providers.ModelOption, request_id: str
+) -> Message:
+    """The answer's row before the model says anything, unsaved: streaming, with a heartbeat."""
+    return Message(
         conversation=conversation,
         user_id=conversation.owner_id,
         request_id=request_id,
@@ -253,8 +274,20 @@ def _start_answer(
         model=model.key,
         heartbeat_at=timezone.now(),
     )
+
+
+def _started(
+    conversation: Conversation,
+    last_prompt_message: Message,
+    answer: Message,
+    model: providers.ModelOption,
+    history: list[dict[str, str]],
+    replaces: tuple[int, ...] = (),
+    *,
+    prompt_hash: str = "",
+) -> StartedTurn:
     return StartedTurn(
-        request_id=request_id,
+        request_id=answer.request_id,
         user_id=conversation.owner_id,
         conversation_id=conversation.pk,
         conversation_title=conversation.title,
