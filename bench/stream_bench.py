@@ -270,6 +270,21 @@ def saved_counter(database_url: str):
     return count
 
 
+def refresh_statistics(database_url: str) -> None:
+    """ANALYZE the bench's PostgreSQL database. Autovacuum does this in production, but may
+    be off (it is on the development machine): with the statistics of a nearly empty table,
+    the planner filters a user's thousands of API conversations instead of using the thread
+    index, and a prompt save took 7 ms instead of 3."""
+    if database_url.startswith("sqlite"):
+        return
+    import psycopg
+
+    with psycopg.connect(
+        database_url.replace("postgres://", "postgresql://"), autocommit=True
+    ) as db:
+        db.execute("ANALYZE")
+
+
 def settle(site: ServerProcess, timeout: float = 120) -> None:
     """Wait until the site runs no answer (the idle streams' stopped turns are saved), so
     that the next measurement starts quiet."""
@@ -374,6 +389,7 @@ def main() -> None:
         capture_output=True,
         text=True,
     ).stdout.strip()
+    refresh_statistics(database_url)
     site = start_chatsite(logs, env)
     auth = {"Authorization": f"Bearer {key}"}
     count_saved = saved_counter(database_url)
@@ -416,6 +432,7 @@ def main() -> None:
             )
             settle(site)
         for level in LEVELS:
+            refresh_statistics(database_url)
             base = measure(
                 "upstream, direct",
                 devllm,
@@ -438,6 +455,7 @@ def main() -> None:
             print_table(rows[-3:])
         held = max(LEVELS, default=0)
         for level in RAMP:
+            refresh_statistics(database_url)
             row = measure(
                 "chatsite /v1 (ramp)",
                 site,
