@@ -53,13 +53,23 @@ async def begin_turn(
     try:
         admission = await asyncio.shield(admitting)
     except asyncio.CancelledError:
-        # The client left during admission. The checks go on in their thread regardless and
-        # may take a stream lease: give it back, or it would count against the user.
+        # The client left during admission. The admission goes on regardless (shielded)
+        # and may take a stream lease: give it back, or it would count against the user.
         with contextlib.suppress(Exception):
             await (await admitting).lease.release()
         raise
-    saving = asyncio.ensure_future(sync_to_async(_saved_then_released(start))())
     prefetched = _ask_early(ask) if ask is not None else None
+    if prefetched is not None:
+        try:
+            # One turn of the loop lets the model's request go out before the save's thread
+            # starts. Together they would compete for the GIL, and the save (on the way to
+            # the first token) took a millisecond or two longer at one stream.
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            await _hang_up(prefetched)
+            await admission.lease.release()
+            raise
+    saving = asyncio.ensure_future(sync_to_async(_saved_then_released(start))())
     try:
         turn = await asyncio.shield(saving)
     except asyncio.CancelledError:
