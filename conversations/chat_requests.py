@@ -1,6 +1,7 @@
 """The site's own chat message, as the chat page, the site API and the WebSocket send it:
-{"message", "model", "conversation", "action", "message_id"}; what it asks for, checked; and
-the prompt save that starts its turn."""
+{"message", "model", "conversation", "action", "message_id"}; what it asks for, checked; the
+prompt save that starts its turn; and, for a new conversation, what to ask the model
+meanwhile."""
 
 from collections.abc import Callable
 
@@ -8,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from conversations import providers, services
 from conversations.exceptions import InvalidChatRequest
+from conversations.turn_starts import ModelAsk
 from conversations.turns import StartedTurn
 
 ACTIONS = ("send", "regenerate", "edit")
@@ -67,3 +69,20 @@ def chat_turn_starter(
             conversation_id=conversation, content=message, message_id=message_id, **common
         )
     return lambda: services.turn_start(conversation_id=conversation, content=message, **common)
+
+
+def chat_model_ask(
+    request_id: str,
+    *,
+    message: str,
+    model: str,
+    conversation: int | None,
+    action: str = "send",
+    message_id: int | None = None,
+) -> ModelAsk | None:
+    """What to ask the model while the prompt is saved, when it is known before: the first
+    message of a new conversation is its whole history (the history the save reads back is
+    that one message). A conversation that goes on has its history read in the save."""
+    if action != "send" or conversation is not None:
+        return None
+    return ModelAsk(model, [{"role": "user", "content": message}], request_id)

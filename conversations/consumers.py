@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from conversations import running_turns, selectors
-from conversations.chat_requests import chat_payload, chat_turn_starter
+from conversations.chat_requests import chat_model_ask, chat_payload, chat_turn_starter
 from conversations.eventlog import TurnEvent
 from conversations.exceptions import ChatError, InvalidChatRequest
 from conversations.models import Message
@@ -129,7 +129,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         payload = chat_payload({**content, "action": action})
         self._check_room(request_id)
         start = chat_turn_starter(self.user, request_id, **payload)
-        turn, admission = await begin_turn(self.user, start)
+        ask = chat_model_ask(request_id, **payload)
+        turn, admission = await begin_turn(self.user, start, ask=ask)
         run = await start_run(turn, admission, surface="chat")
         encoder = WebSocketEventEncoder(request_id)
         self._follow(

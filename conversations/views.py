@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from conversations import apikeys, lifecycle, providers, running_turns, selectors
 from conversations.auth import session_user
-from conversations.chat_requests import chat_payload, chat_turn_starter
+from conversations.chat_requests import chat_model_ask, chat_payload, chat_turn_starter
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.exceptions import InvalidChatRequest
 from conversations.models import Conversation
@@ -99,7 +99,10 @@ async def stream_chat_turn(
         action=action,
         message_id=message_id,
     )
-    turn, admission = await begin_turn(user, start)
+    ask = chat_model_ask(
+        request_id, message=message, model=model, conversation=conversation, action=action
+    )
+    turn, admission = await begin_turn(user, start, ask=ask)
     run = await start_run(turn, admission, surface=surface)
     encoder = site_encoder(request)
     stream = follow_run(run, encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)
