@@ -6,6 +6,7 @@ starting live here, free of the request object.
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from conversations.ratelimit import Admission, admit_chat_request
 from conversations.responses import close_request_connections
 from conversations.streaming import DisconnectPolicy, TurnRun, finish_unstarted_turn
 from conversations.turns import StartedTurn
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +95,22 @@ async def begin_turn(
     return turn, admission
 
 
-def _ask_early(ask: ModelAsk) -> PrefetchedStream:
-    model = providers.get_model(ask.model_key)
-    chunks = providers.client_for(model.endpoint).stream_chat(
-        model=model.upstream_id, messages=ask.messages, request_id=ask.request_id, **ask.params
-    )
-    return PrefetchedStream(chunks)
+def _ask_early(ask: ModelAsk) -> PrefetchedStream | None:
+    """Send the model's request now; None when it cannot even be sent (no client for the
+    endpoint, say): the prompt is then saved all the same, and the runner, asking after the
+    save, meets the same failure and saves the turn as failed. What the user typed is kept."""
+    try:
+        model = providers.get_model(ask.model_key)
+        chunks = providers.client_for(model.endpoint).stream_chat(
+            model=model.upstream_id,
+            messages=ask.messages,
+            request_id=ask.request_id,
+            **ask.params,
+        )
+        return PrefetchedStream(chunks)
+    except Exception:
+        logger.warning("Asking the model for %s early failed", ask.request_id, exc_info=True)
+        return None
 
 
 async def _hang_up(prefetched: PrefetchedStream | None) -> None:

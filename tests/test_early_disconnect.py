@@ -4,24 +4,43 @@ stream slot given back."""
 import asyncio
 import contextlib
 import json
+import tempfile
 import time
+from pathlib import Path
 from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.test import Client, TransactionTestCase, override_settings
 
-from conversations import ratelimit, services
+from conversations import providers, ratelimit, services
 from conversations.models import Message
 from conversations.stream_leases import stream_leases
 from conversations.turn_starts import begin_turn
 from tests.conftest import PASSWORD
+from tests.servers import start_devllm
 
 CSRF = "a" * 32
 
 
 class EarlyDisconnectTests(TransactionTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # A model that stays silent until it is hung up on: the client leaves first.
+        cls.devllm = start_devllm(Path(tempfile.mkdtemp()))
+        cls.model = override_settings(DEVLLM_URL=f"{cls.devllm.url}/v1", LLM_ENDPOINTS_FILE="")
+        cls.model.enable()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.disable()
+        cls.devllm.stop()
+        super().tearDownClass()
+
     def setUp(self):
+        providers.endpoints.cache_clear()
+        providers.client_for.cache_clear()
         self.user = get_user_model().objects.create_user("dora", password=PASSWORD)
         client = Client()
         client.force_login(self.user)
@@ -42,7 +61,7 @@ class EarlyDisconnectTests(TransactionTestCase):
     # response dropped before it was ever read still counts as its reader leaving.
     @override_settings(TURN_DISCONNECT_POLICY={"chat": "cancel", "api": "continue", "v1": "cancel"})
     async def test_leaving_after_the_response_started_but_before_the_stream_saves_it(self):
-        body = json.dumps({"message": "Are you there?"}).encode()
+        body = json.dumps({"message": "[[devllm hang_before]] Are you there?"}).encode()
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -89,6 +108,7 @@ class EarlyDisconnectTests(TransactionTestCase):
             await Message.objects.filter(request_id="early-leave-0001", role="user").aexists()
         )
         self.assertEqual(await asyncio.to_thread(self.slots_in_use), 0)
+        await providers.client_for("dev").aclose()  # its connections belong to this loop
 
     async def test_leaving_while_the_prompt_is_saved_records_the_turn_as_stopped(self):
 
