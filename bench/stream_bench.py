@@ -411,7 +411,14 @@ def main() -> None:
         # Memory first, before any load has grown the heap: idle after one answer, then with
         # IDLE_STREAMS answers held open at once.
         asyncio.run(
-            drive(site.url + "/api/conversations/", auth, {"message": PROMPT}, 1, 1, "bench-warm")
+            drive(
+                site.url + "/api/conversations/",
+                auth,
+                {"message": PROMPT},
+                1,
+                1,
+                f"bench-warm-{time.time_ns()}",
+            )
         )
         memory["idle_mb"] = rss_mb(site.process.pid)
         if IDLE_STREAMS:
