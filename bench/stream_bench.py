@@ -66,6 +66,7 @@ SILENT = "[[devllm hang_before]] Hold the line."
 @dataclass
 class StreamResult:
     ok: bool
+    status: int = 0  # the HTTP status, 0 when there was none (a broken connection)
     first_token: float = 0.0  # seconds from the request to the first chunk with text
     gaps: list[float] = field(default_factory=list)  # seconds between chunks with text
 
@@ -82,6 +83,8 @@ class LevelResult:
     gap_p50_ms: float
     cpu_ms_per_stream: float | None
     saved: int | None = None
+    # Of the errors, requests refused with 503 or 429 (to retry; nothing was written).
+    refused: int = 0
     added_ttft_p50_ms: float | None = None
 
 
@@ -146,7 +149,7 @@ async def one_stream(
         async with client.stream("POST", url, json=body, headers=headers) as response:
             if response.status_code != 200:
                 await response.aread()
-                return StreamResult(ok=False)
+                return StreamResult(ok=False, status=response.status_code)
             async for line in response.aiter_lines():
                 if has_text(line):
                     seen.append(time.perf_counter())
@@ -214,6 +217,7 @@ def measure(
         ttft_p99_ms=percentile(firsts, 99),
         gap_p50_ms=percentile(gaps, 50),
         cpu_ms_per_stream=cpu,
+        refused=sum(r.status in (429, 503) for r in results),
     )
     if saved_count is not None:
         time.sleep(1)  # the last saves land after the last bytes
@@ -341,9 +345,10 @@ def print_table(rows: list[LevelResult]) -> None:
     for r in rows:
         added = "" if r.added_ttft_p50_ms is None else f"{r.added_ttft_p50_ms:+.1f}"
         saved = "" if r.saved is None else f"{r.saved}/{r.streams + 1}"
+        errors = f"{r.errors} ({r.refused} refused)" if r.refused else str(r.errors)
         cpu = "" if r.cpu_ms_per_stream is None else f"{r.cpu_ms_per_stream:.1f} ms"
         print(
-            f"{r.surface:<28}{r.concurrency:>5}{r.streams_per_s:>11.1f}{r.errors:>7}"
+            f"{r.surface:<28}{r.concurrency:>5}{r.streams_per_s:>11.1f}{errors:>7}"
             f"{r.ttft_p50_ms:>8.1f}ms{r.ttft_p99_ms:>6.0f}ms{added:>8}{r.gap_p50_ms:>7.1f}ms"
             f"{cpu:>12}{saved:>12}",
             flush=True,
