@@ -85,13 +85,38 @@ def start_quirky_upstream(log_dir: Path) -> ServerProcess:
     )
 
 
-def start_site(log_dir: Path, env: Mapping[str, str]) -> ServerProcess:
-    """Start chatsite under daphne, as production would run it."""
+def server_command(server: str, port: int, workers: int = 1) -> list[str]:
+    """The arguments to `python` that serve chatsite under `server` as the README's
+    production commands do: a raised listen backlog, no access log. uvicorn (the production
+    server) and daphne (runserver's, and the alternative) are in requirements/; granian only
+    when installed by hand (make bench compares it)."""
+    if server == "daphne":
+        endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
+        return ["-m", "daphne", "-e", endpoint, "-v", "0", ASGI_APPLICATION]
+    if server == "uvicorn":
+        return [
+            "-m", "uvicorn", ASGI_APPLICATION, "--host", "127.0.0.1", "--port", str(port),
+            "--backlog", "1024", "--no-access-log", "--lifespan", "off", "--log-level",
+            "warning", "--workers", str(workers),
+        ]  # fmt: skip
+    if server == "granian":
+        return [
+            "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+            "--backlog", "1024", "--no-access-log", "--log-level", "warning", "--workers",
+            str(workers), ASGI_APPLICATION,
+        ]  # fmt: skip
+    raise ValueError(f"server must be daphne, uvicorn or granian, not {server!r}")
+
+
+def start_site(
+    log_dir: Path, env: Mapping[str, str], *, server: str = "daphne", workers: int = 1
+) -> ServerProcess:
+    """Start chatsite under `server` as production would run it."""
     port = free_port()
     return start_server(
-        ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", ASGI_APPLICATION],
+        server_command(server, port, workers),
         port=port,
         ready_path="/accounts/login/",
-        log_path=log_dir / f"daphne-{port}.log",
+        log_path=log_dir / f"{server}-{port}.log",
         env=env,
     )

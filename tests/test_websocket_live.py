@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 
 from conversations.models import Message
 from tests.conftest import log_in
+from tests.servers import start_site
 from tests.sse_client import post_stream
 from tests.test_streaming_live import devllm_record, wait_for
 
@@ -86,6 +87,37 @@ def test_a_message_streams_over_the_socket_and_is_saved_like_an_sse_turn(site, a
     assert [getattr(over_socket, f) for f in fields] == [getattr(over_sse, f) for f in fields]
     assert over_socket.conversation.source == over_sse.conversation.source == "web"
     assert over_socket.conversation.messages.filter(role="user").get().content == LONG
+
+
+def test_the_socket_streams_and_stops_the_same_under_uvicorn(site_env, server_logs, devllm, alice):
+    """uvicorn is the production server (README): its WebSocket protocol carries the same
+    turns, ids, Stop and saves as daphne's."""
+    site = start_site(server_logs, site_env, server="uvicorn")
+
+    async def scenario():
+        async with open_socket(site) as socket:
+            await socket.send(
+                json.dumps({"type": "send", "message": LONG, "request_id": "ws-uv-001"})
+            )
+            whole = await read_turn(socket, "ws-uv-001")
+            await socket.send(
+                json.dumps({"type": "send", "message": LONG, "request_id": "ws-uv-002"})
+            )
+            first = await read_turn(socket, "ws-uv-002", until=lambda ev: len(ev) >= 4)
+            await socket.send(json.dumps({"type": "stop", "request_id": "ws-uv-002"}))
+            return whole, first + await read_turn(socket, "ws-uv-002")
+
+    try:
+        whole, stopped = asyncio.run(scenario())
+    finally:
+        site.stop()
+
+    assert [e["id"] for e in whole] == list(range(1, len(whole) + 1))
+    assert whole[-1]["data"]["status"] == "completed" and text_of(whole) == WORDS
+    assert stopped[-1]["event"] == "done" and stopped[-1]["data"]["status"] == "stopped"
+    answer = Message.objects.get(request_id="ws-uv-002", is_answer=True)
+    assert (answer.status, answer.content) == ("stopped", text_of(stopped))
+    assert wait_for(lambda: devllm_record(devllm, "ws-uv-002")["client_disconnected"])
 
 
 def test_stop_over_the_socket_stops_the_model(site, devllm, alice):

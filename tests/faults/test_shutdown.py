@@ -1,8 +1,8 @@
 """A deploy (SIGTERM) or a crash (SIGKILL) while 20 answers stream: no turn is lost or
 mislabelled, no stream slot leaks, and the user can go on at once.
 
-Real daphne processes on the shared test database and Redis; only the server processes are
-stopped and killed.
+Real server processes (daphne; the SIGTERM drain under uvicorn too, the production server)
+on the shared test database and Redis; only the server processes are stopped and killed.
 """
 
 import os
@@ -46,15 +46,16 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("server", ["uvicorn", "daphne"])
 def test_sigterm_finishes_what_it_can_and_interrupts_the_rest_honestly(
-    fault_env, server_logs, alice, make_api_key
+    fault_env, server_logs, alice, make_api_key, server
 ):
     env = {**fault_env, "SHUTDOWN_GRACE_SECONDS": "4"}
-    site = start_site(server_logs, env)
+    site = start_site(server_logs, env, server=server)
     key = make_api_key(alice)
     try:
         streams = [
-            stream_in_thread(site.url, key, f"sigterm-{n:02d}", SHORT if n < 10 else LONG)
+            stream_in_thread(site.url, key, f"sigterm-{server}-{n:02d}", SHORT if n < 10 else LONG)
             for n in range(20)
         ]
         for stream in streams:
@@ -65,7 +66,7 @@ def test_sigterm_finishes_what_it_can_and_interrupts_the_rest_honestly(
         refused = httpx.post(
             f"{site.url}/api/conversations/",
             json={"message": "One more?"},
-            headers={"Authorization": f"Bearer {key}", "X-Request-ID": "sigterm-late"},
+            headers={"Authorization": f"Bearer {key}", "X-Request-ID": f"sigterm-{server}-late"},
         )
         health = httpx.get(f"{site.url}/health")
         for stream in streams:
@@ -78,7 +79,7 @@ def test_sigterm_finishes_what_it_can_and_interrupts_the_rest_honestly(
     assert int(refused.headers["Retry-After"]) > 0
     assert "restarting" in refused.json()["error"]["message"]
     assert (health.status_code, health.json()["status"]) == (503, "draining")
-    assert not Message.objects.filter(request_id="sigterm-late").exists()
+    assert not Message.objects.filter(request_id=f"sigterm-{server}-late").exists()
     for stream in streams[:10]:  # finished within the grace period
         assert stream.final.name == "done" and stream.final.data["status"] == "completed"
         answer = Message.objects.get(request_id=stream.request_id, is_answer=True)
@@ -97,9 +98,11 @@ def test_sigterm_finishes_what_it_can_and_interrupts_the_rest_honestly(
     assert leases_held(env, alice.pk) == 0
 
     # The same user starts new answers at once, on the next process.
-    site = start_site(server_logs, env)
+    site = start_site(server_logs, env, server=server)
     try:
-        again = [stream_in_thread(site.url, key, f"sigterm-again-{n}", SHORT) for n in range(3)]
+        again = [
+            stream_in_thread(site.url, key, f"sigterm-{server}-again-{n}", SHORT) for n in range(3)
+        ]
         for stream in again:
             assert stream.ended.wait(30)
             assert stream.status_code == 200 and stream.final.data["status"] == "completed"
