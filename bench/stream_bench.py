@@ -20,6 +20,7 @@ run to run: compare within one run.
     make bench                                   # levels 1, 50, 200; 1000 idle streams
     BENCH_LEVELS=1,50 BENCH_STREAMS=400 make bench
     BENCH_RAMP=400,800,1600 make bench           # then /v1 at each until one has errors
+    BENCH_LEVELS=1 BENCH_FIRST_TOKEN_MS=200 make bench   # a model slower to its first token
 """
 
 import asyncio
@@ -41,11 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.servers import (  # noqa: E402
-    ASGI_APPLICATION,
     ServerProcess,
     free_port,
     start_devllm,
-    start_server,
+    start_site,
 )
 
 LEVELS = [int(n) for n in os.environ.get("BENCH_LEVELS", "1,50,200").split(",") if n]
@@ -59,7 +59,12 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 JSON_PATH = Path(os.environ.get("BENCH_JSON", ROOT / "bench" / "results" / "latest.json"))
 TOKENS = 50
 DELAY_MS = 5
-PROMPT = f"[[devllm tokens={TOKENS} delay_ms={DELAY_MS}]] Benchmark me."
+# Extra time the model takes before its first token (a hosted model takes 100s of ms).
+FIRST_TOKEN_MS = float(os.environ.get("BENCH_FIRST_TOKEN_MS", "0"))
+PROMPT = (
+    f"[[devllm tokens={TOKENS} delay_ms={DELAY_MS} first_token_ms={FIRST_TOKEN_MS:g}]] "
+    "Benchmark me."
+)
 SILENT = "[[devllm hang_before]] Hold the line."
 
 
@@ -304,37 +309,10 @@ def settle(site: ServerProcess, timeout: float = 120) -> None:
             quiet += 1
 
 
-def server_command(server: str, port: int, workers: int) -> list[str]:
-    """The command that serves chatsite under `server`, with a raised listen backlog and no
-    access log: daphne (the default, as the README's production command), uvicorn or
-    granian (installed separately; see docs/benchmarks.md)."""
-    if server == "daphne":
-        endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
-        return ["-m", "daphne", "-e", endpoint, "-v", "0", ASGI_APPLICATION]
-    if server == "uvicorn":
-        return [
-            "-m", "uvicorn", ASGI_APPLICATION, "--host", "127.0.0.1", "--port", str(port),
-            "--backlog", "1024", "--no-access-log", "--lifespan", "off", "--log-level",
-            "warning", "--workers", str(workers),
-        ]  # fmt: skip
-    if server == "granian":
-        return [
-            "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-            "--backlog", "1024", "--no-access-log", "--log-level", "warning", "--workers",
-            str(workers), ASGI_APPLICATION,
-        ]  # fmt: skip
-    raise SystemExit(f"BENCH_SERVER must be daphne, uvicorn or granian, not {server!r}")
-
-
 def start_chatsite(logs: Path, env: dict) -> ServerProcess:
-    port = free_port()
-    return start_server(
-        server_command(SERVER, port, WORKERS),
-        port=port,
-        ready_path="/health",
-        log_path=logs / f"{SERVER}-{port}.log",
-        env=env,
-    )
+    if SERVER not in ("daphne", "uvicorn", "granian"):
+        raise SystemExit(f"BENCH_SERVER must be daphne, uvicorn or granian, not {SERVER!r}")
+    return start_site(logs, env, server=SERVER, workers=WORKERS)
 
 
 def print_table(rows: list[LevelResult]) -> None:

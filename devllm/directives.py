@@ -22,7 +22,7 @@ INT_KEYS = frozenset(
         "hang_after",
     }
 )
-FLOAT_KEYS = frozenset({"delay_ms"})
+FLOAT_KEYS = frozenset({"delay_ms", "first_token_ms"})
 FLAGS = frozenset({"echo", "hang", "hang_before"})
 
 

@@ -127,6 +127,8 @@ async def stream_reply(reply: Reply, headers: dict[str, str]) -> web.StreamRespo
     await send(reply.chunk({"role": "assistant", "content": ""}))
     if fault.get("hang"):
         await hang(request)
+    # A model that thinks before its first token, as hosted models do (make bench uses it).
+    await asyncio.sleep(fault.get("first_token_ms", 0) / 1000)
 
     for token in reply.reasoning:
         await asyncio.sleep(reply.delay)

@@ -330,6 +330,17 @@ def test_raw_wire_format_is_paced(server: str) -> None:
     assert expected * 0.8 <= spread <= expected * 4 + 0.5
 
 
+def test_first_token_ms_holds_the_first_token_back(server: str) -> None:
+    body = chat_body("Think first [[devllm tokens=3 delay_ms=1 first_token_ms=300]]")
+    started = time.monotonic()
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body) as response:
+        lines = [(t, payload) for t, payload in data_lines(response) if payload != "[DONE]"]
+    times = [t for t, payload in lines if content_of(payload)]
+    assert len(times) == 3
+    assert times[0] - started >= 0.3  # the role chunk came at once, the text after 300 ms
+    assert times[-1] - times[0] < 0.25
+
+
 def test_error_after_sends_error_event_without_done(server: str) -> None:
     body = chat_body("hi [[devllm error_after=3]]")
     with httpx.stream("POST", f"{server}/v1/chat/completions", json=body) as response:
