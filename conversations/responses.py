@@ -128,6 +128,8 @@ async def release_connections() -> None:
     last release."""
     if _may_hold_connection.get():
         await sync_to_async(close_request_connections)()
+
+
 BUSY_RETRY_AFTER = 5
 
 
