@@ -187,8 +187,11 @@ class TurnRun:
         self.checkpointed_chunks = 0  # how far the last checkpoint got (conversations.checkpoints)
         self._first_token_deadline = first_token_deadline
         self._client, self._params, self._lease = client, params or {}, lease
-        # The model's stream, when it was asked while the prompt was saved (turn_starts).
+        # The model's stream, when it was asked while the prompt was saved (turn_starts):
+        # the time to the first token and the duration then count from the asking.
         self._prefetched = prefetched
+        if prefetched is not None:
+            self.accumulator.started = getattr(prefetched, "asked_at", self.accumulator.started)
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._reading = False  # the model was asked: a Stop now cancels the owner task

@@ -111,6 +111,9 @@ class ModelAskedEarlyTests(TransactionTestCase):
 
         answer = await Message.objects.aget(request_id="asked-early-0001", is_answer=True)
         self.assertEqual(answer.status, Message.Status.COMPLETED)
+        # Timed from the asking, before the save: the save's hold is inside both timings.
+        self.assertGreaterEqual(answer.duration_ms, answer.time_to_first_token_ms)
+        self.assertGreater(answer.time_to_first_token_ms, 0)
         self.assertEqual(answer.completion_tokens, 20)
         self.assertTrue((await self.devllm_record("asked-early-0001"))["finished"])
         self.assertEqual(await asyncio.to_thread(stream_leases().held, self.user.pk), 0)

@@ -11,6 +11,7 @@ complete answer or as a ProviderError with the upstream's reason.
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
@@ -257,6 +258,7 @@ class PrefetchedStream:
 
     def __init__(self, chunks: AsyncIterator[ModelChunk]) -> None:
         self._chunks = chunks
+        self.asked_at = time.monotonic()  # the turn's timings count from here
         self._first: asyncio.Task | None = asyncio.ensure_future(anext(chunks, None))
 
     def __aiter__(self) -> "PrefetchedStream":
