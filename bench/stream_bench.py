@@ -1,9 +1,11 @@
 """Measure chatsite's streaming against the bare development LLM server, side by side in one run.
 
-Starts the development LLM server and one daphne process (as production runs it, `-v 0`,
-with the README's raised backlog). For each concurrency level it streams the same answers
+Starts the development LLM server and one chatsite process (daphne unless BENCH_SERVER says
+uvicorn, the production server, or granian; with the README's raised backlog and no access
+log). For each concurrency level it streams the same answers
 straight from the LLM server (the baseline), through chatsite's /v1/chat/completions (an API
-key) and through its site API (the chat page's events, same key), and reports:
+key) and through the chat page's event stream (/chat/stream/, a logged-in session), and
+reports:
 
 * time to the first token (the first chunk with text), p50 and p99, and the time chatsite
   *adds* over the baseline at the same level;
@@ -66,6 +68,8 @@ PROMPT = (
     "Benchmark me."
 )
 SILENT = "[[devllm hang_before]] Hold the line."
+# The bench user's password (it logs in for the chat page's stream; a local test database).
+BENCH_PASSWORD = "bench-password-unused"
 
 
 @dataclass
@@ -258,6 +262,22 @@ async def hold_idle_streams(url: str, headers: dict, count: int) -> list:
     return [client, responses]
 
 
+def session_headers(base_url: str, username: str, password: str) -> dict:
+    """Log in through the login form, as a browser does: the session cookie and the CSRF
+    token the chat page sends with each message."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        client.get("/accounts/login/")
+        token = client.cookies["csrftoken"]
+        response = client.post(
+            "/accounts/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+        )
+        if response.status_code != 302:
+            raise SystemExit(f"the bench user could not log in: {response.status_code}")
+        cookies = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        return {"Cookie": cookies, "X-CSRFToken": client.cookies["csrftoken"]}
+
+
 def saved_counter(database_url: str):
     """Count saved (no longer streaming) answers whose request ID starts with a prefix."""
     query = (
@@ -340,6 +360,7 @@ def main() -> None:
         "DEBUG": "0",
         "SECRET_KEY": "bench-only-secret",
         "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_COOKIES": "0",  # plain HTTP on this machine: the session cookie must go back
         "DATABASE_URL": database_url,
         "RATE_LIMIT_PER_MINUTE": "1000000",
         "MAX_CONCURRENT_STREAMS": "100000",
@@ -361,7 +382,7 @@ def main() -> None:
     subprocess.run(
         [*manage, "createsuperuser", "--noinput", "--username", "bench", "--email", "b@b.test"],
         cwd=ROOT,
-        env=os.environ | env | {"DJANGO_SUPERUSER_PASSWORD": "bench-password-unused"},
+        env=os.environ | env | {"DJANGO_SUPERUSER_PASSWORD": BENCH_PASSWORD},
         capture_output=True,  # fails harmlessly when a reused database has the user already
     )
     key = subprocess.run(
@@ -375,6 +396,7 @@ def main() -> None:
     refresh_statistics(database_url)
     site = start_chatsite(logs, env)
     auth = {"Authorization": f"Bearer {key}"}
+    session = session_headers(site.url, "bench", BENCH_PASSWORD)
     count_saved = saved_counter(database_url)
     redis = "Redis" if os.environ.get("REDIS_URL") else "no Redis"
     machine = (
@@ -433,12 +455,17 @@ def main() -> None:
             )
             base.cpu_ms_per_stream = None
             rows.append(base)
-            for surface, url, body in (
-                ("chatsite /v1", "/v1/chat/completions", openai_body | {"model": "dev/dev-chat"}),
-                ("chatsite site API (SSE)", "/api/conversations/", {"message": PROMPT}),
+            for surface, url, headers, body in (
+                (
+                    "chatsite /v1",
+                    "/v1/chat/completions",
+                    auth,
+                    openai_body | {"model": "dev/dev-chat"},
+                ),
+                ("chatsite chat page (SSE)", "/chat/stream/", session, {"message": PROMPT}),
             ):
                 row = measure(
-                    surface, site, site.url + url, auth, body, level, saved_count=count_saved
+                    surface, site, site.url + url, headers, body, level, saved_count=count_saved
                 )
                 row.added_ttft_p50_ms = row.ttft_p50_ms - base.ttft_p50_ms
                 rows.append(row)
