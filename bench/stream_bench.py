@@ -396,7 +396,6 @@ def main() -> None:
     refresh_statistics(database_url)
     site = start_chatsite(logs, env)
     auth = {"Authorization": f"Bearer {key}"}
-    session = session_headers(site.url, "bench", BENCH_PASSWORD)
     count_saved = saved_counter(database_url)
     redis = "Redis" if os.environ.get("REDIS_URL") else "no Redis"
     machine = (
@@ -412,6 +411,7 @@ def main() -> None:
     memory: dict[str, float] = {}
     held = 0
     try:
+        session = session_headers(site.url, "bench", BENCH_PASSWORD)
         openai_body = {"messages": [{"role": "user", "content": PROMPT}], "stream": True}
         # Memory first, before any load has grown the heap: idle after one answer, then with
         # IDLE_STREAMS answers held open at once.
