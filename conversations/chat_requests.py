@@ -4,6 +4,7 @@ prompt save that starts its turn; and, for a new conversation, what to ask the m
 meanwhile."""
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -48,6 +49,14 @@ def chat_payload(data: dict, *, url_conversation: int | None = None) -> dict:
     }
 
 
+class ChatTurnStart(NamedTuple):
+    """A checked chat message's turn, ready for turn_starts.begin_turn: its prompt save, and
+    what to ask the model meanwhile when that is known before the save."""
+
+    start: Callable[[], StartedTurn]
+    ask: ModelAsk | None
+
+
 def chat_turn_starter(
     user: AbstractBaseUser,
     request_id: str,
@@ -57,32 +66,30 @@ def chat_turn_starter(
     conversation: int | None,
     action: str = "send",
     message_id: int | None = None,
-) -> Callable[[], StartedTurn]:
-    """The prompt save a checked chat message asks for, to hand to turn_starts.begin_turn."""
+) -> ChatTurnStart:
+    """The prompt save a checked chat message asks for and, for the first message of a new
+    conversation, the model's question: that message is the whole history (the history the
+    save reads back is that one message). A conversation that goes on has its history read
+    in the save, so the model is asked after it."""
     common = {"user": user, "model_key": model, "request_id": request_id}
     if action == "regenerate":
-        return lambda: services.turn_regenerate(
-            conversation_id=conversation, message_id=message_id, **common
+        return ChatTurnStart(
+            lambda: services.turn_regenerate(
+                conversation_id=conversation, message_id=message_id, **common
+            ),
+            None,
         )
     if action == "edit":
-        return lambda: services.turn_edit_last(
-            conversation_id=conversation, content=message, message_id=message_id, **common
+        return ChatTurnStart(
+            lambda: services.turn_edit_last(
+                conversation_id=conversation, content=message, message_id=message_id, **common
+            ),
+            None,
         )
-    return lambda: services.turn_start(conversation_id=conversation, content=message, **common)
-
-
-def chat_model_ask(
-    request_id: str,
-    *,
-    message: str,
-    model: str,
-    conversation: int | None,
-    action: str = "send",
-    message_id: int | None = None,
-) -> ModelAsk | None:
-    """What to ask the model while the prompt is saved, when it is known before: the first
-    message of a new conversation is its whole history (the history the save reads back is
-    that one message). A conversation that goes on has its history read in the save."""
-    if action != "send" or conversation is not None:
-        return None
-    return ModelAsk(model, [{"role": "user", "content": message}], request_id)
+    ask = None
+    if conversation is None:
+        ask = ModelAsk(model, [{"role": "user", "content": message}], request_id)
+    return ChatTurnStart(
+        lambda: services.turn_start(conversation_id=conversation, content=message, **common),
+        ask,
+    )

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from conversations import running_turns, selectors
-from conversations.chat_requests import chat_model_ask, chat_payload, chat_turn_starter
+from conversations.chat_requests import chat_payload, chat_turn_starter
 from conversations.eventlog import TurnEvent
 from conversations.exceptions import ChatError, InvalidChatRequest
 from conversations.models import Message
@@ -128,8 +128,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _start(self, content: dict, action: str, request_id: str) -> None:
         payload = chat_payload({**content, "action": action})
         self._check_room(request_id)
-        start = chat_turn_starter(self.user, request_id, **payload)
-        ask = chat_model_ask(request_id, **payload)
+        start, ask = chat_turn_starter(self.user, request_id, **payload)
         turn, admission = await begin_turn(self.user, start, ask=ask)
         run = await start_run(turn, admission, surface="chat")
         encoder = WebSocketEventEncoder(request_id)

@@ -23,7 +23,6 @@ Retry-After.
 
 import datetime
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -38,7 +37,7 @@ from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 from conversations.exceptions import ChatError
 from conversations.local_cache import ProcessCache
 from conversations.models import DailyUsage, UserLimits
-from conversations.providers import ModelChunk
+from conversations.providers.client import PrefetchedStream
 from conversations.stream_leases import HeldLease, RedisStreamLeases, stream_leases
 
 
@@ -69,7 +68,7 @@ class Admission:
     headers: dict[str, str]
     lease: HeldLease
     limits: Limits = field(repr=False)
-    prefetched: AsyncIterator[ModelChunk] | None = field(default=None, repr=False)
+    prefetched: PrefetchedStream | None = field(default=None, repr=False)
 
 
 # Staff's overrides, as (requests per minute, concurrent streams, daily quota), None where the

@@ -29,6 +29,7 @@ from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
 from conversations.models import Message
 from conversations.providers import ChatModelClient, ModelChunk
+from conversations.providers.client import PrefetchedStream
 from conversations.saving import save_turn_durably
 from conversations.services import INTERRUPTED_ERROR, Checkpoint
 from conversations.stream_leases import RENEW_EVERY_SECONDS, HeldLease
@@ -175,7 +176,7 @@ class TurnRun:
         log: EventLog | None = None,
         flush_seconds: float | None = None,
         first_token_deadline: float | None = None,
-        prefetched: AsyncIterator[ModelChunk] | None = None,
+        prefetched: PrefetchedStream | None = None,
     ) -> None:
         self.turn = turn
         self.accumulator = TurnAccumulator()
@@ -191,7 +192,7 @@ class TurnRun:
         # the time to the first token and the duration then count from the asking.
         self._prefetched = prefetched
         if prefetched is not None:
-            self.accumulator.started = getattr(prefetched, "asked_at", self.accumulator.started)
+            self.accumulator.started = prefetched.asked_at
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._reading = False  # the model was asked: a Stop now cancels the owner task
@@ -523,7 +524,7 @@ async def finish_unstarted_turn(
     *,
     status: str = Message.Status.STOPPED,
     error: str = "",
-    prefetched: AsyncIterator[ModelChunk] | None = None,
+    prefetched: PrefetchedStream | None = None,
 ) -> None:
     """Save a turn that never started running, and release it: as stopped when the client
     left while its prompt was being saved, as failed when starting it failed. A model stream

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from conversations import apikeys, lifecycle, providers, running_turns, selectors
 from conversations.auth import session_user
-from conversations.chat_requests import chat_model_ask, chat_payload, chat_turn_starter
+from conversations.chat_requests import chat_payload, chat_turn_starter
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.exceptions import InvalidChatRequest
 from conversations.models import Conversation
@@ -90,7 +90,7 @@ async def stream_chat_turn(
     and the site API, "api"): the turn runs on its own, and this response is its first reader.
 
     A ChatError (a refused limit included) passes to the caller's json_api_view."""
-    start = chat_turn_starter(
+    start, ask = chat_turn_starter(
         user,
         request_id,
         message=message,
@@ -98,9 +98,6 @@ async def stream_chat_turn(
         conversation=conversation,
         action=action,
         message_id=message_id,
-    )
-    ask = chat_model_ask(
-        request_id, message=message, model=model, conversation=conversation, action=action
     )
     turn, admission = await begin_turn(user, start, ask=ask)
     run = await start_run(turn, admission, surface=surface)

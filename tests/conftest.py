@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test.utils import override_settings
@@ -58,6 +59,20 @@ def spool_root(tmp_path_factory) -> Path:
 def isolated_spool(spool_root) -> Iterator[None]:
     with override_settings(TURN_SPOOL_DIR=spool_root / "tests"):
         yield
+
+
+@pytest.fixture
+def thread_hops(monkeypatch) -> list[str]:
+    """The name of each function run in a worker thread through sync_to_async."""
+    hops: list[str] = []
+    call_in_thread = SyncToAsync.__call__
+
+    async def recording_call(self, *args, **kwargs):
+        hops.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await call_in_thread(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", recording_call)
+    return hops
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ django-ratelimit reads."""
 
 import asyncio
 import uuid
-from typing import Any
 
 import pytest
 import redis
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.db import connections
 from django.http import HttpRequest
 from django_ratelimit.core import get_usage
@@ -17,20 +16,11 @@ from django_ratelimit.core import get_usage
 from conversations import redis_async
 from conversations.ratelimit import COUNT_GROUP, RateLimited, admit_chat_request
 from conversations.stream_leases import stream_leases
+from tests.test_eventlog import CountingConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class CountingConnection(redis.asyncio.Connection):
-    """A connection that counts its writes to the socket: one per round trip."""
-
-    sends = 0
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.sends += 1
-        await super().send_packed_command(command, check_health)
 
 
 @pytest.fixture
@@ -53,20 +43,6 @@ def redis_limits(settings):
     # The overrides were read in asgiref's one thread for thread-sensitive work outside a
     # request: close its connection there, or the test database could not be dropped.
     asyncio.run(sync_to_async(connections.close_all)())
-
-
-@pytest.fixture
-def thread_hops(monkeypatch) -> list[str]:
-    """The name of each function run in a worker thread through sync_to_async."""
-    hops: list[str] = []
-    call_in_thread = SyncToAsync.__call__
-
-    async def recording_call(self, *args, **kwargs):
-        hops.append(getattr(self.func, "__qualname__", repr(self.func)))
-        return await call_in_thread(self, *args, **kwargs)
-
-    monkeypatch.setattr(SyncToAsync, "__call__", recording_call)
-    return hops
 
 
 def test_a_warm_admission_is_one_redis_round_trip_and_no_thread(redis_limits, alice, thread_hops):

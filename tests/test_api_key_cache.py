@@ -32,6 +32,13 @@ def key_client(key: str) -> Client:
     return Client(headers={"Authorization": f"Bearer {key}"})
 
 
+def queries_of_a_call(client: Client, status: int) -> list[str]:
+    """The SQL of one more call to /v1/models, which must answer `status`."""
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(MODELS).status_code == status
+    return [query["sql"] for query in queries]
+
+
 def forget_notice(user_id: int) -> dict:
     return {"type": running_turns.CACHE_FORGET, "user_id": user_id}
 
@@ -127,10 +134,7 @@ def test_a_known_key_is_answered_without_a_query(alice, make_api_key):
     client = key_client(make_api_key(alice))
     assert client.get(MODELS).status_code == 200
 
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(MODELS).status_code == 200
-
-    assert [query["sql"] for query in queries] == []
+    assert queries_of_a_call(client, 200) == []
 
 
 @pytest.mark.django_db
@@ -139,10 +143,7 @@ def test_with_process_cache_seconds_zero_every_call_reads_the_key(alice, make_ap
     client = key_client(make_api_key(alice))
     assert client.get(MODELS).status_code == 200
 
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(MODELS).status_code == 200
-
-    assert any("conversations_apikey" in query["sql"] for query in queries)
+    assert any("conversations_apikey" in sql for sql in queries_of_a_call(client, 200))
 
 
 @pytest.mark.django_db
@@ -151,10 +152,7 @@ def test_an_unknown_key_is_read_each_time(alice):
     client = key_client("cs-not-a-real-key")
     assert client.get(MODELS).status_code == 401
 
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(MODELS).status_code == 401
-
-    assert any("conversations_apikey" in query["sql"] for query in queries)
+    assert any("conversations_apikey" in sql for sql in queries_of_a_call(client, 401))
 
 
 @pytest.mark.django_db
@@ -191,10 +189,7 @@ def test_logging_in_keeps_the_copy(alice, make_api_key):
     assert client.get(MODELS).status_code == 200
     assert Client().login(username="alice", password="a-long-test-password")
 
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(MODELS).status_code == 200
-
-    assert len(queries) == 0
+    assert queries_of_a_call(client, 200) == []
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ Django's async handler and the development LLM server over HTTP."""
 import asyncio
 
 import pytest
-from asgiref.sync import SyncToAsync, async_to_sync
+from asgiref.sync import async_to_sync
 from django.db import connections
 from django.test import AsyncClient
 
@@ -15,20 +15,6 @@ from conversations import providers
 from conversations.models import Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def thread_hops(monkeypatch) -> list[str]:
-    """The name of each function run in a worker thread through sync_to_async."""
-    hops: list[str] = []
-    call_in_thread = SyncToAsync.__call__
-
-    async def recording_call(self, *args, **kwargs):
-        hops.append(getattr(self.func, "__qualname__", repr(self.func)))
-        return await call_in_thread(self, *args, **kwargs)
-
-    monkeypatch.setattr(SyncToAsync, "__call__", recording_call)
-    return hops
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from django.db import connections
 from django.test import TransactionTestCase, override_settings
 
 from conversations import providers, services
-from conversations.chat_requests import chat_model_ask, chat_payload, chat_turn_starter
+from conversations.chat_requests import chat_payload, chat_turn_starter
 from conversations.exceptions import DuplicateRequest
 from conversations.models import Message
 from conversations.stream_leases import stream_leases
@@ -158,13 +158,14 @@ class ModelAskedEarlyTests(TransactionTestCase):
 def test_a_new_chats_first_message_is_asked_early_with_the_history_the_save_reads(alice):
     payload = chat_payload({"message": "  Hello there  ", "model": "dev/dev-chat"})
 
-    ask = chat_model_ask("first-0001", **payload)
-    turn = chat_turn_starter(alice, "first-0001", **payload)()
+    start, ask = chat_turn_starter(alice, "first-0001", **payload)
+    turn = start()
 
     assert ask is not None
     assert ask.messages == turn.history  # what the model would have been asked after the save
     assert (ask.model_key, ask.request_id) == ("dev/dev-chat", "first-0001")
     going_on = chat_payload({"message": "More", "conversation": turn.conversation_id})
-    assert chat_model_ask("first-0002", **going_on) is None  # its history is read in the save
+    # Its history is read in the save.
+    assert chat_turn_starter(alice, "first-0002", **going_on).ask is None
     regenerate = {"action": "regenerate", "conversation": turn.conversation_id}
-    assert chat_model_ask("first-0003", **chat_payload(regenerate)) is None
+    assert chat_turn_starter(alice, "first-0003", **chat_payload(regenerate)).ask is None
