@@ -1,6 +1,7 @@
 // Code blocks in rendered Markdown: syntax highlighting (highlight.js) and a header with
-// the language and a Copy button. Highlighting results are cached, so re-rendering a
-// streaming answer only highlights the block that is still growing.
+// the language and a Copy button. A streaming answer's blocks are highlighted once, when
+// finished (the growing one is shown plain); results are cached for the same code rendered
+// again (a reload, another version of the answer).
 
 import hljs from "highlight.js";
 import { copyText, showCopied } from "./clipboard.js";
@@ -74,19 +75,28 @@ function codeHeader(label) {
   return header;
 }
 
-/** Highlight every fenced block under root and wrap it with a header and Copy button. */
-export function decorateCodeBlocks(root) {
+/**
+ * Wrap every fenced block under root (an element or a fragment) with a header and Copy
+ * button, and highlight it unless told not to: a block still growing is shown plain, in the
+ * same colours, since highlighting it on every frame would cost as much as the block.
+ */
+export function decorateCodeBlocks(root, { highlight: colour = true } = {}) {
   for (const code of root.querySelectorAll("pre > code")) {
     const pre = code.parentElement;
     if (pre.parentElement && pre.parentElement.classList.contains("code-block")) {
       continue;
     }
     const language = declaredLanguage(code);
-    highlight(code, language);
+    if (colour) {
+      highlight(code, language);
+    } else {
+      code.classList.add("hljs");
+    }
     const block = document.createElement("div");
     block.className = "code-block";
     pre.replaceWith(block);
     block.append(codeHeader(languageLabel(language, code)), "\n", pre);
+    pre.tabIndex = 0; // a long line scrolls sideways: keyboards must reach it to scroll it
   }
 }
 
