@@ -16,11 +16,15 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(alice_client, alice):
-    response = alice_client.post("/settings/api-keys/", {"name": "laptop"})
+    created = alice_client.post("/settings/api-keys/", {"name": "laptop"})
+    # POST-redirect-GET: the key is not in the redirect, and only the next GET shows it.
+    assert created.status_code == 302 and created.url == "/settings/api-keys/"
+    response = alice_client.get(created.url)
 
     raw_key = response.context["new_key"]
     assert raw_key.startswith("cs-") and len(raw_key) > 40
     assert raw_key in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
     stored = ApiKey.objects.get(user=alice)
     assert stored.name == "laptop"
     assert stored.key_hash == hash_key(raw_key)
@@ -30,6 +34,17 @@ def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(alice_client, alice):
         assert raw_key not in repr(cursor.fetchall())
     listing = alice_client.get("/settings/api-keys/").content.decode()
     assert stored.prefix in listing and raw_key not in listing
+    assert raw_key not in repr(dict(alice_client.session))  # gone from the session too
+    assert ApiKey.objects.filter(user=alice).count() == 1
+
+
+def test_a_bad_key_name_is_refused_in_the_page_without_creating_a_key(alice_client, alice):
+    response = alice_client.post("/settings/api-keys/", {"name": "x" * 500})
+
+    assert response.status_code == 400
+    assert response.context["error"] in response.content.decode()
+    assert response.context["new_key"] is None
+    assert not ApiKey.objects.filter(user=alice).exists()
 
 
 def test_a_user_revokes_their_own_key_and_not_another_users(alice_client, alice, bob, make_api_key):

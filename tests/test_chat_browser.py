@@ -128,4 +128,5 @@ def test_a_user_creates_copies_and_revokes_an_api_key(page):
     row = page.locator("tr", has_text="notebook")
     expect(row).to_contain_text(key[:10])
     row.get_by_role("button", name="Revoke notebook").click()
+    page.locator("#revoke-dialog").get_by_role("button", name="Revoke").click()  # confirm
     expect(page.locator("tr", has_text="notebook")).to_contain_text("Revoked")
