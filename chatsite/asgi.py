@@ -4,8 +4,12 @@ HTTP goes to Django; WebSockets (/ws/chat/) to channels' consumers, behind the s
 user (AuthMiddlewareStack) and a check that the page opening the socket is one of
 ALLOWED_HOSTS (AllowedHostsOriginValidator: another site's page cannot use a visitor's
 session). Both start the process's own work (ServerLifecycle).
+
+Only server processes import this module (daphne, uvicorn, runserver), never management
+commands: what a server needs before its first request is set up here, as it starts.
 """
 
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -24,7 +28,25 @@ from django.core.handlers.exception import convert_exception_to_response  # noqa
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.middleware.security import SecurityMiddleware  # noqa: E402
 
+from conversations import providers  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def create_model_clients() -> None:
+    """Set up the model clients before the first request instead of during it (it made the
+    first answer after a start wait about a second). A misconfigured endpoint does not stop
+    the server: its requests meet the same error, and report it."""
+    try:
+        names = providers.create_clients()
+    except Exception:
+        logger.exception("Creating the model clients failed; each is created on first use")
+    else:
+        logger.info("Model clients ready: %s", ", ".join(names))
+
+
+create_model_clients()
 
 
 class ServerLifecycle:

@@ -266,6 +266,13 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
 CHAT_HISTORY_MESSAGES = env_int("CHAT_HISTORY_MESSAGES", 50, minimum=1)
 # The most messages one /v1 call may send: a bound on the rows and work one request can cause.
 CHAT_MAX_PROMPT_MESSAGES = env_int("CHAT_MAX_PROMPT_MESSAGES", 1000, minimum=1)
+# Conversations the chat page's sidebar shows at first and loads at a time as it scrolls
+# (at most the site API's largest page, 200): the page stays small however long the history.
+CHAT_SIDEBAR_PAGE_SIZE = env_int("CHAT_SIDEBAR_PAGE_SIZE", 50, minimum=1)
+if CHAT_SIDEBAR_PAGE_SIZE > 200:
+    raise ImproperlyConfigured(
+        f"CHAT_SIDEBAR_PAGE_SIZE must be at most 200, not {CHAT_SIDEBAR_PAGE_SIZE}."
+    )
 # Threads for post-stream work (the save and the hooks), apart from the default executor that
 # Django itself needs (e.g. to log an error response): saves waiting for a pooled connection
 # must never starve it.

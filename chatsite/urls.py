@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from chatsite.views import LogoutView, favicon
 from conversations.logins import AdminLoginForm, LoginForm, login_view
 
 # The admin's login counts failed passwords against the same limits as the site's, and is
@@ -19,7 +20,7 @@ urlpatterns = [
         login_view(auth_views.LoginView.as_view(authentication_form=LoginForm)),
         name="login",
     ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", LogoutView.as_view(), name="logout"),
     path(
         "accounts/password_change/",
         auth_views.PasswordChangeView.as_view(),
@@ -30,6 +31,7 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("", include("conversations.urls")),
 ]

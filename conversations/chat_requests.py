@@ -19,8 +19,9 @@ ACTIONS = ("send", "regenerate", "edit")
 def chat_payload(data: dict, *, url_conversation: int | None = None) -> dict:
     """Read {"message", "model", "conversation", "action", "message_id"} from a client's
     JSON object, refusing malformed input. `action` is "send" (the default), "regenerate"
-    the last answer, or "edit" the last question; `message_id` optionally names that answer
-    or question, so that a stale page gets a 409 instead of acting on another. A
+    an answer, or "edit" a question: a new version of it. `message_id` names that answer or
+    question (without it, the last), or for "send" the last message the client shows; a
+    message no longer shown gets a 409, so a stale page never acts on another branch. A
     conversation named in the URL wins over the body's."""
     action = data.get("action", "send")
     if action not in ACTIONS:
@@ -69,8 +70,8 @@ def chat_turn_starter(
 ) -> ChatTurnStart:
     """The prompt save a checked chat message asks for and, for the first message of a new
     conversation, the model's question: that message is the whole history (the history the
-    save reads back is that one message). A conversation that goes on has its history read
-    in the save, so the model is asked after it."""
+    save reads back is that one message), after the model's system prompt. A conversation
+    that goes on has its history read in the save, so the model is asked after it."""
     common = {"user": user, "model_key": model, "request_id": request_id}
     if action == "regenerate":
         return ChatTurnStart(
@@ -81,15 +82,19 @@ def chat_turn_starter(
         )
     if action == "edit":
         return ChatTurnStart(
-            lambda: services.turn_edit_last(
+            lambda: services.turn_edit(
                 conversation_id=conversation, content=message, message_id=message_id, **common
             ),
             None,
         )
     ask = None
     if conversation is None:
-        ask = ModelAsk(model, [{"role": "user", "content": message}], request_id)
+        question = [{"role": "user", "content": message}]
+        # As the save will build it (services._start_answer): the system prompt first.
+        ask = ModelAsk(model, providers.get_model(model).with_system_prompt(question), request_id)
     return ChatTurnStart(
-        lambda: services.turn_start(conversation_id=conversation, content=message, **common),
+        lambda: services.turn_start(
+            conversation_id=conversation, content=message, message_id=message_id, **common
+        ),
         ask,
     )

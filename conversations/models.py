@@ -83,9 +83,23 @@ class Message(models.Model):
     usage_reported = models.BooleanField(default=False)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # How long the model thought: from its first reasoning to its first text (or to the end
+    # of the answer, when no text came). None for an answer without reasoning.
+    reasoning_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The system prompt sent first to the model for this answer (web chats; the endpoints
+    # file's `system_prompt` at the time): the record of what the model received, whatever
+    # the file says later.
+    system_prompt = models.TextField(blank=True)
     error = models.TextField(blank=True)
-    # Set when the user regenerated this answer or edited this question: the message leaves
-    # the thread and the model's context, but stays in the database as a record.
+    # Web chats are trees: each message follows its parent (a question its answer, an answer
+    # the question before). Regenerating adds a sibling answer, editing a sibling question;
+    # siblings are the versions the chat page shows as "< 1/2 >". API threads leave it empty.
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
+    )
+    # Set while the message is off the branch the user is shown (regenerated, edited, or
+    # another version chosen): it leaves the thread and the model's context, but stays in
+    # the database as a record, and comes back when its version is shown again.
     superseded_at = models.DateTimeField(null=True, blank=True)
     # A streaming answer's last sign of life: its runner checkpoints the partial text and
     # refreshes this every few seconds. A stale one means the process running it is gone.

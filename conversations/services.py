@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 
 TITLE_LENGTH = 60
 
+STALE_MESSAGE = (
+    "This conversation changed since this page showed it (in another tab?). "
+    "Reload the page to see it."
+)
+
 
 def title_from_message(content: str) -> str:
     """Make a conversation title from its first message: one line, cut at a word."""
@@ -54,17 +59,27 @@ def turn_start(
     model_key: str,
     content: object,
     request_id: str,
+    message_id: int | None = None,
 ) -> StartedTurn:
     """Save the user's message and an empty answer, before the model is called.
 
     The user's words are in the database before anything can go wrong upstream. Raises a
-    ChatError subclass, writing nothing, when the request is invalid.
+    ChatError subclass, writing nothing, when the request is invalid. `message_id`, when
+    given, is the last message the client shows: a thread changed since (another version
+    shown in another tab) raises StaleConversation rather than continue a branch the user
+    does not see.
     """
     text = clean_message(content)
     model = providers.get_model(model_key)
     with _one_answer_per_request(request_id), transaction.atomic():
         conversation = _conversation_for_turn(user, conversation_id, model.key, text)
-        question = _save_question(conversation, text, request_id)
+        # A new question follows the thread as the user is shown it, whichever versions.
+        parent = None
+        if conversation_id is not None:
+            parent = selectors.last_shown_message(conversation=conversation)
+            if message_id is not None and (parent is None or parent.pk != message_id):
+                raise StaleConversation(STALE_MESSAGE, field="message_id")
+        question = _save_question(conversation, text, request_id, parent=parent)
         history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
         return _start_answer(conversation, question, model, request_id, history)
 
@@ -154,22 +169,26 @@ def turn_regenerate(
     request_id: str,
     message_id: int | None = None,
 ) -> StartedTurn:
-    """Hide the conversation's last answer and start a new one to the same question.
+    """Answer a question of the thread again: a new version of its answer.
 
-    `message_id`, when given, is the answer the client means to replace: anything else (it
-    was replaced in another tab meanwhile) raises StaleConversation and writes nothing."""
+    `message_id` names the answer to redo (or the question to answer again), anywhere in the
+    thread as the user is shown it; without it, the last question's. The messages after that
+    question leave the thread, kept as the earlier version. A message the user is no longer
+    shown (replaced in another tab meanwhile) raises StaleConversation and writes nothing."""
     model = providers.get_model(model_key)
     with _one_answer_per_request(request_id), transaction.atomic():
         conversation = _locked_conversation(user, conversation_id, model.key)
-        question = _last_question(conversation, "There is no message to answer again.")
-        answers = selectors.conversation_messages(conversation=conversation)
-        _check_latest(answers.filter(pk__gt=question.pk).last() or question, message_id)
-        replaced = _supersede(answers.filter(pk__gt=question.pk))
+        shown = selectors.conversation_messages(conversation=conversation)
+        if message_id is None:
+            question = _last_question(conversation, "There is no message to answer again.")
+        else:
+            question = _question_of(_shown(shown, message_id))
+        replaced = _supersede(shown.filter(pk__gt=question.pk))
         history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
         return _start_answer(conversation, question, model, request_id, history, replaced)
 
 
-def turn_edit_last(
+def turn_edit(
     *,
     user: AbstractBaseUser,
     conversation_id: int,
@@ -178,30 +197,66 @@ def turn_edit_last(
     request_id: str,
     message_id: int | None = None,
 ) -> StartedTurn:
-    """Replace the conversation's last question (hiding it and its answer) and answer anew.
+    """Ask an edited question in place of one of the thread's: a new version of it, answered
+    from the thread before it (the model never sees what followed the old version).
 
-    `message_id`, when given, is the question the client means to edit (see
-    turn_regenerate)."""
+    `message_id` names the question, anywhere in the thread as the user is shown it; without
+    it, the last one. The old version and everything after it leave the thread, kept."""
     text = clean_message(content)
     model = providers.get_model(model_key)
     with _one_answer_per_request(request_id), transaction.atomic():
         conversation = _locked_conversation(user, conversation_id, model.key)
-        question = _last_question(conversation, "There is no message to edit.")
-        _check_latest(question, message_id)
-        question_and_answer = selectors.conversation_messages(conversation=conversation)
-        replaced = _supersede(question_and_answer.filter(pk__gte=question.pk))
-        edited = _save_question(conversation, text, request_id)
+        shown = selectors.conversation_messages(conversation=conversation)
+        if message_id is None:
+            question = _last_question(conversation, "There is no message to edit.")
+        else:
+            question = _shown(shown, message_id, role=Message.Role.USER)
+        parent = _parent_of(shown, question)
+        replaced = _supersede(shown.filter(pk__gte=question.pk))
+        edited = _save_question(conversation, text, request_id, parent=parent)
         history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
         return _start_answer(conversation, edited, model, request_id, history, replaced)
 
 
-def _save_question(conversation: Conversation, text: str, request_id: str) -> Message:
+def conversation_show_version(
+    *, user: AbstractBaseUser, conversation_id: int, message_id: int
+) -> Conversation:
+    """Show the branch of the user's web chat that goes through this message (one of the
+    versions "< 1/2 >" of a question or an answer): the thread, and so the model's next context,
+    follow it. Below the message, each step takes the version the user was shown last."""
+    with transaction.atomic():
+        conversation = (
+            Conversation.objects.select_for_update()
+            .filter(owner=user, pk=conversation_id, source=Conversation.Source.WEB)
+            .first()
+        )
+        if conversation is None:
+            raise ConversationNotFound("No such conversation.", field="conversation")
+        if selectors.streaming_request_id(conversation=conversation):
+            raise StaleConversation(
+                "An answer is still being written in this conversation; wait for it to end.",
+                field="message_id",
+            )
+        tree = selectors.message_tree(conversation=conversation)
+        if message_id not in tree.messages:
+            raise InvalidChatRequest("No such message in this conversation.", field="message_id")
+        branch = set(tree.branch_through(message_id))
+        shown = {pk for pk, m in tree.messages.items() if m.superseded_at is None}
+        Message.objects.filter(pk__in=shown - branch).update(superseded_at=timezone.now())
+        Message.objects.filter(pk__in=branch - shown).update(superseded_at=None)
+        return conversation
+
+
+def _save_question(
+    conversation: Conversation, text: str, request_id: str, *, parent: Message | None = None
+) -> Message:
     return Message.objects.create(
         conversation=conversation,
         user_id=conversation.owner_id,
         request_id=request_id,
         role=Message.Role.USER,
         content=text,
+        parent=parent,
     )
 
 
@@ -212,14 +267,37 @@ def _last_question(conversation: Conversation, missing: str) -> Message:
     return question
 
 
-def _check_latest(current: Message, message_id: int | None) -> None:
-    """Refuse to act on a message that is no longer the one the client saw last."""
-    if message_id is not None and message_id != current.pk:
-        raise StaleConversation(
-            "This conversation changed since this page showed it (in another tab?). "
-            "Reload the page to see it.",
-            field="message_id",
+def _shown(shown: QuerySet[Message], message_id: int, *, role: str | None = None) -> Message:
+    """The thread's message the client acted on; a message no longer shown (or never this
+    conversation's, or of another role) means the client's page is stale."""
+    found = shown.filter(pk=message_id)
+    if role is not None:
+        found = found.filter(role=role)
+    message = found.first()
+    if message is None:
+        raise StaleConversation(STALE_MESSAGE, field="message_id")
+    return message
+
+
+def _question_of(message: Message) -> Message:
+    """The question an answer answers (a question is its own)."""
+    if message.role == Message.Role.USER:
+        return message
+    question = (
+        message.conversation.messages.filter(
+            superseded_at__isnull=True, role=Message.Role.USER, pk__lt=message.pk
         )
+        .order_by("-pk")
+        .first()
+    )
+    if question is None:
+        raise InvalidChatRequest("There is no message to answer again.", field="message_id")
+    return question
+
+
+def _parent_of(shown: QuerySet[Message], message: Message) -> Message | None:
+    """The message of the shown thread just before this one (its parent in the tree)."""
+    return shown.filter(pk__lt=message.pk).order_by("-pk").first()
 
 
 def _supersede(messages: QuerySet[Message]) -> tuple[int, ...]:
@@ -248,13 +326,16 @@ def _start_answer(
     prompt_hash: str = "",
 ) -> StartedTurn:
     answer = _answer_placeholder(conversation, model, request_id)
+    answer.parent = last_prompt_message
+    # Web chats send the model's system prompt first; the answer records the one it was sent.
+    answer.system_prompt = model.system_prompt
     answer.save(force_insert=True)
     return _started(
         conversation,
         last_prompt_message,
         answer,
         model,
-        history,
+        model.with_system_prompt(history),
         replaces,
         prompt_hash=prompt_hash,
     )
@@ -361,6 +442,7 @@ def save_finished_turn(turn: FinishedTurn) -> bool:
         "usage_reported": turn.usage_reported,
         "time_to_first_token_ms": turn.time_to_first_token_ms,
         "duration_ms": turn.duration_ms,
+        "reasoning_ms": turn.reasoning_ms,
         "error": turn.error,
         "heartbeat_at": None,
     }
@@ -425,6 +507,7 @@ class Checkpoint:
     reasoning: str
     prompt_tokens: int | None
     completion_tokens: int | None
+    reasoning_ms: int | None = None  # how long it has thought so far
 
 
 def turns_checkpoint(*, changed: list[Checkpoint], unchanged_ids: list[int]) -> None:
@@ -443,18 +526,31 @@ def turns_checkpoint(*, changed: list[Checkpoint], unchanged_ids: list[int]) -> 
                 reasoning=c.reasoning,
                 prompt_tokens=c.prompt_tokens,
                 completion_tokens=c.completion_tokens,
+                reasoning_ms=c.reasoning_ms,
                 heartbeat_at=now,
             )
             for c in changed
         ]
-        fields = ["content", "reasoning", "prompt_tokens", "completion_tokens", "heartbeat_at"]
+        fields = [
+            "content",
+            "reasoning",
+            "prompt_tokens",
+            "completion_tokens",
+            "reasoning_ms",
+            "heartbeat_at",
+        ]
         streaming.bulk_update(rows, fields, batch_size=500)
     if unchanged_ids:
         streaming.filter(pk__in=unchanged_ids).update(heartbeat_at=now)
 
 
 _checkpoint_row = attrgetter(
-    "assistant_message_id", "content", "reasoning", "prompt_tokens", "completion_tokens"
+    "assistant_message_id",
+    "content",
+    "reasoning",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_ms",
 )
 
 INTERRUPTED_ERROR = "The server stopped while answering."

@@ -1,7 +1,9 @@
 """The site's own JSON API for a user's conversations, by session or API key.
 
-    GET    /api/conversations/                 list (?limit=50&offset=0&source=web|api),
-                                               newest activity first
+    GET    /api/conversations/                 list (?limit=50&source=web|api&q=words),
+                                               newest activity first; the next page with
+                                               ?cursor=<next_cursor> (or ?offset=N); q keeps
+                                               those whose title or messages have its words
     POST   /api/conversations/                 {message, model?}: start one, answer streamed
     GET    /api/conversations/<id>/            one, with its messages
     PATCH  /api/conversations/<id>/            {title}: rename
@@ -11,6 +13,9 @@
                                                or "edit" redoes the last answer or question,
                                                and message_id (that answer or question) makes
                                                a stale client's request a 409
+    POST   /api/conversations/<id>/versions/   {message_id}: show the branch through that
+                                               version of a question or an answer (web
+                                               chats); the conversation as GET returns it
     GET    /api/turns/<request_id>/events      follow an answer (re-attach after a reload):
                                                its events after Last-Event-ID (or ?after=N),
                                                live until the last; SSE, or NDJSON with
@@ -31,7 +36,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from conversations import running_turns, selectors, services
+from conversations import history, running_turns, selectors, services
 from conversations.auth import api_key_or_session_user
 from conversations.encoders import EventEncoder
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
@@ -71,14 +76,7 @@ async def conversations(
         return await stream_chat_turn(
             request, user, request_id=request_id, surface="api", **payload
         )
-    limit = _int_param(request, "limit", default=50, maximum=MAX_PAGE)
-    offset = _int_param(request, "offset", default=0, maximum=MAX_OFFSET)
-    source = request.GET.get("source")
-    if source is not None and source not in Conversation.Source.values:
-        choices = " or ".join(Conversation.Source.values)
-        raise InvalidChatRequest(f"source must be {choices}.", field="source")
-    page = await sync_to_async(_conversation_page)(user, limit, offset, source)
-    return JsonResponse(page)
+    return JsonResponse(await sync_to_async(_conversation_page)(user, _page_params(request)))
 
 
 @site_api_view("GET", "PATCH", "DELETE")
@@ -97,6 +95,20 @@ async def conversation(
     if request.method == "DELETE":
         await sync_to_async(services.conversation_delete)(user=user, conversation_id=pk)
         return HttpResponse(status=204)
+    return JsonResponse(await sync_to_async(_conversation_detail)(user, pk))
+
+
+@site_api_view("POST")
+async def conversation_versions(
+    request: HttpRequest, user: AbstractBaseUser, pk: int, *, request_id: str
+) -> HttpResponse:
+    """Switch the thread to another version of one of its messages ("< 1/2 >" on the page)."""
+    message_id = parse_json_object(request).get("message_id")
+    if type(message_id) is not int or message_id < 1:
+        raise InvalidChatRequest("message_id must be a message ID.", field="message_id")
+    await sync_to_async(services.conversation_show_version)(
+        user=user, conversation_id=pk, message_id=message_id
+    )
     return JsonResponse(await sync_to_async(_conversation_detail)(user, pk))
 
 
@@ -121,22 +133,42 @@ def _int_param(request: HttpRequest, name: str, *, default: int, maximum: int) -
     return int(raw)
 
 
-def _conversation_page(
-    user: AbstractBaseUser, limit: int, offset: int, source: str | None
-) -> dict[str, Any]:
-    conversations = selectors.with_streaming_answer(
-        selectors.conversation_list(user=user, source=source)
-    )
-    rows = list(conversations[offset : offset + limit + 1])
+def _page_params(request: HttpRequest) -> dict[str, Any]:
+    """Read the list's ?limit, offset or cursor, source and q; a bad one is a 400."""
+    params: dict[str, Any] = {
+        "limit": _int_param(request, "limit", default=50, maximum=MAX_PAGE),
+        "offset": _int_param(request, "offset", default=0, maximum=MAX_OFFSET),
+        "source": request.GET.get("source"),
+        "query": request.GET.get("q", ""),
+    }
+    if params["source"] is not None and params["source"] not in Conversation.Source.values:
+        choices = " or ".join(Conversation.Source.values)
+        raise InvalidChatRequest(f"source must be {choices}.", field="source")
+    if len(params["query"]) > history.MAX_QUERY_CHARS:
+        raise InvalidChatRequest(
+            f"q must be at most {history.MAX_QUERY_CHARS} characters.", field="q"
+        )
+    cursor = request.GET.get("cursor")
+    if cursor is not None:
+        if "offset" in request.GET:
+            raise InvalidChatRequest("Give either cursor or offset, not both.", field="cursor")
+        params["after"] = history.Cursor.decode(cursor)
+    return params
+
+
+def _conversation_page(user: AbstractBaseUser, params: dict[str, Any]) -> dict[str, Any]:
+    page, next_cursor = selectors.conversation_page(user=user, **params)
     return {
-        "data": [conversation_json(c) for c in rows[:limit]],
-        "has_more": len(rows) > limit,
+        "data": [conversation_json(c) for c in page],
+        "has_more": next_cursor is not None,
+        # Pass it as ?cursor= for the page after this one (null on the last page).
+        "next_cursor": next_cursor.encode() if next_cursor else None,
     }
 
 
 def _conversation_detail(user: AbstractBaseUser, pk: int) -> dict[str, Any]:
     found = selectors.conversation_get(user=user, conversation_id=pk)
-    messages = selectors.conversation_messages(conversation=found)
+    messages = selectors.conversation_thread(conversation=found)
     found.streaming_request_id = selectors.streaming_request_id(conversation=found)
     return conversation_json(found) | {"messages": [message_json(m) for m in messages]}
 
@@ -155,14 +187,28 @@ def conversation_json(conversation: Conversation) -> dict[str, Any]:
 
 
 def message_json(message: Message) -> dict[str, Any]:
+    versions = getattr(message, "versions", None)
     return {
         "id": message.pk,
+        "parent_id": message.parent_id,
+        # This message's place among its versions (regenerated answers, edited questions),
+        # or None when it has no other version.
+        "versions": versions
+        and {
+            "number": versions.number,
+            "count": versions.count,
+            "previous_id": versions.previous_id,
+            "next_id": versions.next_id,
+        },
         "role": message.role,
         "content": message.content,
         "reasoning": message.reasoning,
         "status": message.status,
         "finish_reason": message.finish_reason,
         "model": message.model,
+        # Shown on answers when the thread has answers from more than one model.
+        "model_label": getattr(message, "model_label", message.model),
+        "show_model": getattr(message, "show_model", False),
         "request_id": message.request_id,
         "usage": {
             "prompt_tokens": message.prompt_tokens,
@@ -171,6 +217,8 @@ def message_json(message: Message) -> dict[str, Any]:
         },
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "duration_ms": message.duration_ms,
+        # How long the model thought (its Thinking section says it); None without reasoning.
+        "reasoning_ms": message.reasoning_ms,
         "error": message.error,
         "created_at": message.created_at.isoformat(),
     }

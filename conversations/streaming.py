@@ -68,6 +68,8 @@ class TurnAccumulator:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.first_token_at: float | None = None
+        self.first_reasoning_at: float | None = None
+        self.first_content_at: float | None = None
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.token_chunks = 0
@@ -89,15 +91,27 @@ class TurnAccumulator:
             self.usage_reported = True
         if chunk.reasoning:
             self._saw_token()
+            if self.first_reasoning_at is None:
+                self.first_reasoning_at = time.monotonic()
             self.reasoning.append(chunk.reasoning)
         if chunk.content:
             self._saw_token()
+            if self.first_content_at is None:
+                self.first_content_at = time.monotonic()
             self.content.append(chunk.content)
 
     def _saw_token(self) -> None:
         self.token_chunks += 1
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
+
+    def reasoning_ms(self) -> int | None:
+        """How long the model thought: from its first reasoning to its first text, or until
+        now while it still thinks (or when it ended without text); None without reasoning."""
+        if self.first_reasoning_at is None:
+            return None
+        until = self.first_content_at or time.monotonic()
+        return max(0, round((until - self.first_reasoning_at) * 1000))
 
     @property
     def counted_completion_tokens(self) -> int:
@@ -120,6 +134,7 @@ class TurnAccumulator:
             reasoning="".join(self.reasoning),
             prompt_tokens=self.prompt_tokens_for(turn),
             completion_tokens=self.counted_completion_tokens,
+            reasoning_ms=self.reasoning_ms(),
         )
 
     def prompt_tokens_for(self, turn: StartedTurn) -> int:
@@ -152,6 +167,7 @@ class TurnAccumulator:
             duration_ms=round((time.monotonic() - self.started) * 1000),
             error=error,
             prompt_hash=turn.prompt_hash,
+            reasoning_ms=self.reasoning_ms(),
         )
 
 

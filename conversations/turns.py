@@ -45,3 +45,6 @@ class FinishedTurn:
     duration_ms: int
     error: str
     prompt_hash: str = ""
+    # From the first reasoning to the first text (or the end); None without reasoning.
+    # Last, with a default: spooled turns written before it still load.
+    reasoning_ms: int | None = None

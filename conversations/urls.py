@@ -20,6 +20,11 @@ urlpatterns = [
         site_api.conversation_messages,
         name="api_conversation_messages",
     ),
+    path(
+        "api/conversations/<int:pk>/versions/",
+        site_api.conversation_versions,
+        name="api_conversation_versions",
+    ),
     path("api/turns/<str:turn_request_id>/events", site_api.turn_events, name="api_turn_events"),
     path("api/turns/<str:turn_request_id>/stop", site_api.turn_stop, name="api_turn_stop"),
     # OpenAI-compatible (API key); any other /v1 URL is OpenAI's JSON 404.

@@ -9,9 +9,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from conversations import apikeys, lifecycle, providers, running_turns, selectors
+from conversations import apikeys, history, lifecycle, providers, running_turns, selectors
 from conversations.auth import session_user
 from conversations.chat_requests import chat_payload, chat_turn_starter
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
@@ -43,11 +44,15 @@ def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     chat_messages = []
     if pk is not None:
         conversation = selectors.conversation_get(user=request.user, conversation_id=pk)
-        chat_messages = selectors.conversation_messages(conversation=conversation)
+        chat_messages = selectors.conversation_thread(conversation=conversation)
+    first_page, next_cursor = selectors.conversation_page(
+        user=request.user, source=Conversation.Source.WEB, limit=settings.CHAT_SIDEBAR_PAGE_SIZE
+    )
     context = {
-        "conversations": selectors.conversation_list(
-            user=request.user, source=Conversation.Source.WEB
-        ),
+        # The sidebar's first page, grouped by date; sidebar.js loads the rest from the API.
+        "conversation_groups": history.group_by_date(first_page),
+        "next_cursor": next_cursor.encode() if next_cursor else "",
+        "sidebar_page_size": settings.CHAT_SIDEBAR_PAGE_SIZE,
         "conversation": conversation,
         "chat_messages": chat_messages,
         "models": providers.model_options(),
@@ -158,30 +163,51 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return django_csrf_failure(request, reason=reason)
 
 
+# The session key that carries a new API key to the one GET that shows it.
+NEW_API_KEY_SESSION_KEY = "conversations.new_api_key"
+
+
+@never_cache  # the page can hold a key shown once: keep it out of every cache and history
 @login_required
 @require_http_methods(["GET", "POST"])
 def api_keys(request: HttpRequest) -> HttpResponse:
-    """List the user's API keys, and create one; a new key is shown once, on this response."""
-    new_key, error = None, None
+    """List the user's API keys, and create one (POST, then redirect to GET).
+
+    A new key travels to the next GET in the session, never in a URL, and that GET removes
+    it: reloading neither creates another key nor shows this one again.
+    """
     if request.method == "POST":
         try:
             _, new_key = apikeys.api_key_create(
                 user=request.user, name=request.POST.get("name", "")
             )
         except InvalidChatRequest as exc:
-            error = exc.message
+            return _api_keys_page(request, error=exc.message, status=400)
+        request.session[NEW_API_KEY_SESSION_KEY] = new_key
+        return redirect("conversations:api_keys")
+    return _api_keys_page(request, new_key=request.session.pop(NEW_API_KEY_SESSION_KEY, None))
+
+
+def _api_keys_page(
+    request: HttpRequest,
+    *,
+    new_key: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HttpResponse:
     context = {
         "api_keys": request.user.api_keys.all(),
         "new_key": new_key,
         "error": error,
         "api_base_url": request.build_absolute_uri("/v1"),
     }
-    return render(request, "conversations/api_keys.html", context, status=400 if error else 200)
+    return render(request, "conversations/api_keys.html", context, status=status)
 
 
 @login_required
 @require_POST
 def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """Revoke one of the user's keys (the page asks for confirmation first)."""
     if not apikeys.api_key_revoke(user=request.user, key_id=pk):
         raise Http404("No such active API key.")
     return redirect("conversations:api_keys")

@@ -105,7 +105,9 @@ def _dumps(obj: Any) -> str:
 def _store_record(app: web.Application, record: dict[str, Any]) -> None:
     """Keep the record under its request ID, evicting the oldest beyond RECORD_LIMIT."""
     records = app[RECORDS_KEY]
-    records.pop(record["request_id"], None)
+    previous = records.pop(record["request_id"], None)
+    # A client's retries reuse its request ID (the openai SDK's do): count every request.
+    record["attempts"] = (previous or {}).get("attempts", 0) + 1
     records[record["request_id"]] = record
     while len(records) > RECORD_LIMIT:
         records.popitem(last=False)

@@ -196,7 +196,7 @@ ACCESS = (
         302,       200,       200,       200,       200,       200,       200,
         "",        "listed",  "hidden",  "hidden",  "hidden",  "hidden",  "hidden"),
     Row("POST", "/settings/api-keys/", "create one's own key", body={"name": "new"}).expect(
-        302,       200,       200,       200,       200,       200,       200),
+        302,       302,       302,       302,       302,       302,       302),  # then GET
     Row("POST", "/settings/api-keys/{key}/revoke/", observe=key_state).expect(
         302,       302,       404,       404,       404,       404,       404,
         "kept",    "revoked", "kept",    "kept",    "kept",    "kept",    "kept"),
@@ -233,6 +233,10 @@ ACCESS = (
     Row("POST", "/api/conversations/{empty}/messages/", "regenerate in an empty conversation",
         body={"action": "regenerate"}).expect(
         401,       400,       404,       404,       404,       404,       404),
+    # Showing the version already shown: the owner's thread stays as it is.
+    Row("POST", "/api/conversations/{conversation}/versions/", body={"message_id": "{message}"}
+        ).expect(
+        401,       200,       404,       404,       404,       404,       404),
     Row("GET", "/api/turns/{request}/events", "an answer whose events have expired").expect(
         401,       410,       404,       404,       404,       404,       404),
     Row("GET", "/api/turns/{request}/events", "by API key", key=True).expect(

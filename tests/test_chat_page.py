@@ -100,6 +100,6 @@ def test_the_sidebar_lists_web_chats_only_in_a_bounded_number_of_queries(
     with django_assert_max_num_queries(6):
         response = alice_client.get("/chat/")
 
-    listed = [c.title for c in response.context["conversations"]]
+    listed = [c.title for _, group in response.context["conversation_groups"] for c in group]
     assert sorted(listed) == sorted(f"Web chat {n}" for n in range(20))
     assert b"API call" not in response.content

@@ -211,7 +211,7 @@ def test_edit_hides_the_last_question_and_its_answer_and_asks_the_new_text(alice
         alice, "req-edit-0002", conversation_id=earlier.conversation_id, content="Typo'd"
     )
 
-    edited = services.turn_edit_last(
+    edited = services.turn_edit(
         user=alice,
         conversation_id=earlier.conversation_id,
         model_key="dev/dev-chat",
@@ -235,7 +235,7 @@ def test_regenerate_and_edit_need_a_question_and_the_users_own_conversation(alic
     with pytest.raises(InvalidChatRequest, match="no message"):
         services.turn_regenerate(user=alice, conversation_id=empty.pk, **common)
     with pytest.raises(ConversationNotFound):
-        services.turn_edit_last(user=bob, conversation_id=empty.pk, content="x", **common)
+        services.turn_edit(user=bob, conversation_id=empty.pk, content="x", **common)
     assert Message.objects.count() == 0
 
 
@@ -262,7 +262,7 @@ def test_regenerate_or_edit_of_a_message_no_longer_last_is_refused(alice):
             message_id=first.assistant_message_id,
         )
     with pytest.raises(StaleConversation):
-        services.turn_edit_last(
+        services.turn_edit(
             user=alice,
             conversation_id=first.conversation_id,
             model_key="dev/dev-chat",

@@ -51,3 +51,14 @@ def client_for(endpoint_name: str) -> ChatModelClient:
     """Return the endpoint's shared client (one per process, reused by every request)."""
     endpoint = next(e for e in endpoints() if e.name == endpoint_name)
     return ChatModelClient(endpoint, max_connections=settings.LLM_MAX_CONNECTIONS)
+
+
+def create_clients() -> list[str]:
+    """Create every endpoint's shared client now, ready for the first request, and return the
+    endpoints' names. A server process calls it as it starts (chatsite.asgi): set up on first
+    use, a client made the first answer after a start wait."""
+    names = []
+    for endpoint in endpoints():
+        client_for(endpoint.name).prepare()
+        names.append(endpoint.name)
+    return names

@@ -121,6 +121,33 @@ class AnswerCheck:
         raise ProviderError("The model's endpoint sent an empty answer.")
 
 
+# The longest wait before a retry the user does not see: a retry happens before the first
+# token, while the user looks at a waiting indicator.
+MAX_HIDDEN_RETRY_SECONDS = 1.0
+
+
+class _RetryingBriefly(openai.AsyncOpenAI):
+    """The SDK's client, retrying only what is worth a short, unseen wait.
+
+    Left to itself, the SDK retries a 429 (and a 5xx) after the upstream's Retry-After, up to a
+    minute: the user waited 7.5 s for a retry that failed again, then was told to wait 7 s
+    more. An upstream's rate limit is now told at once, with its Retry-After, and no retry waits
+    longer than MAX_HIDDEN_RETRY_SECONDS (a connection that failed, a 5xx that asked for no
+    longer wait). The SDK's own hooks are overridden: its options have no such policy.
+    """
+
+    def _should_retry(self, response: httpx2.Response) -> bool:
+        if response.status_code == 429:
+            return False
+        retry_after = self._parse_retry_after_header(response.headers)
+        if retry_after is not None and retry_after > MAX_HIDDEN_RETRY_SECONDS:
+            return False
+        return super()._should_retry(response)
+
+    def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
+        return min(super()._calculate_retry_timeout(*args, **kwargs), MAX_HIDDEN_RETRY_SECONDS)
+
+
 class ChatModelClient:
     """One endpoint's client; create it once and reuse it, since it pools connections."""
 
@@ -128,7 +155,7 @@ class ChatModelClient:
         self.endpoint = endpoint
         # Models that refused `stream_options` once (older servers); they are not sent it again.
         self._refuse_stream_options: set[str] = set()
-        self._sdk = openai.AsyncOpenAI(
+        self._sdk = _RetryingBriefly(
             base_url=endpoint.base_url,
             api_key=endpoint.api_key or "missing",
             max_retries=endpoint.max_retries,
@@ -198,6 +225,11 @@ class ChatModelClient:
                     raise
                 self._refuse_stream_options.add(request["model"])
         return await stack.enter_async_context(create(**request))
+
+    def prepare(self) -> None:
+        """Do now what the first request would otherwise do: the SDK imports its chat
+        resources on first use (a tenth of a second here, more on a busy machine)."""
+        self._sdk.chat.completions.with_streaming_response.create  # noqa: B018
 
     async def aclose(self) -> None:
         await self._sdk.close()

@@ -16,6 +16,15 @@ class ModelOption:
     endpoint: str
     upstream_id: str
     label: str
+    # Sent first, as a system message, on web chats (the chat page, the site API, the
+    # WebSocket); never added to /v1 calls, whose clients send their own messages.
+    system_prompt: str = ""
+
+    def with_system_prompt(self, history: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The messages a web chat sends this model: its system prompt first, if it has one."""
+        if not self.system_prompt:
+            return history
+        return [{"role": "system", "content": self.system_prompt}, *history]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,7 @@ def load_endpoints_file(
                 endpoint=name,
                 upstream_id=m["id"],
                 label=m.get("label", m["id"]),
+                system_prompt=_optional_text(m, "system_prompt", path),
             )
             for m in raw.get("models", [])
         )
@@ -86,6 +96,13 @@ def load_endpoints_file(
     if not endpoints:
         raise ImproperlyConfigured(f"{path}: no [[endpoints]] configured.")
     return endpoints
+
+
+def _optional_text(table: dict, key: str, path: str | Path) -> str:
+    value = table.get(key, "")
+    if not isinstance(value, str):
+        raise ImproperlyConfigured(f"{path}: {key!r} must be a string.")
+    return value
 
 
 def _required(table: dict, key: str, path: str | Path) -> str:

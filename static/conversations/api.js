@@ -166,6 +166,26 @@ function conversationApiUrl(baseUrl, conversationId) {
   return `${base}${encodeURIComponent(conversationId)}/`;
 }
 
+/**
+ * One page of the user's conversations: `params` are the list's query parameters (source,
+ * limit, q, cursor); resolves to the server's `{data, has_more, next_cursor}`.
+ */
+export async function listConversations(baseUrl, params, signal) {
+  const url = new URL(baseUrl, window.location.href);
+  for (const [name, value] of Object.entries(params)) {
+    url.searchParams.set(name, value);
+  }
+  const response = await send(url, { method: "GET", signal });
+  if (!response.ok) {
+    throw await errorFromResponse(response);
+  }
+  const body = await response.json().catch(() => null);
+  if (!body || !Array.isArray(body.data)) {
+    throw new RequestError("Unexpected response from the server. Reload the page and try again.");
+  }
+  return body;
+}
+
 /** Rename a conversation; resolves to the server's `{id, title, ...}`. */
 export async function renameConversation(baseUrl, conversationId, title) {
   const response = await send(conversationApiUrl(baseUrl, conversationId), {
@@ -184,4 +204,26 @@ export async function deleteConversation(baseUrl, conversationId) {
   if (!response.ok && response.status !== 404) {
     throw await errorFromResponse(response);
   }
+}
+
+/** One conversation with its thread as shown, each message with its versions. */
+export async function getConversation(baseUrl, conversationId) {
+  const response = await send(conversationApiUrl(baseUrl, conversationId), { method: "GET" });
+  if (!response.ok) {
+    throw await errorFromResponse(response);
+  }
+  return response.json();
+}
+
+/**
+ * Show the branch through another version of a message (‹ › on a message); resolves to the
+ * conversation as getConversation returns it, its thread now that branch.
+ */
+export async function showVersion(baseUrl, conversationId, messageId) {
+  const url = `${conversationApiUrl(baseUrl, conversationId)}versions/`;
+  const response = await send(url, { method: "POST", body: { message_id: messageId } });
+  if (!response.ok) {
+    throw await errorFromResponse(response);
+  }
+  return response.json();
 }

@@ -3,12 +3,19 @@
 // job: sse.js (event streams), api.js (requests), markdown.js + codeblocks.js (rendering),
 // messages.js (message articles), composer.js, sidebar.js, scroll.js, clipboard.js.
 
-import { openChatStream, openTurnEvents, stopTurn } from "./api.js";
+import {
+  getConversation,
+  openChatStream,
+  openTurnEvents,
+  showVersion,
+  stopTurn,
+} from "./api.js";
 import { handleCodeCopy } from "./codeblocks.js";
 import { copyText, showCopied } from "./clipboard.js";
 import { createComposer } from "./composer.js";
 import {
   STATUS,
+  articleFromJson,
   createMessageArticle,
   flushMessage,
   foldReasoning,
@@ -21,12 +28,15 @@ import {
   setOutcome,
   setReasoningText,
   setUserText,
+  setVersions,
   showWaitingIndicator,
+  updateModelLabels,
   updateTurnActions,
 } from "./messages.js";
 import { createScrollFollower } from "./scroll.js";
 import { readEventStream } from "./sse.js";
 import { createSidebar } from "./sidebar.js";
+import { initShortcuts } from "./shortcuts.js";
 
 export { createSseParser } from "./sse.js";
 
@@ -74,6 +84,8 @@ function initChat() {
     textarea: document.getElementById("message-input"),
     sendButton: document.getElementById("send-button"),
     stopButton: document.getElementById("stop-button"),
+    hint: document.getElementById("composer-hint"),
+    modelSelect,
     onSend: send,
     onStop: stop,
   });
@@ -189,6 +201,7 @@ function initChat() {
       }
       sidebar.upsert(conversationId, data.title);
     }
+    updateModelLabels(thread);
   }
 
   function onReasoning(turn, data) {
@@ -285,6 +298,10 @@ function initChat() {
     clearError();
     removePlaceholder();
     const turn = beginTurn({ user, assistant, created, hidden, onReject, restoreText });
+    // A regenerate or an edit makes a new version: the switchers are refreshed at the end.
+    turn.branched = body.action !== "send";
+    assistant.dataset.model = body.model;
+    assistant.dataset.modelLabel = modelSelect.selectedOptions[0]?.textContent || body.model;
 
     try {
       let response;
@@ -302,7 +319,7 @@ function initChat() {
       }
       await follow(turn, response);
     } finally {
-      endTurn();
+      endTurn(turn);
     }
   }
 
@@ -338,12 +355,73 @@ function initChat() {
     return turn;
   }
 
-  function endTurn() {
+  function endTurn(turn) {
     active = null;
     setBusy(false);
+    updateModelLabels(thread);
     follower.follow();
-    if (!document.querySelector("dialog[open], .message-editor")) {
+    if (turn?.branched && turn.started) {
+      refreshVersions();
+    }
+    const queued = composer.takeQueued();
+    if (queued) {
+      send(queued);
+    } else if (!document.querySelector("dialog[open], .message-editor")) {
       composer.focus();
+    }
+  }
+
+  /** Ask the server where each shown message stands among its versions (after a new one). */
+  async function refreshVersions() {
+    const id = currentConversationId();
+    if (id === null) {
+      return;
+    }
+    let conversation;
+    try {
+      conversation = await getConversation(layout.dataset.apiUrl, id);
+    } catch {
+      return; // the switcher shows up on the next load
+    }
+    for (const message of conversation.messages || []) {
+      const article = thread.querySelector(
+        `article.message[data-message-id="${CSS.escape(String(message.id))}"]`,
+      );
+      if (article) {
+        setVersions(article, message.versions);
+      }
+    }
+    refreshActions();
+  }
+
+  /** Show the branch through another version of a message: the thread is rebuilt from it. */
+  async function switchVersion(article, targetId, direction) {
+    const id = currentConversationId();
+    if (active || id === null) {
+      return;
+    }
+    clearError();
+    let conversation;
+    try {
+      conversation = await showVersion(layout.dataset.apiUrl, id, Number(targetId));
+    } catch (error) {
+      showError(error.message || "That version could not be shown.");
+      return;
+    }
+    const index = [...thread.querySelectorAll("article.message")].indexOf(article);
+    for (const old of thread.querySelectorAll("article.message")) {
+      old.remove();
+    }
+    thread.append(...(conversation.messages || []).map(articleFromJson));
+    updateModelLabels(thread);
+    refreshActions();
+    // Keep the keyboard where it was: on the same switcher, now of the version shown.
+    const shown = thread.querySelectorAll("article.message")[index];
+    if (shown) {
+      const buttons = shown.querySelectorAll('[data-action="version"]');
+      const same = direction === "previous" ? buttons[0] : buttons[1];
+      const focusable = [same, ...buttons].find((b) => b && !b.disabled);
+      (focusable || shown.querySelector("button"))?.focus();
     }
   }
 
@@ -423,7 +501,7 @@ function initChat() {
     try {
       await follow(turn, null);
     } finally {
-      endTurn();
+      endTurn(turn);
     }
   }
 
@@ -431,6 +509,9 @@ function initChat() {
     if (active) {
       return;
     }
+    // The last message shown: a thread changed meanwhile (another version chosen in another
+    // tab) is refused rather than continued on a branch this page does not show.
+    const follows = currentConversationId() === null ? null : lastShownId();
     const user = createMessageArticle("user", STATUS.COMPLETED);
     setUserText(user, text);
     const assistant = createMessageArticle("assistant", STATUS.STREAMING);
@@ -443,6 +524,7 @@ function initChat() {
         model: modelSelect.value,
         conversation: currentConversationId(),
         action: "send",
+        message_id: follows,
       },
       user,
       assistant,
@@ -452,21 +534,45 @@ function initChat() {
     });
   }
 
+  function lastShownId() {
+    const articles = thread.querySelectorAll("article.message:not([hidden])");
+    const last = articles[articles.length - 1];
+    return last ? messageId(last) : null;
+  }
+
   function lastArticle(role) {
     const articles = thread.querySelectorAll(`article.message[data-role="${role}"]:not([hidden])`);
     return articles.length ? articles[articles.length - 1] : null;
   }
 
-  /** Replace the last answer with a new one to the same question. */
+  /** The articles from this one to the end of the thread, as shown. */
+  function fromHereOn(article) {
+    const articles = [];
+    for (let next = article; next; next = next.nextElementSibling) {
+      if (next.matches("article.message:not([hidden])")) {
+        articles.push(next);
+      }
+    }
+    return articles;
+  }
+
+  /** Answer a question again: a new version of `answer`; it and what follows it are kept as
+   * the earlier version, reachable with ‹ ›. */
   function regenerate(answer) {
     const conversation = currentConversationId();
-    const user = lastArticle("user");
+    let user = answer.previousElementSibling;
+    while (user && !user.matches('article.message[data-role="user"]:not([hidden])')) {
+      user = user.previousElementSibling;
+    }
     if (active || conversation === null || !user) {
       return;
     }
+    const hidden = fromHereOn(answer);
+    for (const article of hidden) {
+      article.hidden = true;
+    }
     const assistant = createMessageArticle("assistant", STATUS.STREAMING);
-    answer.after(assistant);
-    answer.hidden = true;
+    thread.append(assistant);
     runTurn({
       body: {
         message: messageText(user),
@@ -478,22 +584,18 @@ function initChat() {
       user,
       assistant,
       created: [assistant],
-      hidden: [answer],
+      hidden,
     });
   }
 
-  /** Send new text in place of the last user message (and drop its answer). */
+  /** Ask edited text in place of a user message: a new version of it, branching from there
+   * (the old one and what followed it are kept, reachable with ‹ ›). */
   function resendEdited(original, text) {
     const conversation = currentConversationId();
     if (active || conversation === null) {
       return;
     }
-    const replaced = [original];
-    for (let next = original.nextElementSibling; next; next = next.nextElementSibling) {
-      if (next.matches("article.message")) {
-        replaced.push(next);
-      }
-    }
+    const replaced = fromHereOn(original);
     for (const article of replaced) {
       article.hidden = true;
     }
@@ -538,6 +640,7 @@ function initChat() {
       return;
     }
     turn.stopped = true;
+    composer.unqueue(); // stopping is not a cue to send what was typed meanwhile
     if (!turn.finished) {
       finish(turn, STATUS.STOPPED);
     }
@@ -574,21 +677,39 @@ function initChat() {
       startEditing(article);
     } else if (action === "regenerate" || action === "retry") {
       regenerate(article);
+    } else if (action === "version" && button.dataset.target) {
+      const buttons = [...article.querySelectorAll('[data-action="version"]')];
+      switchVersion(article, button.dataset.target, buttons.indexOf(button) ? "next" : "previous");
     }
   });
 
   handleCodeCopy(thread);
+
+  // Escape stops the answer, wherever the focus is, unless something nearer uses Escape (an
+  // editor, a rename, a dialog, the drawer on phones): those handle it first.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.shiftKey || event.defaultPrevented || !active) {
+      return;
+    }
+    if (document.querySelector("dialog[open]") || layout.classList.contains("sidebar-open")) {
+      return;
+    }
+    event.preventDefault();
+    stop();
+  });
 
   // --- the page as the server rendered it ----------------------------------
 
   for (const article of thread.querySelectorAll("article.message")) {
     hydrateMessage(article);
   }
+  updateModelLabels(thread);
   refreshActions();
   follower.toBottom();
   thread.setAttribute("aria-busy", "false");
   document.documentElement.classList.add("chat-ready");
   resumeStreamingAnswer();
+  initShortcuts({ newChatUrl });
 }
 
 if (typeof document !== "undefined") {

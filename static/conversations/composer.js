@@ -1,10 +1,28 @@
 // The composer: a textarea that grows with its text, Enter to send, Shift+Enter for a new
-// line, Send while idle and Stop while an answer streams.
+// line, Send while idle and Stop while an answer streams. The box stays usable while an
+// answer streams (type-ahead): Enter then queues the message, sent when the answer ends,
+// and the hint under the box says so.
 
 const MAX_HEIGHT_RATIO = 0.4; // of the window's height
 
-export function createComposer({ form, textarea, sendButton, stopButton, onSend, onStop }) {
+const HINTS = {
+  idle: "Enter to send · Shift+Enter for a new line",
+  busy: "Esc stops the answer · Enter queues your next message",
+  queued: "Queued: your message is sent when this answer ends · Esc stops the answer",
+};
+
+export function createComposer({
+  form,
+  textarea,
+  sendButton,
+  stopButton,
+  hint,
+  modelSelect,
+  onSend,
+  onStop,
+}) {
   let busy = false;
+  let queued = false;
 
   function grow() {
     textarea.style.height = "auto";
@@ -21,10 +39,22 @@ export function createComposer({ form, textarea, sendButton, stopButton, onSend,
 
   function updateSendButton() {
     sendButton.disabled = busy || !hasText();
+    if (queued && !hasText()) {
+      queued = false; // emptied the box: nothing left to send
+    }
+    form.classList.toggle("is-queued", queued);
+    if (hint) {
+      hint.textContent = HINTS[queued ? "queued" : busy ? "busy" : "idle"];
+    }
   }
 
   function submit() {
-    if (busy || !hasText()) {
+    if (!hasText()) {
+      return;
+    }
+    if (busy) {
+      queued = true;
+      updateSendButton();
       return;
     }
     onSend(textarea.value);
@@ -54,7 +84,11 @@ export function createComposer({ form, textarea, sendButton, stopButton, onSend,
   const composer = {
     setBusy(value) {
       busy = value;
-      textarea.disabled = value;
+      // The model applies from the next message; locked meanwhile, which also puts Stop
+      // one Tab away from the box.
+      if (modelSelect) {
+        modelSelect.disabled = value;
+      }
       sendButton.hidden = value;
       stopButton.hidden = !value;
       form.classList.toggle("is-busy", value);
@@ -76,6 +110,20 @@ export function createComposer({ form, textarea, sendButton, stopButton, onSend,
     },
     focus() {
       textarea.focus();
+    },
+    /** The queued message's text, if one waits (and no longer queued), else "". */
+    takeQueued() {
+      if (!queued) {
+        return "";
+      }
+      queued = false;
+      updateSendButton();
+      return hasText() ? textarea.value : "";
+    },
+    /** Forget a queued message (its text stays in the box). */
+    unqueue() {
+      queued = false;
+      updateSendButton();
     },
   };
   grow();

@@ -1,6 +1,7 @@
 // Message articles in the thread: building them, rendering their text, their outcome
-// (stopped, failed, cut off), the Thinking section, the action buttons, and the inline
-// editor of the last user message. DOM only; chat.js decides when.
+// (stopped, failed, cut off), the Thinking section, the action buttons, the versions
+// switcher (‹ 2 / 3 ›), the model label, and the inline editor of a user message. DOM only;
+// chat.js decides when.
 
 import { createMarkdownView } from "./markdown.js";
 import { icon, makeButton } from "./dom.js";
@@ -129,10 +130,37 @@ function ensureReasoning(article) {
   return details;
 }
 
+/**
+ * How long the model thought, for the Thinking section's summary: "Thought for 12 s". The
+ * same wording as the server's (the thought_for filter in conversations/templatetags).
+ */
+export function thoughtFor(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) {
+    return "Thinking";
+  }
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 1) {
+    return "Thought for less than a second";
+  }
+  if (seconds < 60) {
+    return `Thought for ${seconds} s`;
+  }
+  const rest = seconds % 60;
+  const minutes = (seconds - rest) / 60;
+  return rest ? `Thought for ${minutes} min ${rest} s` : `Thought for ${minutes} min`;
+}
+
+// When each streaming answer's thinking began here (performance.now()), to say how long it
+// took once the answer starts; the saved figure replaces it after a reload.
+const thinkingSince = new WeakMap();
+
 /** Show streamed reasoning in the Thinking section, open while it streams. */
 export function setReasoningText(article, text, onRender) {
   const details = ensureReasoning(article);
   details.classList.add("is-thinking");
+  if (!thinkingSince.has(article)) {
+    thinkingSince.set(article, performance.now());
+  }
   const state = stateOf(article);
   if (!state.reasoning) {
     state.reasoning = createMarkdownView(details.querySelector(".reasoning-body"), { onRender });
@@ -146,6 +174,11 @@ export function foldReasoning(article) {
   if (details && details.classList.contains("is-thinking")) {
     details.classList.remove("is-thinking");
     details.open = false;
+    if (thinkingSince.has(article)) {
+      const summary = details.querySelector("summary");
+      summary.textContent = thoughtFor(performance.now() - thinkingSince.get(article));
+      thinkingSince.delete(article);
+    }
   }
 }
 
@@ -252,8 +285,128 @@ export function ensureActions(article) {
     row.setAttribute("aria-label", "Message actions");
     row.append(copyButton(article.dataset.role === "user" ? "Copy message" : "Copy answer"));
     article.append(row);
+    renderVersions(article);
   }
   return row;
+}
+
+// --- versions ----------------------------------------------------------------
+
+/**
+ * Record where a message stands among its versions (`{number, count, previous_id,
+ * next_id}` from the server, or null for none) and show ‹ number / count › for it.
+ */
+export function setVersions(article, versions) {
+  const data = article.dataset;
+  if (versions && versions.count > 1) {
+    data.versionNumber = String(versions.number);
+    data.versionCount = String(versions.count);
+    data.versionPrevious = versions.previous_id ? String(versions.previous_id) : "";
+    data.versionNext = versions.next_id ? String(versions.next_id) : "";
+  } else {
+    delete data.versionNumber;
+    delete data.versionCount;
+    delete data.versionPrevious;
+    delete data.versionNext;
+  }
+  renderVersions(article);
+}
+
+function versionButton(label, iconText, target) {
+  const button = makeButton({ label, className: "action-button version-button" });
+  button.querySelector(".button-label").className = "visually-hidden";
+  const arrow = document.createElement("span");
+  arrow.setAttribute("aria-hidden", "true");
+  arrow.textContent = iconText;
+  button.prepend(arrow);
+  button.title = label;
+  button.dataset.action = "version";
+  button.dataset.target = target;
+  button.disabled = !target;
+  return button;
+}
+
+function renderVersions(article) {
+  const row = article.querySelector(".message-actions");
+  if (!row) {
+    return;
+  }
+  row.querySelector(".message-versions")?.remove();
+  const count = Number(article.dataset.versionCount || 0);
+  if (count < 2) {
+    return;
+  }
+  const number = Number(article.dataset.versionNumber);
+  const nav = document.createElement("div");
+  nav.className = "message-versions";
+  const status = document.createElement("span");
+  status.className = "version-status";
+  status.textContent = `${number} / ${count}`;
+  status.setAttribute("aria-label", `Version ${number} of ${count}`);
+  nav.append(
+    versionButton("Previous version", "‹", article.dataset.versionPrevious || ""),
+    status,
+    versionButton("Next version", "›", article.dataset.versionNext || ""),
+  );
+  row.prepend(nav);
+}
+
+// --- model label -------------------------------------------------------------
+
+/**
+ * Name the model on each answer when the thread has answers from more than one (after a
+ * switch); no label while it has only one.
+ */
+export function updateModelLabels(thread) {
+  const answers = [...thread.querySelectorAll('article.message[data-role="assistant"]')].filter(
+    (a) => !a.hidden,
+  );
+  const models = new Set(answers.map((a) => a.dataset.model).filter(Boolean));
+  for (const answer of answers) {
+    let label = answer.querySelector(".message-model");
+    if (models.size < 2 || !answer.dataset.model) {
+      label?.remove();
+      continue;
+    }
+    if (!label) {
+      label = document.createElement("p");
+      label.className = "message-model";
+      answer.prepend(label);
+    }
+    label.textContent = answer.dataset.modelLabel || answer.dataset.model;
+  }
+}
+
+/** Build a message's article from the site API's JSON, as the server renders it. */
+export function articleFromJson(message) {
+  const article = createMessageArticle(message.role, message.status);
+  article.dataset.messageId = String(message.id);
+  if (message.finish_reason) {
+    article.dataset.finishReason = message.finish_reason;
+  }
+  if (message.error) {
+    article.dataset.error = message.error;
+  }
+  if (message.model) {
+    article.dataset.model = message.model;
+    article.dataset.modelLabel = message.model_label || message.model;
+  }
+  if (message.status === STATUS.STREAMING && message.request_id) {
+    article.dataset.requestId = message.request_id;
+  }
+  const body = messageBody(article);
+  body.textContent = message.content || "";
+  if (message.role === "assistant" && message.reasoning) {
+    const details = ensureReasoning(article);
+    details.open = false;
+    details.querySelector(".reasoning-body").textContent = message.reasoning;
+    if (message.status !== STATUS.STREAMING) {
+      details.querySelector("summary").textContent = thoughtFor(message.reasoning_ms);
+    }
+  }
+  hydrateMessage(article);
+  setVersions(article, message.versions);
+  return article;
 }
 
 function setButton(row, action, wanted, build) {
@@ -268,28 +421,26 @@ function setButton(row, action, wanted, build) {
 }
 
 /**
- * Put Edit on the last user message, Regenerate on the last answer and Retry on it if it
- * failed; nothing of the kind anywhere else, nor while a stream runs.
+ * Put Edit on every user message and Regenerate on every answer (Retry on one that failed),
+ * each a new version branching from there; none while a stream runs, nor a version switch.
  */
 export function updateTurnActions(thread, { busy, streaming = null }) {
   const articles = [...thread.querySelectorAll("article.message:not([hidden])")];
-  const lastUser = articles.findLast((a) => a.dataset.role === "user");
-  const last = articles.at(-1);
-  const lastAnswer = last && last.dataset.role === "assistant" ? last : null;
   for (const article of articles) {
     const row = ensureActions(article);
     const canAct = !busy && article.dataset.messageId !== undefined;
-    const isLastUser = canAct && article === lastUser && !article.classList.contains("is-editing");
-    const isLastAnswer = canAct && article === lastAnswer;
+    const canEdit =
+      canAct && article.dataset.role === "user" && !article.classList.contains("is-editing");
+    const canRegenerate = canAct && article.dataset.role === "assistant";
     // A failed or interrupted answer is retried; a completed or stopped one regenerated.
     const failed = [STATUS.FAILED, STATUS.INTERRUPTED].includes(article.dataset.status);
-    setButton(row, "edit", isLastUser, () =>
+    setButton(row, "edit", canEdit, () =>
       makeButton({ label: "Edit message", className: "action-button", iconName: "edit" }),
     );
-    setButton(row, "regenerate", isLastAnswer && !failed, () =>
+    setButton(row, "regenerate", canRegenerate && !failed, () =>
       makeButton({ label: "Regenerate", className: "action-button", iconName: "regenerate" }),
     );
-    setButton(row, "retry", isLastAnswer && failed, () =>
+    setButton(row, "retry", canRegenerate && failed, () =>
       makeButton({
         label: "Retry",
         className: "action-button retry-button",
@@ -298,11 +449,14 @@ export function updateTurnActions(thread, { busy, streaming = null }) {
       }),
     );
     row.hidden = article === streaming || article.classList.contains("is-editing");
+    for (const button of row.querySelectorAll('[data-action="version"]')) {
+      button.disabled = busy || !button.dataset.target;
+    }
     row.querySelector('[data-action="copy"]').hidden = !messageText(article).trim();
   }
 }
 
-// --- editing the last user message -----------------------------------------
+// --- editing a user message ----------------------------------------------------
 
 let editorCount = 0;
 
