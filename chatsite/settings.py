@@ -264,6 +264,9 @@ LLM_MAX_CONNECTIONS = env_int("LLM_MAX_CONNECTIONS", 200, minimum=1)
 # The chat pipeline.
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
 CHAT_HISTORY_MESSAGES = env_int("CHAT_HISTORY_MESSAGES", 50, minimum=1)
+# After a new web chat's first answer, ask its model for a short title (conversations.titles);
+# off, a chat is titled by its first message.
+CHAT_GENERATED_TITLES = env_bool("CHAT_GENERATED_TITLES", False)
 # The most messages one /v1 call may send: a bound on the rows and work one request can cause.
 CHAT_MAX_PROMPT_MESSAGES = env_int("CHAT_MAX_PROMPT_MESSAGES", 1000, minimum=1)
 # Conversations the chat page's sidebar shows at first and loads at a time as it scrolls

@@ -56,6 +56,12 @@ class Message(models.Model):
         # The server's own end: a restart, a crash, a deploy's grace period running out.
         INTERRUPTED = "interrupted", "Interrupted"
 
+    class Purpose(models.TextChoices):
+        CHAT = "chat", "Chat"
+        # A title the conversation's model wrote for it (CHAT_GENERATED_TITLES): kept like
+        # every model call, with its usage, but never part of the thread.
+        TITLE = "title", "Generated title"
+
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
@@ -64,6 +70,7 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_messages"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.CHAT)
     content = models.TextField(blank=True)
     # True for the model's answer to this row's request. Every other row is something the
     # client sent: the chat page's question, or any message of an API prompt, assistant

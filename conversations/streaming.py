@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from conversations import checkpoints, live_turns, running_turns
+from conversations import checkpoints, live_turns, running_turns, titles
 from conversations.eventlog import EventLog, EventSpec, TurnEvent, TurnWriter, event_log
 from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
@@ -526,6 +526,8 @@ async def finish_turn(
         try:
             record = await save_turn_durably(finished)
             await run_post_stream_hooks(finished)
+            # On its own task: the release below (and the reader's end) never waits for it.
+            await titles.title_after_first_answer(finished)
             return record
         finally:
             if release is not None:

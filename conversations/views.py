@@ -53,6 +53,7 @@ def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "conversation_groups": history.group_by_date(first_page),
         "next_cursor": next_cursor.encode() if next_cursor else "",
         "sidebar_page_size": settings.CHAT_SIDEBAR_PAGE_SIZE,
+        "generated_titles": settings.CHAT_GENERATED_TITLES,
         "conversation": conversation,
         "chat_messages": chat_messages,
         "models": providers.model_options(),

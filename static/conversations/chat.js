@@ -46,6 +46,10 @@ const STALE_RELOAD_MS = 2500;
 // then after growing pauses, this many times in a row before giving up.
 const REATTACH_ATTEMPTS = 4;
 const REATTACH_PAUSE_MS = 1000;
+// A generated title comes a moment after the first answer: checked this many times, so far
+// apart.
+const TITLE_CHECKS = 5;
+const TITLE_CHECK_PAUSE_MS = 1500;
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -192,6 +196,8 @@ function initChat() {
     const conversationId = data.conversation;
     if (conversationId !== undefined && conversationId !== null) {
       const wasNew = currentConversationId() === null;
+      turn.newConversation = wasNew;
+      turn.title = data.title || "";
       form.dataset.conversationId = String(conversationId);
       if (wasNew) {
         history.replaceState(history.state, "", conversationUrl(conversationId));
@@ -363,11 +369,39 @@ function initChat() {
     if (turn?.branched && turn.started) {
       refreshVersions();
     }
+    if (turn?.newConversation && turn.started && "generatedTitles" in layout.dataset) {
+      awaitGeneratedTitle(turn.title);
+    }
     const queued = composer.takeQueued();
     if (queued) {
       send(queued);
     } else if (!document.querySelector("dialog[open], .message-editor")) {
       composer.focus();
+    }
+  }
+
+  /**
+   * A new chat's model writes its title after the first answer (CHAT_GENERATED_TITLES):
+   * look for it a few times, and show it in the heading and the sidebar when it comes.
+   */
+  async function awaitGeneratedTitle(firstTitle) {
+    const id = currentConversationId();
+    for (let attempt = 0; id !== null && attempt < TITLE_CHECKS; attempt += 1) {
+      await sleep(TITLE_CHECK_PAUSE_MS);
+      if (currentConversationId() !== id) {
+        return;
+      }
+      let conversation;
+      try {
+        conversation = await getConversation(layout.dataset.apiUrl, id);
+      } catch {
+        return;
+      }
+      if (conversation.title && conversation.title !== firstTitle) {
+        setTitle(conversation.title);
+        sidebar.upsert(id, conversation.title);
+        return;
+      }
     }
   }
 
