@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -26,6 +27,9 @@ from tests.servers import (
     start_quirky_upstream,
     start_site,
 )
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 PASSWORD = "a-long-test-password"
 CHROMIUM_ARGS = [
@@ -226,6 +230,26 @@ def log_in_browser(page, username: str, *, path: str = "/accounts/login/") -> No
     page.fill("#id_password", PASSWORD)
     page.click("[type=submit]")
     page.wait_for_url(lambda url: "/login/" not in url)
+
+
+@contextlib.contextmanager
+def logged_in_page(browser, base_url: str, username: str, **context_options) -> Iterator["Page"]:
+    """A page of a new browser context, logged in as `username` through the login form.
+
+    A script error, a Content-Security-Policy violation or a missing resource (each is a
+    console error) fails the test when it leaves the block."""
+    context = browser.new_context(base_url=base_url, **context_options)
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
+    log_in_browser(page, username)
+    yield page
+    context.close()
+    assert not problems, problems
 
 
 def log_in(base_url: str, username: str, password: str = PASSWORD) -> httpx.Client:

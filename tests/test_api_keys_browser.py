@@ -5,30 +5,22 @@ from playwright.sync_api import Page, expect
 
 from conversations.apikeys import hash_key
 from conversations.models import ApiKey
-from tests.conftest import log_in_browser
+from tests.conftest import logged_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def page(browser, site, alice) -> Page:
-    context = browser.new_context(
-        base_url=site.url,
+    with logged_in_page(
+        browser,
+        site.url,
+        "alice",
         permissions=["clipboard-read", "clipboard-write"],
         viewport={"width": 1280, "height": 800},
-    )
-    page = context.new_page()
-    problems = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: problems.append(message.text) if message.type == "error" else None,
-    )
-    log_in_browser(page, "alice")
-    page.goto("/settings/api-keys/")
-    yield page
-    context.close()
-    assert not problems, problems
+    ) as page:
+        page.goto("/settings/api-keys/")
+        yield page
 
 
 def create_key(page: Page, name: str) -> str:

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from conversations.history import date_group
 from conversations.models import Conversation
-from tests.conftest import log_in_browser
+from tests.conftest import logged_in_page
 from tests.history_factory import make_history
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -21,21 +21,11 @@ PAGE_SIZE = 50  # settings.CHAT_SIDEBAR_PAGE_SIZE
 @pytest.fixture
 def page(browser, site, alice) -> Page:
     # The server groups by its time zone (UTC here), the page by the browser's: the same.
-    context = browser.new_context(
-        base_url=site.url, timezone_id="UTC", viewport={"width": 1280, "height": 800}
-    )
-    page = context.new_page()
-    problems = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: problems.append(message.text) if message.type == "error" else None,
-    )
-    log_in_browser(page, "alice")
-    page.wait_for_url("**/chat/")
-    yield page
-    context.close()
-    assert not problems, problems
+    with logged_in_page(
+        browser, site.url, "alice", timezone_id="UTC", viewport={"width": 1280, "height": 800}
+    ) as page:
+        page.wait_for_url("**/chat/")
+        yield page
 
 
 def listed_ids(page: Page, container: str = "#conversation-list") -> list[int]:

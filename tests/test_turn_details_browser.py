@@ -10,27 +10,19 @@ from playwright.sync_api import Page, expect
 from chatsite.views import LOGGED_OUT_NOTICE
 from conversations.models import Message
 from conversations.templatetags.turn_format import thought_for
-from tests.conftest import log_in_browser
+from tests.conftest import logged_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def page(browser, site, alice) -> Page:
-    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    problems = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: problems.append(message.text) if message.type == "error" else None,
-    )
-    log_in_browser(page, "alice")
-    page.wait_for_url("**/chat/")
-    yield page
-    context.close()
     # No script error, no CSP violation, and no missing resource (a favicon 404 included).
-    assert not problems, problems
+    with logged_in_page(
+        browser, site.url, "alice", viewport={"width": 1280, "height": 800}
+    ) as page:
+        page.wait_for_url("**/chat/")
+        yield page
 
 
 def test_thinking_says_how_long_the_model_thought_as_it_streams_and_after_a_reload(page):

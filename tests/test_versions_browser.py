@@ -13,22 +13,18 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import Message
-from tests.conftest import log_in_browser
+from tests.conftest import logged_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def page(browser, site, alice) -> Page:
-    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    problems = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    log_in_browser(page, "alice")
-    page.wait_for_url("**/chat/")
-    yield page
-    context.close()
-    assert not problems, problems
+    with logged_in_page(
+        browser, site.url, "alice", viewport={"width": 1280, "height": 800}
+    ) as page:
+        page.wait_for_url("**/chat/")
+        yield page
 
 
 def send(page: Page, text: str) -> None:
