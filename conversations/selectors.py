@@ -196,7 +196,10 @@ def _last_shown_first(node: TreeNode) -> tuple[bool, float, int]:
 
 
 def message_tree(*, conversation: Conversation) -> MessageTree:
-    rows = conversation.messages.values_list("pk", "parent_id", "role", "superseded_at")
+    """The conversation's thread messages as a tree (a generated title's call is none)."""
+    rows = conversation.messages.filter(purpose=Message.Purpose.CHAT).values_list(
+        "pk", "parent_id", "role", "superseded_at"
+    )
     return MessageTree([TreeNode(*row) for row in rows])
 
 

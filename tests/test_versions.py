@@ -286,3 +286,24 @@ def test_a_question_from_a_page_showing_another_branch_is_refused(alice):
     latest = Message.objects.filter(conversation_id=cid, role="assistant").latest("pk")
     third = start(alice, "req-v-q4", conversation_id=cid, content="Q3", message_id=latest.pk)
     assert Message.objects.get(pk=third.user_message_id).parent_id == latest.pk
+
+
+def test_a_generated_titles_call_is_no_version_of_anything(alice):
+    first, _ = two_turns(alice)
+    cid = first.conversation_id
+    call = Message.objects.create(
+        conversation_id=cid,
+        user=alice,
+        role="assistant",
+        purpose=Message.Purpose.TITLE,
+        is_answer=True,
+        content="Tides",
+        request_id="req-v-q1-title",
+        superseded_at="2026-01-01T00:00:00Z",
+    )
+
+    with pytest.raises(InvalidChatRequest):
+        services.conversation_show_version(user=alice, conversation_id=cid, message_id=call.pk)
+    assert shown(cid) == ["Q1", "A1", "Q2", "A2"]
+    thread = selectors.conversation_thread(conversation=Conversation.objects.get(pk=cid))
+    assert all(m.versions is None for m in thread)
