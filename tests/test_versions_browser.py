@@ -7,6 +7,7 @@ usable while an answer streams; Escape stops the answer, saved as stopped.
 """
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,8 @@ from playwright.sync_api import Page, expect
 
 from conversations.models import Message
 from tests.conftest import logged_in_page
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -80,6 +83,8 @@ def test_regenerating_twice_keeps_three_answers_switchable_after_a_reload(page):
     expect(answers(page).last.get_by_role("button", name="Previous version")).to_be_disabled()
     # The keyboard stays on the switcher it used.
     assert page.evaluate("document.activeElement.dataset.action") == "version"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "chat-versions-light.png")
 
     page.reload()
     expect(answers(page).last).to_have_attribute("data-message-id", ids[0])
