@@ -32,9 +32,7 @@ def chat_payload(data: dict, *, url_conversation: int | None = None) -> dict:
     if action != "send" and conversation is None:
         raise InvalidChatRequest(f"To {action}, name the conversation.", field="conversation")
     # The message a regenerate or edit acts on, as the client saw it: checked when saving.
-    message_id = data.get("message_id")
-    if message_id is not None and (type(message_id) is not int or message_id < 1):
-        raise InvalidChatRequest("message_id must be a message ID.", field="message_id")
+    message_id = message_id_of(data, required=False)
     model = data.get("model") or providers.default_model_key()
     if not isinstance(model, str):
         raise InvalidChatRequest("model must be a model key.", field="model")
@@ -48,6 +46,16 @@ def chat_payload(data: dict, *, url_conversation: int | None = None) -> dict:
         "action": action,
         "message_id": message_id,
     }
+
+
+def message_id_of(data: dict, *, required: bool) -> int | None:
+    """The client's "message_id": a message ID, or None when it is absent and may be."""
+    message_id = data.get("message_id")
+    if message_id is None and not required:
+        return None
+    if type(message_id) is not int or message_id < 1:
+        raise InvalidChatRequest("message_id must be a message ID.", field="message_id")
+    return message_id
 
 
 class ChatTurnStart(NamedTuple):

@@ -182,7 +182,7 @@ def turn_regenerate(
         if message_id is None:
             question = _last_question(conversation, "There is no message to answer again.")
         else:
-            question = _question_of(_shown(shown, message_id))
+            question = _question_of(shown, _shown(shown, message_id))
         replaced = _supersede(shown.filter(pk__gt=question.pk))
         history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
         return _start_answer(conversation, question, model, request_id, history, replaced)
@@ -211,7 +211,7 @@ def turn_edit(
             question = _last_question(conversation, "There is no message to edit.")
         else:
             question = _shown(shown, message_id, role=Message.Role.USER)
-        parent = _parent_of(shown, question)
+        parent = _shown_before(shown, question)
         replaced = _supersede(shown.filter(pk__gte=question.pk))
         edited = _save_question(conversation, text, request_id, parent=parent)
         history = model_history(conversation=conversation, limit=settings.CHAT_HISTORY_MESSAGES)
@@ -279,25 +279,25 @@ def _shown(shown: QuerySet[Message], message_id: int, *, role: str | None = None
     return message
 
 
-def _question_of(message: Message) -> Message:
-    """The question an answer answers (a question is its own)."""
+def _question_of(shown: QuerySet[Message], message: Message) -> Message:
+    """The question an answer of the shown thread answers (a question is its own)."""
     if message.role == Message.Role.USER:
         return message
-    question = (
-        message.conversation.messages.filter(
-            superseded_at__isnull=True, role=Message.Role.USER, pk__lt=message.pk
-        )
-        .order_by("-pk")
-        .first()
-    )
+    question = _shown_before(shown, message, role=Message.Role.USER)
     if question is None:
         raise InvalidChatRequest("There is no message to answer again.", field="message_id")
     return question
 
 
-def _parent_of(shown: QuerySet[Message], message: Message) -> Message | None:
-    """The message of the shown thread just before this one (its parent in the tree)."""
-    return shown.filter(pk__lt=message.pk).order_by("-pk").first()
+def _shown_before(
+    shown: QuerySet[Message], message: Message, *, role: str | None = None
+) -> Message | None:
+    """The message of the shown thread just before this one (its parent in the tree), or
+    the last one of `role` before it."""
+    before = shown.filter(pk__lt=message.pk)
+    if role is not None:
+        before = before.filter(role=role)
+    return before.order_by("-pk").first()
 
 
 def _supersede(messages: QuerySet[Message]) -> tuple[int, ...]:

@@ -10,9 +10,9 @@
     DELETE /api/conversations/<id>/            delete, with its messages
     POST   /api/conversations/<id>/messages/   {message, model?, action?, message_id?}:
                                                continue, answer streamed; action "regenerate"
-                                               or "edit" redoes the last answer or question,
-                                               and message_id (that answer or question) makes
-                                               a stale client's request a 409
+                                               or "edit" makes a new version of the answer or
+                                               question message_id names (without it, the
+                                               last); one no longer shown is a 409
     POST   /api/conversations/<id>/versions/   {message_id}: show the branch through that
                                                version of a question or an answer (web
                                                chats); the conversation as GET returns it
@@ -29,6 +29,7 @@ Answers stream exactly as on the chat page (see docs/streaming.md). Errors are
 {"error": {"message", "field"?}} with the matching HTTP status.
 """
 
+import dataclasses
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -38,6 +39,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from conversations import history, running_turns, selectors, services
 from conversations.auth import api_key_or_session_user
+from conversations.chat_requests import message_id_of
 from conversations.encoders import EventEncoder
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.exceptions import InvalidChatRequest, TurnEventsGone
@@ -103,9 +105,7 @@ async def conversation_versions(
     request: HttpRequest, user: AbstractBaseUser, pk: int, *, request_id: str
 ) -> HttpResponse:
     """Switch the thread to another version of one of its messages ("< 1/2 >" on the page)."""
-    message_id = parse_json_object(request).get("message_id")
-    if type(message_id) is not int or message_id < 1:
-        raise InvalidChatRequest("message_id must be a message ID.", field="message_id")
+    message_id = message_id_of(parse_json_object(request), required=True)
     await sync_to_async(services.conversation_show_version)(
         user=user, conversation_id=pk, message_id=message_id
     )
@@ -193,13 +193,7 @@ def message_json(message: Message) -> dict[str, Any]:
         "parent_id": message.parent_id,
         # This message's place among its versions (regenerated answers, edited questions),
         # or None when it has no other version.
-        "versions": versions
-        and {
-            "number": versions.number,
-            "count": versions.count,
-            "previous_id": versions.previous_id,
-            "next_id": versions.next_id,
-        },
+        "versions": dataclasses.asdict(versions) if versions else None,
         "role": message.role,
         "content": message.content,
         "reasoning": message.reasoning,
