@@ -232,6 +232,18 @@ def log_in_browser(page, username: str, *, path: str = "/accounts/login/") -> No
     page.wait_for_url(lambda url: "/login/" not in url)
 
 
+def conversation_with_messages(owner, title: str, pairs=(("Hi", "Hello!"),)):
+    """A web chat saved as if it had been had: each (question, answer) pair a turn."""
+    from conversations.models import Conversation, Message
+
+    conversation = Conversation.objects.create(owner=owner, title=title, model="dev/dev-chat")
+    for index, (question, answer) in enumerate(pairs):
+        common = {"conversation": conversation, "user": owner, "request_id": f"{title}-{index}"}
+        Message.objects.create(role="user", content=question, **common)
+        Message.objects.create(role="assistant", is_answer=True, content=answer, **common)
+    return conversation
+
+
 @contextlib.contextmanager
 def logged_in_page(browser, base_url: str, username: str, **context_options) -> Iterator["Page"]:
     """A page of a new browser context, logged in as `username` through the login form.
@@ -250,6 +262,17 @@ def logged_in_page(browser, base_url: str, username: str, **context_options) -> 
     yield page
     context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def page(browser, site, alice) -> Iterator["Page"]:
+    """Alice's chat page at desktop size, on the shared site; a module may define its own.
+    No script error, CSP violation or missing resource (a favicon 404 included)."""
+    with logged_in_page(
+        browser, site.url, "alice", viewport={"width": 1280, "height": 800}
+    ) as page:
+        page.wait_for_url("**/chat/")
+        yield page
 
 
 def log_in(base_url: str, username: str, password: str = PASSWORD) -> httpx.Client:

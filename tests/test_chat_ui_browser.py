@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import Conversation, Message
-from tests.conftest import log_in_browser
+from tests.conftest import conversation_with_messages, log_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -104,15 +104,6 @@ def wait_until_finished(page: Page, status: str = "completed", timeout: float = 
     expect(answer).to_have_attribute("data-status", status, timeout=timeout)
     expect(page.locator("#thread")).to_have_attribute("aria-busy", "false")
     return answer
-
-
-def conversation_with_messages(owner, title: str, pairs=(("Hi", "Hello!"),)) -> Conversation:
-    conversation = Conversation.objects.create(owner=owner, title=title, model="dev/dev-chat")
-    for index, (question, answer) in enumerate(pairs):
-        common = {"conversation": conversation, "user": owner, "request_id": f"{title}-{index}"}
-        Message.objects.create(role="user", content=question, **common)
-        Message.objects.create(role="assistant", is_answer=True, content=answer, **common)
-    return conversation
 
 
 # --- Safe rendering ------------------------------------------------------------------

@@ -4,8 +4,7 @@ opens, the skip link goes to it, and the shortcuts (listed in a help dialog) wor
 import pytest
 from playwright.sync_api import Page, expect
 
-from conversations.models import Conversation, Message
-from tests.conftest import log_in_browser
+from tests.conftest import conversation_with_messages, log_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -28,25 +27,11 @@ def logged_in(browser, site, alice):
         context.close()
 
 
-def existing_conversation(owner) -> Conversation:
-    conversation = Conversation.objects.create(owner=owner, title="Earlier", model="dev/dev-chat")
-    for role, content in (("user", "Hi"), ("assistant", "Hello!")):
-        Message.objects.create(
-            conversation=conversation,
-            user=owner,
-            role=role,
-            is_answer=role == "assistant",
-            content=content,
-            request_id="earlier-1",
-        )
-    return conversation
-
-
 def test_the_message_box_is_focused_when_a_chat_opens_on_a_desktop(logged_in, alice):
     page = logged_in()
     expect(page.locator("#message-input")).to_be_focused()  # a new chat
 
-    conversation = existing_conversation(alice)
+    conversation = conversation_with_messages(alice, "Earlier")
     page.goto(f"/chat/{conversation.pk}/")
     expect(page.locator("html.chat-ready")).to_have_count(1)
     expect(page.locator("#message-input")).to_be_focused()
@@ -81,7 +66,7 @@ def test_the_skip_link_goes_to_the_message_box(logged_in):
 
 
 def test_shortcuts_open_a_new_chat_focus_the_box_and_show_help(logged_in, alice):
-    conversation = existing_conversation(alice)
+    conversation = conversation_with_messages(alice, "Earlier")
     page = logged_in()
     page.goto(f"/chat/{conversation.pk}/")
     box = page.locator("#message-input")

@@ -14,7 +14,6 @@ from playwright.sync_api import Page, expect
 
 from bench.render_bench import long_markdown
 from conversations.models import Message
-from tests.conftest import logged_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -64,15 +63,6 @@ WHOLE_RENDER = """async (text) => {
 def largest_block(text: str) -> int:
     """The longest run of text between blank lines (a top-level block, in this answer)."""
     return max(len(block) for block in re.split(r"\n\s*\n", text))
-
-
-@pytest.fixture
-def page(browser, site, alice) -> Page:
-    with logged_in_page(
-        browser, site.url, "alice", viewport={"width": 1280, "height": 800}
-    ) as page:
-        page.wait_for_url("**/chat/")
-        yield page
 
 
 def stream_long_answer(page: Page) -> dict:

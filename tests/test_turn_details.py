@@ -20,6 +20,7 @@ from conversations.providers.config import Endpoint, ModelOption, load_endpoints
 from conversations.streaming import TurnAccumulator
 from conversations.templatetags.turn_format import thought_for
 from conversations.turns import FinishedTurn
+from tests.test_services import finished, start
 
 
 @pytest.fixture
@@ -147,37 +148,12 @@ def test_an_answer_without_text_thought_until_it_ended():
     assert accumulator.reasoning_ms() >= 1000
 
 
-def finished_turn(turn, **changes) -> FinishedTurn:
-    return FinishedTurn(
-        request_id=turn.request_id,
-        user_id=turn.user_id,
-        conversation_id=turn.conversation_id,
-        user_message_id=turn.user_message_id,
-        assistant_message_id=turn.assistant_message_id,
-        model_key=turn.model.key,
-        status=Message.Status.COMPLETED,
-        content="Blue light scatters more.",
-        reasoning="Rayleigh scattering.",
-        finish_reason="stop",
-        upstream_id="chatcmpl-1",
-        prompt_tokens=5,
-        completion_tokens=9,
-        usage_reported=True,
-        time_to_first_token_ms=12,
-        duration_ms=5000,
-        error="",
-        **changes,
-    )
-
-
 def start_turn(user, request_id: str):
-    return services.turn_start(
-        user=user,
-        conversation_id=None,
-        model_key="dev/dev-reasoner",
-        content="Why is the sky blue?",
-        request_id=request_id,
-    )
+    return start(user, request_id, model_key="dev/dev-reasoner", content="Why is the sky blue?")
+
+
+def finished_turn(turn, **changes) -> FinishedTurn:
+    return finished(turn, reasoning="Rayleigh scattering.", duration_ms=5000, **changes)
 
 
 def test_the_save_and_the_checkpoint_keep_how_long_it_thought(alice):

@@ -5,24 +5,13 @@ the answer streams, and after a reload), the site's favicon, and the notice afte
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from chatsite.views import LOGGED_OUT_NOTICE
 from conversations.models import Message
 from conversations.templatetags.turn_format import thought_for
-from tests.conftest import logged_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page(browser, site, alice) -> Page:
-    # No script error, no CSP violation, and no missing resource (a favicon 404 included).
-    with logged_in_page(
-        browser, site.url, "alice", viewport={"width": 1280, "height": 800}
-    ) as page:
-        page.wait_for_url("**/chat/")
-        yield page
 
 
 def test_thinking_says_how_long_the_model_thought_as_it_streams_and_after_a_reload(page):

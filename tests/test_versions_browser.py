@@ -14,20 +14,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import Message
-from tests.conftest import logged_in_page
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page(browser, site, alice) -> Page:
-    with logged_in_page(
-        browser, site.url, "alice", viewport={"width": 1280, "height": 800}
-    ) as page:
-        page.wait_for_url("**/chat/")
-        yield page
 
 
 def send(page: Page, text: str) -> None:
