@@ -68,7 +68,9 @@ def test_2000_conversations_come_a_page_at_a_time_as_the_list_scrolls(page, alic
 
 
 def test_the_list_is_one_tab_stop_moved_through_with_arrow_keys(page, alice):
-    conversations = make_history(alice, 120)
+    # More pages than the loads scrolling starts meanwhile (End and the focused "Show more"
+    # each bring the button into sight) can use up: "Show more" still has one to load.
+    conversations = make_history(alice, 300)
     page.goto(f"/chat/{conversations[2].pk}/")
     expect(page.locator("#conversation-list li.conversation")).to_have_count(PAGE_SIZE)
 
@@ -93,15 +95,17 @@ def test_the_list_is_one_tab_stop_moved_through_with_arrow_keys(page, alice):
     expect(stops).to_have_count(1)
 
     # The next Tab leaves the list for "Show more", which loads the next page and moves
-    # focus to its first conversation (had scrolling loaded one already, the one after).
+    # focus to its first conversation (had scrolling loaded one already, the one after; had
+    # scrolling just started loading it, that one's).
     page.keyboard.press("Tab")
     expect(page.locator("#conversation-more")).to_be_focused()
+    # Two frames: the observer has seen the button come into sight (and started its load,
+    # if it does); then that load has landed.
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     expect(page.locator("#conversation-list")).not_to_have_attribute("aria-busy", "true")
     shown = len(listed_ids(page))
     page.keyboard.press("Enter")
-    expect(page.locator("#conversation-list li.conversation")).to_have_count(
-        min(shown + PAGE_SIZE, 120)
-    )
+    expect(page.locator("#conversation-list li.conversation")).to_have_count(shown + PAGE_SIZE)
     assert focused_title(page) == f"Chat {shown}"
     assert listed_ids(page) == newest_ids(alice, len(listed_ids(page)))
     expect(stops).to_have_count(1)
@@ -210,3 +214,15 @@ def test_the_browser_groups_dates_as_the_server_does(browser, site, zone):
     with timezone.override(zone):
         today = timezone.localdate(now)
         assert browser_labels == [date_group(when, today=today) for when in cases]
+
+
+def test_the_focus_stays_in_the_list_when_the_last_page_hides_show_more(page, alice):
+    make_history(alice, PAGE_SIZE + 10)
+    page.goto("/chat/")
+    expect(page.locator("#conversation-list li.conversation")).to_have_count(PAGE_SIZE)
+
+    # Focusing "Show more" scrolls it into sight, which loads the last page: the button goes.
+    page.focus("#conversation-more")
+    expect(page.locator("#conversation-list li.conversation")).to_have_count(PAGE_SIZE + 10)
+    expect(page.locator("#conversation-more")).to_be_hidden()
+    assert focused_title(page) == f"Chat {PAGE_SIZE + 9}"

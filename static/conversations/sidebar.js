@@ -67,13 +67,15 @@ export function createSidebar({
   const pageSize = Number.parseInt(list.dataset.pageSize, 10) || 50;
 
   // The two lists: the history, and search results (which replace it while searching).
-  // `cursor` is where the next page starts (null: none); `controller` aborts a running load.
+  // `cursor` is where the next page starts (null: none); `controller` aborts a running load;
+  // `focusFirstNew`: the keyboard asked for more, so the next page to land takes the focus.
   const browse = {
     container: list,
     query: "",
     cursor: list.dataset.nextCursor || null,
     loading: false,
     controller: null,
+    focusFirstNew: false,
   };
   const results = {
     container: sidebar.querySelector("#conversation-results"),
@@ -81,6 +83,7 @@ export function createSidebar({
     cursor: null,
     loading: false,
     controller: null,
+    focusFirstNew: false,
   };
   let view = browse;
 
@@ -309,6 +312,13 @@ export function createSidebar({
   }
 
   function updateMoreButton() {
+    if (!view.cursor && document.activeElement === moreButton) {
+      // The last page came while "Show more" had the focus: keep it in the list, at its end.
+      const all = links(view.container);
+      if (all.length) {
+        focusLink(all[all.length - 1]);
+      }
+    }
     moreButton.hidden = !view.cursor;
     // Observing again reports the button's position now: a short page leaves it in
     // sight, and the next page should load without another scroll.
@@ -339,6 +349,9 @@ export function createSidebar({
 
   /** Load the next page of a list (the history's, or the search's first when `fresh`). */
   async function loadMore(state, { focusFirstNew = false, fresh = false } = {}) {
+    // Asked for by keyboard: the page that lands (this one, or one already on its way, say
+    // from scrolling) takes the focus to its first new conversation.
+    state.focusFirstNew = (state.focusFirstNew && !fresh) || focusFirstNew;
     if (state.loading && !fresh) {
       return;
     }
@@ -355,6 +368,7 @@ export function createSidebar({
       if (error?.name !== "AbortError") {
         showStatus(error.message);
         state.loading = false;
+        state.focusFirstNew = false;
         state.container.removeAttribute("aria-busy");
       }
       return;
@@ -373,9 +387,10 @@ export function createSidebar({
     if (state === view) {
       updateMoreButton();
     }
-    if (focusFirstNew && firstNew) {
+    if (state.focusFirstNew && firstNew) {
       focusLink(firstNew.querySelector(".conversation-link"));
     }
+    state.focusFirstNew = false;
   }
 
   const observer =
@@ -391,7 +406,7 @@ export function createSidebar({
       : null;
 
   moreButton.addEventListener("click", () => {
-    if (view.cursor && !view.loading) {
+    if (view.cursor) {
       loadMore(view, { focusFirstNew: true });
     }
   });
