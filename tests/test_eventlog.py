@@ -21,6 +21,7 @@ from conversations.eventlog import (
     MemoryEventLog,
     RedisEventLog,
     TurnEvent,
+    TurnLogBehind,
     TurnLogClosed,
     TurnLogConflict,
     TurnLogGap,
@@ -426,3 +427,103 @@ def test_event_log_uses_redis_under_the_cache_key_prefix_when_redis_url_is_set()
             assert log.key("t1") == "site-a:turnlog:t1"
     finally:
         reset_event_log()
+
+
+# Failing safe ------------------------------------------------------------------------------
+
+
+def test_an_append_retried_after_a_lost_reply_stores_nothing_twice(run: Callable[..., Any]) -> None:
+    async def scenario(log: EventLog) -> None:
+        turn = new_turn()
+        writer = log.writer(turn)
+        await writer.append([("start", {}), *deltas(2)])
+        # The reply to the next append was lost: the writer, not knowing, sends it again.
+        batch = deltas(2, start=2)
+        stored = await writer.append(batch)
+        writer.last_id -= 2
+        assert await writer.append(batch) == stored == 5
+        assert ids(await read_all_until(log, turn, 5)) == [1, 2, 3, 4, 5]
+
+    run(scenario)
+
+
+async def read_all_until(log: EventLog, turn: str, last: int) -> list[TurnEvent]:
+    events = []
+    async with aclosing(log.read(turn)) as reading:
+        async for event in reading:
+            events.append(event)
+            if event.id == last:
+                return events
+    return events
+
+
+def test_a_log_that_lost_its_events_makes_the_writer_rewind_to_what_it_holds(
+    run: Callable[..., Any],
+) -> None:
+    """A Redis restarted without persistence lost the stream: the writer learns where the log
+    stands (TurnLogBehind) and writes again from there, so a reader from the start misses
+    nothing."""
+
+    async def scenario(log: EventLog) -> None:
+        turn = new_turn()
+        writer = log.writer(turn)
+        events = [("start", {}), *deltas(3)]
+        await writer.append(events)
+        await log.delete(turn)  # as the restart does
+        with pytest.raises(TurnLogBehind) as behind:
+            await writer.append(deltas(1, start=3))
+        assert behind.value.last_id == 0 and writer.last_id == 0
+        await writer.append([*events, *deltas(1, start=3), ("done", {})], final=True)
+        assert ids(await read_all(log, turn)) == [1, 2, 3, 4, 5, 6]
+
+    run(scenario)
+
+
+def test_an_abandoned_log_gets_a_final_event_once_it_has_been_quiet(
+    run: Callable[..., Any],
+) -> None:
+    async def scenario(log: EventLog) -> None:
+        turn, ended = new_turn(), new_turn()
+        await log.writer(turn).append([("start", {}), *deltas(2)])
+        await log.writer(ended).append([("start", {}), ("done", {})], final=True)
+        final = {"status": "interrupted"}
+        # Appended to just now: its writer may well live.
+        assert not await log.end_abandoned(turn, "error", final, quiet_seconds=0.2)
+        reader = asyncio.create_task(read_all(log, turn))
+        await asyncio.sleep(0.3)
+        assert await log.end_abandoned(turn, "error", final, quiet_seconds=0.2)
+        events = await reader
+        assert [(e.id, e.name, e.final) for e in events[-1:]] == [(4, "error", True)]
+        assert not await log.end_abandoned(turn, "error", final, quiet_seconds=0)  # ended once
+        assert not await log.end_abandoned(ended, "error", final, quiet_seconds=0)
+        assert not await log.end_abandoned("no-such-turn", "error", final, quiet_seconds=0)
+
+    run(scenario)
+
+
+def test_waiting_redis_readers_hold_no_pooled_connection() -> None:
+    """Two hundred readers of fifty turns on a pool of five connections: they all wait on the
+    process's one XREAD, while appends and other calls still get connections at once."""
+
+    async def scenario() -> None:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            REDIS_URL, max_connections=5, timeout=1
+        )
+        log = RedisEventLog(redis.asyncio.Redis(connection_pool=pool), key_prefix=PREFIX)
+        try:
+            turns = [new_turn() for _ in range(50)]
+            writers = [log.writer(turn) for turn in turns]
+            for writer in writers:
+                await writer.append([("start", {})])
+            readers = [asyncio.create_task(read_all(log, turns[i % 50])) for i in range(200)]
+            await asyncio.sleep(0.5)  # every reader is waiting for its turn's next event
+            async with asyncio.timeout(2):  # none waits for a connection
+                for writer in writers:
+                    await writer.append([("done", {})], final=True)
+            results = await asyncio.gather(*readers)
+            assert all(ids(events) == [1, 2] for events in results)
+            assert log.tail.following() == 0
+        finally:
+            await log.aclose()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))

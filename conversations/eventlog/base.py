@@ -46,6 +46,21 @@ class TurnLogGap(EventLogError):
     """Events the reader asked for were dropped by the log's cap; it cannot resume there."""
 
 
+class TurnLogBehind(EventLogError):
+    """The log holds fewer events than this writer wrote: the store lost them (a Redis that
+    restarted without persistence). `last_id` is the last event it still holds (0: none);
+    the writer has rewound to it, and must append again from the event after."""
+
+    def __init__(self, message: str, *, last_id: int) -> None:
+        super().__init__(message)
+        self.last_id = last_id
+
+
+class TurnLogUnavailable(EventLogError):
+    """The log cannot be read now (its store is unreachable), and was not for longer than a
+    reader waits: the reader gives up without the turn's final event."""
+
+
 class TurnWriter(ABC):
     """Append a turn's events; used by the one task that owns the turn."""
 
@@ -67,16 +82,22 @@ class TurnWriter(ABC):
             TurnEvent(self.last_id + i, name, data, final and i == len(events))
             for i, (name, data) in enumerate(events, start=1)
         ]
-        await self._store(numbered)
-        # Only once stored: a failed write leaves the writer where it was, to retry or give up.
-        # (If only the reply was lost, the retry meets TurnLogConflict: the batch is stored.)
+        try:
+            await self._store(numbered)
+        except TurnLogBehind as behind:
+            self.last_id, self.closed = behind.last_id, False
+            raise
+        # Only once stored: a failed write leaves the writer where it was, to retry. A retry of
+        # a batch whose reply alone was lost finds it stored, and stores nothing twice.
         self.last_id = numbered[-1].id
         self.closed = final
         return self.last_id
 
     @abstractmethod
     async def _store(self, events: list[TurnEvent]) -> None:
-        """Store the numbered batch at once; raise TurnLogConflict if its ids are taken."""
+        """Store the numbered batch at once. The same batch stored already is no error (a
+        retry after a lost reply); other events under its ids raise TurnLogConflict, and a
+        log that lacks events before the batch raises TurnLogBehind."""
 
 
 class EventLog(ABC):
@@ -124,6 +145,15 @@ class EventLog(ABC):
     @abstractmethod
     async def delete(self, turn_key: str) -> None:
         """Remove the turn's log now (tests and clean-up); its readers get TurnLogNotFound."""
+
+    @abstractmethod
+    async def end_abandoned(
+        self, turn_key: str, name: str, data: dict[str, Any], *, quiet_seconds: float
+    ) -> bool:
+        """Append a final event to a turn's log whose writer is gone, so that its readers
+        anywhere end: only where the log exists, has no final event yet, and has had no
+        append for `quiet_seconds` (a live writer would have appended meanwhile). Return
+        whether it did."""
 
     @abstractmethod
     async def length(self, turn_key: str) -> int:

@@ -15,10 +15,12 @@ import asyncio
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from conversations.eventlog.base import (
     EventLog,
     TurnEvent,
+    TurnLogBehind,
     TurnLogConflict,
     TurnLogNotFound,
     TurnWriter,
@@ -95,15 +97,37 @@ class MemoryEventLog(EventLog):
         log = self._logs.get(turn_key)
         return len(log.events) if log else 0
 
+    async def end_abandoned(
+        self, turn_key: str, name: str, data: dict[str, Any], *, quiet_seconds: float
+    ) -> bool:
+        self._purge()
+        log = self._logs.get(turn_key)
+        deadline = self._running.get(turn_key)
+        if log is None or log.final_id is not None or deadline is None:
+            return False
+        if self._clock() - (deadline - self.running_ttl_seconds) < quiet_seconds:
+            return False  # appended to lately: its writer is alive
+        self._store(turn_key, [TurnEvent(log.last_id + 1, name, data, True)])
+        return True
+
     def _store(self, turn_key: str, events: list[TurnEvent]) -> None:
         self._purge()
         log = self._logs.get(turn_key)
+        last_id = log.last_id if log is not None else 0
+        if events[0].id > last_id + 1:
+            raise TurnLogBehind(
+                f"Turn {turn_key!r} holds events up to {last_id} only.", last_id=last_id
+            )
         if log is None:
             log = self._logs[turn_key] = _Log(self.max_events)
-        elif events[0].id <= log.last_id or log.final_id is not None:
+        elif events[0].id <= last_id:
+            if _ends_with(log.events, events):
+                return  # this very batch, stored already: its writer retries after a lost reply
             raise TurnLogConflict(
                 f"Turn {turn_key!r} already holds event {events[0].id}: a second writer?"
             )
+        elif log.final_id is not None:
+            raise TurnLogConflict(f"Turn {turn_key!r} has ended: a second writer?")
         log.events.extend(events)
         now = self._clock()
         self._running.pop(turn_key, None)
@@ -153,6 +177,10 @@ class MemoryEventLog(EventLog):
         if log is not None:
             log.gone = True
             log.wake()
+
+
+def _ends_with(held: deque[TurnEvent], batch: list[TurnEvent]) -> bool:
+    return len(held) >= len(batch) and list(held)[-len(batch) :] == batch
 
 
 class _MemoryWriter(TurnWriter):
