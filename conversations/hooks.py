@@ -10,29 +10,18 @@ import, it is logged and skipped.
 import inspect
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
 from django.utils.module_loading import import_string
 
+from conversations import executors
 from conversations.turns import FinishedTurn
 
 logger = logging.getLogger(__name__)
 
 Hook = Callable[[FinishedTurn], object]
-
-
-@cache
-def post_stream_executor() -> ThreadPoolExecutor:
-    # Post-stream work waits for a pooled connection; on Django's default executor it could
-    # take every thread that Django itself needs (to log an error response, for one).
-    return ThreadPoolExecutor(
-        max_workers=settings.POST_STREAM_WORKERS, thread_name_prefix="post-stream"
-    )
 
 
 def hook_import_errors(paths: list[str]) -> list[str]:
@@ -67,18 +56,9 @@ def post_stream_hooks() -> tuple[Hook, ...]:
 
 async def in_post_stream_thread[T](function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run blocking database work (a save, a hook, a checkpoint, a sweep) on the post-stream
-    threads, and hand the thread's connection back to the pool as soon as it returns.
-
-    Not thread-sensitive: the request's own thread may be gone by now.
-    """
-
-    def call() -> T:
-        try:
-            return function(*args, **kwargs)
-        finally:
-            connections.close_all()
-
-    return await sync_to_async(call, thread_sensitive=False, executor=post_stream_executor())()
+    threads: a save waiting for a pooled connection must never hold one of the default
+    executor's threads, which Django needs (to log an error response, for one)."""
+    return await executors.run_in(executors.post_stream(), function, *args, **kwargs)
 
 
 async def _call(hook: Hook, turn: FinishedTurn) -> None:

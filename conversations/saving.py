@@ -12,15 +12,20 @@ import logging
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from conversations import services, spool
+from conversations import dependencies, executors, services, spool
 from conversations.hooks import in_post_stream_thread
 from conversations.turns import FinishedTurn
 
 logger = logging.getLogger(__name__)
 
 SAVED, SPOOLED, UNSAVED = "saved", "spooled", "unsaved"
-# How long a failing database is retried before a turn is spooled instead.
-SAVE_PATIENCE_SECONDS = 5.0
+# How long a database that fails (refuses, errs) is retried before a turn is spooled.
+SAVE_PATIENCE_SECONDS = 3.0
+# A save that takes longer than this makes the process ask whether the database is there at
+# all (dependencies.database_reachable); one that is merely slow is waited for, up to
+# SAVE_LONGEST_WAIT_SECONDS.
+SLOW_SAVE_SECONDS = 0.5
+SAVE_LONGEST_WAIT_SECONDS = 30.0
 # How often a process with spooled turns tries the database again.
 REPLAY_EVERY_SECONDS = 5.0
 
@@ -28,19 +33,32 @@ _replaying: asyncio.Task | None = None
 
 
 async def save_turn_durably(turn: FinishedTurn) -> str:
-    """Save the turn in the database, retrying while it fails for up to
-    SAVE_PATIENCE_SECONDS; failing that, spool it. Return SAVED, SPOOLED, or UNSAVED (the
-    spool failed too: logged as critical).
+    """Save the turn in the database; when the database is down, spool it. Return SAVED,
+    SPOOLED, or UNSAVED (the spool failed too: logged as critical).
 
-    Only the database failing sends a turn to the spool, never a save that is merely slow (a
-    burst of saves waiting for threads or connections): an attempt is never cut short. An
-    unreachable database fails an attempt within the pool's timeout (DATABASE_POOL_TIMEOUT).
+    A client hears `done` once this returns, so it must not wait on a database that is gone:
+    an attempt that fails is retried for SAVE_PATIENCE_SECONDS, and one that is slow is
+    waited for only while the database answers a probe of its own. A database that is down
+    is known within about two seconds, and the turn spooled then; the attempt goes on in its
+    thread meanwhile, and should it succeed after all, replaying the spool writes nothing
+    twice. A save that is merely slow (a burst of saves waiting for threads or connections)
+    is never sent to the spool.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SAVE_PATIENCE_SECONDS
+    longest = loop.time() + SAVE_LONGEST_WAIT_SECONDS
     for attempt in range(settings.TURN_SAVE_RETRIES + 1):
+        saving = asyncio.ensure_future(in_post_stream_thread(services.save_finished_turn, turn))
+        while not saving.done():
+            await asyncio.wait([saving], timeout=SLOW_SAVE_SECONDS)
+            if saving.done():
+                break
+            if loop.time() > longest or not await dependencies.database_reachable():
+                logger.warning("The database does not answer: spooling turn %s", turn.request_id)
+                saving.add_done_callback(_quiet)  # its outcome no longer matters here
+                return await _spool(turn)
         try:
-            await in_post_stream_thread(services.save_finished_turn, turn)
+            saving.result()
             return SAVED
         except (OperationalError, InterfaceError):
             logger.warning("Saving turn %s failed (attempt %d)", turn.request_id, attempt + 1)
@@ -51,14 +69,24 @@ async def save_turn_durably(turn: FinishedTurn) -> str:
         except Exception:
             logger.exception("Saving turn %s failed unexpectedly", turn.request_id)
             break
+    return await _spool(turn)
+
+
+async def _spool(turn: FinishedTurn) -> str:
     try:
-        path = await in_post_stream_thread(spool.spool_turn, turn)
+        # The spool's own threads: the post-stream ones may all be waiting for the database.
+        path = await executors.run_in(executors.spool(), spool.spool_turn, turn)
     except Exception:
         logger.critical("Turn %s could neither be saved nor spooled", turn.request_id)
         return UNSAVED
     logger.warning("The database is away: turn %s is spooled in %s", turn.request_id, path)
     ensure_replaying()
     return SPOOLED
+
+
+def _quiet(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned attempt's failure is no news
 
 
 def replay_spooled_turns() -> spool.ReplayResult:

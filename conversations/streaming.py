@@ -24,13 +24,21 @@ from typing import Any
 from django.conf import settings
 
 from conversations import checkpoints, live_turns, running_turns, titles
-from conversations.eventlog import EventLog, EventSpec, TurnEvent, TurnWriter, event_log
+from conversations.eventlog import (
+    EventLog,
+    EventSpec,
+    TurnEvent,
+    TurnLogBehind,
+    TurnLogConflict,
+    TurnWriter,
+    event_log,
+)
 from conversations.exceptions import ProviderError
 from conversations.hooks import run_post_stream_hooks
 from conversations.models import Message
 from conversations.providers import ChatModelClient, ModelChunk
 from conversations.providers.client import PrefetchedStream
-from conversations.saving import save_turn_durably
+from conversations.saving import SAVED, UNSAVED, save_turn_durably
 from conversations.services import INTERRUPTED_ERROR, Checkpoint
 from conversations.stream_leases import RENEW_EVERY_SECONDS, HeldLease
 from conversations.token_estimate import estimate_prompt_tokens
@@ -42,6 +50,14 @@ logger = logging.getLogger(__name__)
 _tasks: set[asyncio.Task] = set()
 
 CONTINUE, CANCEL = "continue", "cancel"
+# How long a failing event log is retried before a turn gives up on it (readers in this
+# process are unaffected), and the longest pause between two tries.
+LOG_RETRY_SECONDS = 300.0
+LOG_RETRY_MAX_PAUSE = 2.0
+# How long a turn's end waits for its final event to reach the log, and for its lease to be
+# given back, before it goes on without them.
+FINAL_APPEND_WAIT_SECONDS = 1.0
+LEASE_RELEASE_SECONDS = 1.0
 # What readers are told when the server ends a turn itself (a restart's grace period ran out).
 RESTARTING_MESSAGE = (
     "The server is restarting, so this answer stopped here. Send your message again in a moment."
@@ -218,7 +234,6 @@ class TurnRun:
         self._grace: asyncio.TimerHandle | None = None
         log = log or event_log()
         self._writer: TurnWriter | None = log.writer(turn_key(turn.user_id, turn.request_id))
-        self._unflushed: list[EventSpec] = []
         self._flushing: asyncio.Task | None = None
         self._flush_seconds = (
             settings.TURN_LOG_FLUSH_SECONDS if flush_seconds is None else flush_seconds
@@ -273,17 +288,17 @@ class TurnRun:
             if renewing is not None:
                 renewing.cancel()
             finished = self.accumulator.finish(self.turn, status=status, error=error)
-            release = self._lease.release if self._lease else None
             try:
+                release = self._lease.release if self._lease else None
                 self.record = await finish_turn(chunks, finished, release)
             except asyncio.CancelledError:
                 cancelled = True  # cancelled again: the save goes on in its own task
-            running_turns.unregister(self)
-            self._end(status)
-            live_turns.turn_ended(self)
-            if self._flushing is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(self._flushing)
+            # Whatever failed above, the turn ends here: unregistered, its final event to
+            # every reader, staff told. A failure of one step must not skip the next.
+            _guarded(running_turns.unregister, self)
+            _guarded(self._end, status)
+            _guarded(live_turns.turn_ended, self)
+            await self._wait_logged()
         if cancelled:
             raise asyncio.CancelledError
 
@@ -340,27 +355,55 @@ class TurnRun:
         )
         self._changed.set()
         self._changed = asyncio.Event()
-        if self._writer is not None:
-            self._unflushed.extend(specs)
-            if self._flushing is None or self._flushing.done():
-                self._flushing = keep(asyncio.create_task(self._flush()))
+        if self._writer is not None and (self._flushing is None or self._flushing.done()):
+            self._flushing = keep(asyncio.create_task(self._flush()))
 
     async def _flush(self) -> None:
-        """Append what is queued to the event log, one batch per round trip, at most one
-        per `flush_seconds` (the first at once, so that readers elsewhere can attach)."""
-        while self._unflushed and self._writer is not None:
-            batch, self._unflushed = self._unflushed, []
-            # The final event is the last ever published: if it is out, it is in this batch.
-            final = self.status is not None
+        """Append what is not yet in the event log, one batch per round trip, at most one
+        per `flush_seconds` (the first at once, so that readers elsewhere can attach).
+
+        A failed append is tried again with a back-off for LOG_RETRY_SECONDS, with whatever
+        came meanwhile: readers here get every event regardless, and once Redis is back the
+        log catches up. A log that lost events (Redis restarted without persistence) gets
+        them again from this turn's own list, so that readers anywhere can still resume."""
+        writer, failing_since, failures = self._writer, None, 0
+        while writer is not None and writer.last_id < len(self.events):
+            batch = self.events[writer.last_id :]
             try:
-                await self._writer.append(batch, final=final)
-            except Exception:
-                # Readers in this process still get every event; others cannot resume it.
-                logger.exception("Writing turn %s to the event log failed", self.turn.request_id)
-                self._writer = None
-            if not final and self._flush_seconds:
+                await writer.append([(e.name, e.data) for e in batch], final=batch[-1].final)
+            except TurnLogBehind as behind:
+                logger.warning("The event log of %s lost events: %s", self.turn.request_id, behind)
+                continue  # the writer rewound: the next batch starts after what the log holds
+            except Exception as exc:
+                loop = asyncio.get_running_loop()
+                failing_since = failing_since or loop.time()
+                failures += 1
+                if isinstance(exc, TurnLogConflict) or (
+                    loop.time() - failing_since > LOG_RETRY_SECONDS
+                ):
+                    logger.error("Gave up writing turn %s to the event log", self.turn.request_id)
+                    self._writer = None
+                    return
+                if failures == 1:
+                    logger.warning(
+                        "Writing turn %s to the event log failed (%r); retrying",
+                        self.turn.request_id,
+                        exc,
+                    )
+                await asyncio.sleep(min(LOG_RETRY_MAX_PAUSE, 0.05 * 2**failures))
+                continue
+            if failing_since is not None:
+                logger.info("Turn %s is in the event log again", self.turn.request_id)
+                failing_since, failures = None, 0
+            if not batch[-1].final and self._flush_seconds:
                 # Wait, but not past the turn's end: the final event goes out at once.
                 await self._wait_until(lambda: self.status is not None, self._flush_seconds)
+
+    async def _wait_logged(self) -> None:
+        """Give the final event's append a moment, so that a shutdown waiting for this turn
+        (wait_saved) lets readers elsewhere have it; an append still failing goes on alone."""
+        if self._flushing is not None and not self._flushing.done():
+            await asyncio.wait([self._flushing], timeout=FINAL_APPEND_WAIT_SECONDS)
 
     async def _wait_until(self, condition: Callable[[], bool], seconds: float) -> None:
         """Wait up to `seconds` for `condition` to hold, checking it at each publish."""
@@ -515,9 +558,15 @@ async def finish_turn(
 ) -> str:
     """Close the model's stream (the model then stops generating), save the turn durably,
     run the extra post-stream hooks, then release the user's stream lease; safe from a
-    second cancellation. Return where the turn was recorded (see conversations.saving)."""
+    second cancellation. Return where the turn was recorded (see conversations.saving).
+
+    Each step runs whatever the one before did: a failing hook, a lease that cannot be
+    released (Redis away: it lapses by itself within STREAM_LEASE_SECONDS) or a surprise in
+    the save still lets the turn end. While the database is away the hooks run after the
+    turn has ended, so that its client hears `done` without waiting for them."""
 
     async def close_save_release() -> str:
+        record = UNSAVED
         try:
             if chunks is not None:
                 await chunks.aclose()  # type: ignore[attr-defined]
@@ -525,15 +574,41 @@ async def finish_turn(
             logger.warning("Closing the model's stream failed", exc_info=True)
         try:
             record = await save_turn_durably(finished)
-            await run_post_stream_hooks(finished)
+            if record == SAVED:
+                await run_post_stream_hooks(finished)
+            else:
+                keep(asyncio.create_task(run_post_stream_hooks(finished)))
             # On its own task: the release below (and the reader's end) never waits for it.
             await titles.title_after_first_answer(finished)
-            return record
+        except Exception:
+            logger.exception("Ending turn %s failed", finished.request_id)
         finally:
             if release is not None:
-                await release()
+                await release_or_lapse(release, finished.request_id)
+        return record
 
     return await asyncio.shield(keep(asyncio.create_task(close_save_release())))
+
+
+async def release_or_lapse(release: Callable[[], Awaitable[None]], request_id: str) -> None:
+    """Give a stream lease back; one that cannot be (Redis away or slow) is left to lapse."""
+    try:
+        async with asyncio.timeout(LEASE_RELEASE_SECONDS):
+            await release()
+    except Exception as exc:
+        logger.warning(
+            "The stream lease of %s could not be released (%r); it lapses by itself",
+            request_id,
+            exc,
+        )
+
+
+def _guarded(step: Callable[..., object], *args: Any) -> None:
+    """Run one step of a turn's ending; a failure is logged, and the next step still runs."""
+    try:
+        step(*args)
+    except Exception:
+        logger.exception("Ending a turn: %s failed", getattr(step, "__qualname__", step))
 
 
 async def finish_unstarted_turn(

@@ -74,5 +74,5 @@ def test_a_warm_streamed_answer_takes_three_trips_to_a_thread(
     assert hops == [
         "Signal.asend.<locals>.sync_send",  # Django's request_started (close_old_connections)
         "_saved_then_released.<locals>.call",  # the prompt save
-        "in_post_stream_thread.<locals>.call",  # the final save
+        "run_in.<locals>.call",  # the final save, on the post-stream threads
     ]
