@@ -143,24 +143,42 @@ else:
 # Django's classes were listed, and reports a middleware really missing under its own ID.
 SILENCED_SYSTEM_CHECKS += ["security.W001", "security.W002", "security.W003"]
 
-# channels' channel layer: how a Stop sent to one server process reaches the process running
-# the turn. Redis when REDIS_URL is set; in one process otherwise (make run).
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # Its receive is a BZPOPMIN blocking for 5 s: the socket must wait longer than
-                # that (redis-py 8 times a socket out after 5 s by default, failing the read
-                # each time the wait runs out; a Stop could then wait a second more).
-                # And its pool fails at once past max_connections (redis-py's default, 100).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}],
-                "prefix": f"{env_str('CACHE_KEY_PREFIX', 'chatsite')}:channels",
-            },
-        }
+
+# channels' channel layers: how a Stop sent to one server process reaches the process running
+# the turn (conversations.bus), WebSockets and staff's live view. Redis when REDIS_URL is set;
+# in one process otherwise (make run). Three layers, each with its own Redis key, receive loop
+# and capacity: "default" (sockets, staff's live view), "control" (Stop, revocations, the roll
+# call: must land, so room to spare) and "readers" (readers attaching elsewhere: chatty).
+def _channel_layer(name: str, *, capacity: int) -> dict:
+    if not REDIS_URL:
+        return {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": capacity}}
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # Its receive is a BZPOPMIN blocking for 5 s: the socket must wait longer than
+            # that (redis-py 8 times a socket out after 5 s by default, failing the read each
+            # time the wait runs out; a Stop could then wait a second more). Its pool fails at
+            # once past max_connections (redis-py's default, 100). A connection that cannot be
+            # made fails within 2 s, so a Redis away is noticed, not waited for.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 15,
+                    "socket_connect_timeout": 2,
+                    "max_connections": 1000,
+                }
+            ],
+            "prefix": f"{env_str('CACHE_KEY_PREFIX', 'chatsite')}:{name}",
+            "capacity": capacity,
+        },
     }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+CHANNEL_LAYERS = {
+    "default": _channel_layer("channels", capacity=100),
+    "control": _channel_layer("control", capacity=10_000),
+    "readers": _channel_layer("readers", capacity=1_000),
+}
 
 # Per-turn event logs (conversations.eventlog): Redis Streams when REDIS_URL is set, else in
 # process. How long a finished answer's events stay resumable, how long a running one's outlive

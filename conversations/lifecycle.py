@@ -21,11 +21,19 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from conversations import running_turns, saving, services, spool
+from conversations import bus, dependencies, running_turns, saving, services, spool
+from conversations.eventlog import event_log
+from conversations.exceptions import ProviderError
 from conversations.hooks import in_post_stream_thread
+from conversations.models import Message
+from conversations.streaming import error_event_data, turn_key
 
 logger = logging.getLogger(__name__)
 
+# What the readers of an answer whose server process died are told.
+SERVER_STOPPED_MESSAGE = (
+    "The server writing this answer stopped. What it had written is saved; send your message again."
+)
 # How long a refused client is asked to wait while this process drains.
 DRAINING_RETRY_AFTER = 5
 # After the grace period: how long the interrupted turns get to save, and their readers to
@@ -53,7 +61,8 @@ def start() -> None:
     _started = True
     loop = asyncio.get_running_loop()
     _spawn(loop, _maintain())
-    running_turns.start_listener()
+    bus.start()  # a staff roll call must reach a process before it runs anything
+    dependencies.watch_redis()
     try:
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(
@@ -77,7 +86,8 @@ async def _maintain() -> None:
     every = min(MAINTENANCE_EVERY_SECONDS, settings.TURN_HEARTBEAT_STALE_SECONDS / 2)
     while True:
         try:
-            await in_post_stream_thread(_maintenance_pass, _own_answer_ids())
+            closed = await in_post_stream_thread(_maintenance_pass, _own_answer_ids())
+            await end_logs_of_interrupted(closed)
         except Exception:
             logger.warning("Turn maintenance failed; trying again later", exc_info=True)
         await asyncio.sleep(every)
@@ -87,13 +97,37 @@ def _own_answer_ids() -> list[int]:
     return [run.turn.assistant_message_id for run in running_turns.all_runs()]
 
 
-def _maintenance_pass(own_answer_ids: list[int]) -> None:
+def _maintenance_pass(own_answer_ids: list[int]) -> list[Message]:
     if spool.pending_files():
         saving.replay_spooled_turns()
     stale_before = timezone.now() - timedelta(seconds=settings.TURN_HEARTBEAT_STALE_SECONDS)
     closed = services.turns_close_interrupted(stale_before=stale_before, exclude_ids=own_answer_ids)
     if closed:
-        logger.warning("Marked %d answer(s) whose server stopped as interrupted", closed)
+        logger.warning("Marked %d answer(s) whose server stopped as interrupted", len(closed))
+    return closed
+
+
+async def end_logs_of_interrupted(answers: list[Message]) -> int:
+    """Give the logs of answers whose server died their final event, so that their readers,
+    in any process, end (an `error`, status interrupted) instead of waiting without end; a
+    log appended to lately is left alone (its writer lives). Return how many ended."""
+    ended = 0
+    for answer in answers:
+        data = error_event_data(
+            ProviderError(SERVER_STOPPED_MESSAGE, status=503),
+            status=Message.Status.INTERRUPTED,
+            record=saving.SAVED,
+        )
+        try:
+            ended += await event_log().end_abandoned(
+                turn_key(answer.user_id, answer.request_id),
+                "error",
+                data,
+                quiet_seconds=settings.TURN_HEARTBEAT_STALE_SECONDS,
+            )
+        except Exception:
+            logger.warning("Could not end the log of %s", answer.request_id, exc_info=True)
+    return ended
 
 
 # --- shutdown ---------------------------------------------------------------------------

@@ -7,15 +7,15 @@ live view, conversations.admin_live) takes a channel of its own in the layer, th
 1. joins STAFF_GROUP, to which every process sends a notice when one of its turns starts
    and when it ends, and, while it runs any, one message a second with the progress of all
    of them (a heartbeat too: a turn that stops being mentioned lost its process);
-2. sends a roll call to running_turns.GROUP, where every process running turns listens;
-   each answers, to the reader's channel, with the turns in its registry.
+2. sends a roll call on the bus's control lane, where every process listens; each answers,
+   to the reader's channel, with the turns in its registry.
 
 Joining before the roll call means a turn that starts meanwhile is not missed; a roll-call
 answer or progress that arrives after the turn's end notice is ignored (`LiveRoll`).
 
     staff reader ──group_add──▶ STAFF_GROUP ◀── started / progress / ended ── every process
          │                                                                        ▲
-         └──roll call──▶ running_turns.GROUP ──▶ each listener ── its turns ──────┘ (to the
+         └──roll call──▶ bus.CONTROL ──────────▶ each listener ── its turns ──────┘ (to the
                                                                      reader's channel)
 
 Processes send notices only while some reader watches: a roll call makes them talk for
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
 
-from conversations import running_turns
+from conversations import bus, running_turns
 
 if TYPE_CHECKING:
     from conversations.streaming import TurnRun
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STAFF_GROUP = "chatsite.live-turns"
+ROLL_CALL = "turn.roll_call"  # staff ask every process for the turns it runs
 TURNS = "live.turns"  # these turns run in this process now: a start, progress, a roll call
 ENDED = "live.ended"  # this turn ended, with this status
 # How often a process tells staff how its turns are going; and how long a turn may go
@@ -112,9 +113,10 @@ def turn_ended(run: "TurnRun") -> None:
         _send_soon(STAFF_GROUP, {"type": ENDED, "key": key, "status": run.status})
 
 
+@bus.handle(ROLL_CALL)
 def answer_roll_call(message: dict[str, Any]) -> None:
-    """Answer a staff reader's roll call (running_turns' listener got it) with the turns
-    this process runs now, and keep staff posted for WATCHED_SECONDS."""
+    """Answer a staff reader's roll call (the bus brought it) with the turns this process
+    runs now, and keep staff posted for WATCHED_SECONDS."""
     global _watched_until
     reply_to = message.get("reply_to")
     if not isinstance(reply_to, str):
@@ -141,6 +143,13 @@ async def _send(target: str, message: dict[str, Any], *, group: bool) -> None:
             await layer.send(target, message)
     except Exception:
         logger.warning("Could not tell staff about running turns (%s)", target, exc_info=True)
+
+
+async def _call_the_roll(roll_call: dict[str, Any]) -> None:
+    try:
+        await bus.send(bus.CONTROL, roll_call)
+    except Exception:
+        logger.warning("Could not call the roll of running turns", exc_info=True)
 
 
 def _ensure_progress() -> None:
@@ -224,14 +233,14 @@ async def follow_running_turns(
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     receiving = asyncio.get_running_loop().create_task(_receive_into(layer, channel, inbox))
     roll = LiveRoll()
-    roll_call = {"type": running_turns.ROLL_CALL, "reply_to": channel}
+    roll_call = {"type": ROLL_CALL, "reply_to": channel}
     try:
-        await layer.group_send(running_turns.GROUP, roll_call)
+        await bus.send(bus.CONTROL, roll_call)
         called = time.monotonic()
         while True:
             if time.monotonic() - called > ROLL_CALL_EVERY_SECONDS:
                 # Keep every process posting notices while this reader watches.
-                await _send(running_turns.GROUP, roll_call, group=True)
+                await _call_the_roll(roll_call)
                 called = time.monotonic()
             try:
                 async with asyncio.timeout(keepalive_seconds):

@@ -3,9 +3,10 @@ owner, say), so that a request needs neither a query nor a thread hop for them.
 
 A copy lives PROCESS_CACHE_SECONDS at most. A change must not wait that long: whatever changes
 such a row calls `forget_user`, which drops the user's copies here at once and, once the
-transaction commits, tells every server process through the channel layer (the group that
-conversations.running_turns listens on; it calls `receive_forget`). Should that notice be
-lost, the lifetime bounds how long a copy stays stale.
+transaction commits, tells every server process on the bus's control lane (conversations.bus;
+`receive_forget` handles it). Should that notice be lost, the lifetime bounds how long a copy
+stays stale. Other handlers of the same notice act on the user's change too (the WebSocket
+checks its user's sockets: conversations.consumers).
 
 Without Redis the channel layer is in memory and no other process (a management command, a
 second server) could be told: PROCESS_CACHE_SECONDS is then 0 by default, and nothing is kept.
@@ -20,17 +21,15 @@ from collections.abc import Hashable
 from typing import Any, NamedTuple
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
+
+from conversations import bus
 
 logger = logging.getLogger(__name__)
 
 # Per cache: the oldest copies go first beyond it.
 MAX_ENTRIES = 10_000
-# A notice that cannot reach Redis in this time is given up (the lifetime then bounds the
-# staleness): the caller, often a page a user is waiting for, must not hang on it.
-NOTICE_TIMEOUT_SECONDS = 2.0
 
 
 class _Copy(NamedTuple):
@@ -125,8 +124,13 @@ async def aforget_user(user_id: int) -> None:
     await _send_notice(user_id)
 
 
+# A user's rows changed: a key revoked, the account changed, their limits changed.
+USER_CHANGED = "user.changed"
+
+
+@bus.handle(USER_CHANGED)
 def receive_forget(message: dict) -> None:
-    """Drop the copies a notice from any process names (conversations.running_turns)."""
+    """Drop the copies a notice from any process names (it came over the bus)."""
     user_id = message.get("user_id")
     if isinstance(user_id, int):
         _drop(user_id)
@@ -148,11 +152,8 @@ def _announce(user_id: int) -> None:
 async def _send_notice(user_id: int) -> None:
     """Tell every process (this one too) to forget the user. Never raises: a notice that does
     not go out is logged, and the copies expire with their lifetime."""
-    from conversations.running_turns import CACHE_FORGET, GROUP  # it dispatches to us
-
     try:
-        async with asyncio.timeout(NOTICE_TIMEOUT_SECONDS):
-            await get_channel_layer().group_send(GROUP, {"type": CACHE_FORGET, "user_id": user_id})
+        await bus.send(bus.CONTROL, {"type": USER_CHANGED, "user_id": user_id})
     except Exception:
         logger.warning(
             "Could not tell other processes to forget user %s's cached rows; they expire in %s s",

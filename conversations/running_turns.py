@@ -1,33 +1,23 @@
 """The turns this process runs, and the signals that reach them from any server process
-through channels' channel layer: Stop, and readers attaching or leaving elsewhere.
+through the bus (conversations.bus): Stop, and readers attaching or leaving elsewhere.
 
 A request can reach any process behind the load balancer, while the turn runs in one of
 them. Each process keeps the turns it runs in a registry (readers of a local turn find it
-here), and listens on one channel that it adds to a group every process shares. A signal is
-sent to the group; the process that runs the turn acts on it, the others find nothing to do.
-With REDIS_URL the layer is channels_redis, across processes; without it, the in-memory layer
-serves the one process.
+here). A signal goes to every process; the one that runs the turn acts on it, the others
+find nothing to do.
 
-* `request_stop`: stop the turn (Stop).
-* `signal_reader`: a reader in another process attached (+1) or left (-1), so that the
-  turn's disconnect policy counts it like a reader of its own. A process that dies with
-  readers attached never sends their -1: the turn then goes on, the safe side.
-* a roll call from the admin's live view: each process answers with the turns it runs
-  (conversations.live_turns).
-
-The listener starts with the first turn a process runs, in the server's event loop, and
-lives as long as the process (a strong reference keeps the task alive).
+* `request_stop` (the control lane): stop the turn (Stop).
+* `signal_reader` (the readers lane): a reader in another process attached (+1) or left
+  (-1), so that the turn's disconnect policy counts it like a reader of its own. A process
+  that dies with readers attached never sends their -1: the turn then goes on, the safe
+  side. A lost signal is the same.
 """
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from channels.layers import get_channel_layer
-from redis.exceptions import RedisError
-
-from conversations import local_cache
+from conversations import bus
 
 if TYPE_CHECKING:
     from conversations.models import Message
@@ -35,23 +25,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-GROUP = "chatsite.running-turns"
 STOP = "turn.stop"
 READER = "turn.reader"
-ROLL_CALL = "turn.roll_call"
-# Not about turns: drop a user's rows cached in each process (conversations.local_cache).
-CACHE_FORGET = "cache.forget"
 
 _running: dict[tuple[int, str], "TurnRun"] = {}
-_listener: asyncio.Task | None = None
-# Group membership expires in the layer (a day by default): renew it well before.
-RENEW_GROUP_SECONDS = 3600
 
 
 def register(run: "TurnRun") -> None:
     """Note a turn this process runs, so that a Stop from anywhere can reach it."""
     _running[(run.turn.user_id, run.turn.request_id)] = run
-    _start_listener()
+    bus.start()
 
 
 def unregister(run: "TurnRun") -> None:
@@ -63,6 +46,38 @@ def unregister(run: "TurnRun") -> None:
 def count() -> int:
     """How many turns this process runs now."""
     return len(_running)
+
+
+class Claim:
+    """A place among the turns this process may run, held from a request's first step until
+    its turn runs (registered) or is refused: checking the count and claiming a place in one
+    step, with no await between them, keeps a burst of requests from all passing the check
+    before any of their turns starts."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        global _claims
+        _claims += 1
+        self._held = True
+
+    def release(self) -> None:
+        """Give the place back; twice is harmless."""
+        global _claims
+        if self._held:
+            self._held = False
+            _claims -= 1
+
+
+_claims = 0
+
+
+def claim(limit: int) -> Claim | None:
+    """Claim a place for a new turn if this process runs and has claimed fewer than `limit`
+    (0: no limit); None when it is full."""
+    if limit and len(_running) + _claims >= limit:
+        return None
+    return Claim()
 
 
 def all_runs() -> list["TurnRun"]:
@@ -88,9 +103,7 @@ async def request_stop(*, user_id: int, request_id: str) -> None:
     """Ask whichever process runs the user's turn to stop it."""
     if stop_here(user_id=user_id, request_id=request_id):
         return
-    await get_channel_layer().group_send(
-        GROUP, {"type": STOP, "user_id": user_id, "request_id": request_id}
-    )
+    await bus.send(bus.CONTROL, {"type": STOP, "user_id": user_id, "request_id": request_id})
 
 
 async def stop_and_wait(answer: "Message", *, patience: float = 2.0) -> None:
@@ -110,77 +123,25 @@ async def signal_reader(*, user_id: int, request_id: str, change: int) -> None:
     (-1). Best effort: a failure is logged, and the turn's policy then counts only the
     readers it heard of."""
     try:
-        await get_channel_layer().group_send(
-            GROUP,
+        await bus.send(
+            bus.READERS,
             {"type": READER, "user_id": user_id, "request_id": request_id, "change": change},
         )
     except Exception:
         logger.warning("Could not signal a reader of turn %s", request_id, exc_info=True)
 
 
-def _receive(message: dict) -> None:
-    if message.get("type") == CACHE_FORGET:
-        return local_cache.receive_forget(message)
-    if message.get("type") == ROLL_CALL:
-        from conversations import live_turns  # it builds on this module
+@bus.handle(STOP)
+def _stop(message: dict) -> None:
+    stop_here(user_id=message.get("user_id"), request_id=message.get("request_id"))
 
-        live_turns.answer_roll_call(message)
-        return
+
+@bus.handle(READER)
+def _reader(message: dict) -> None:
     run = find(user_id=message.get("user_id"), request_id=message.get("request_id"))
     if run is None:
         return
-    if message.get("type") == STOP:
-        run.stop()
-    elif message.get("type") == READER:
-        if message.get("change") == 1:
-            run.attach()
-        elif message.get("change") == -1:
-            run.detach()
-
-
-def start_listener() -> None:
-    """Listen from the process's start (conversations.lifecycle), not only from its first
-    turn: a staff roll call must reach a process before it runs anything."""
-    _start_listener()
-
-
-def _start_listener() -> None:
-    global _listener
-    if _listener is None or _listener.done():
-        _listener = asyncio.get_running_loop().create_task(_listen(), name="running-turns")
-
-
-async def _listen() -> None:
-    """Receive signals for this process's turns until the process ends."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(GROUP, channel)
-    renewing = asyncio.create_task(_renew_membership(layer, channel))
-    try:
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except (TimeoutError, ConnectionError, RedisError) as exc:
-                # A Redis hiccup (or a loop too busy to read in time) must not end the
-                # listening for good.
-                logger.warning("Receiving turn signals failed (%r); retrying in a second", exc)
-                await asyncio.sleep(1)
-                continue
-            except Exception:
-                logger.exception("Receiving turn signals failed; retrying in a second")
-                await asyncio.sleep(1)
-                continue
-            _receive(message)
-    finally:
-        renewing.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.shield(layer.group_discard(GROUP, channel))
-
-
-async def _renew_membership(layer, channel: str) -> None:
-    while True:
-        await asyncio.sleep(RENEW_GROUP_SECONDS)
-        with contextlib.suppress(Exception):
-            await layer.group_add(GROUP, channel)
+    if message.get("change") == 1:
+        run.attach()
+    elif message.get("change") == -1:
+        run.detach()

@@ -556,10 +556,12 @@ _checkpoint_row = attrgetter(
 INTERRUPTED_ERROR = "The server stopped while answering."
 
 
-def turns_close_interrupted(*, stale_before: datetime, exclude_ids: Iterable[int] = ()) -> int:
+def turns_close_interrupted(
+    *, stale_before: datetime, exclude_ids: Iterable[int] = ()
+) -> list[Message]:
     """Mark answers still streaming whose heartbeat is older than `stale_before` as
     interrupted, keeping their checkpointed text and charging the tokens counted so far;
-    return how many. An answer with a fresh heartbeat is never touched, nor any in
+    return them. An answer with a fresh heartbeat is never touched, nor any in
     `exclude_ids` (the answers the calling process runs itself)."""
     stale = (
         Message.objects.filter(is_answer=True, status=Message.Status.STREAMING)
@@ -567,7 +569,7 @@ def turns_close_interrupted(*, stale_before: datetime, exclude_ids: Iterable[int
         .filter(last_sign__lt=stale_before)
         .exclude(pk__in=list(exclude_ids))
     )
-    closed = 0
+    closed = []
     for answer_id in stale.values_list("pk", flat=True)[:1000]:
         with transaction.atomic():
             answer = (
@@ -583,5 +585,5 @@ def turns_close_interrupted(*, stale_before: datetime, exclude_ids: Iterable[int
             answer.save(update_fields=["status", "error", "heartbeat_at"])
             tokens = (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
             usage_charge(user_id=answer.user_id, tokens=tokens)
-            closed += 1
+            closed.append(answer)
     return closed

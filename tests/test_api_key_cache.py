@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import AsyncClient, Client, RequestFactory
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from conversations import apikeys, local_cache, running_turns
+from conversations import apikeys, bus, local_cache
 from conversations.apikeys import api_key_revoke
 from conversations.auth import api_key_user
 from conversations.local_cache import ProcessCache, aforget_user, receive_forget
@@ -40,7 +40,7 @@ def queries_of_a_call(client: Client, status: int) -> list[str]:
 
 
 def forget_notice(user_id: int) -> dict:
-    return {"type": running_turns.CACHE_FORGET, "user_id": user_id}
+    return {"type": local_cache.USER_CHANGED, "user_id": user_id}
 
 
 # The cache itself -------------------------------------------------------------------------
@@ -100,10 +100,10 @@ def test_aforget_user_drops_here_and_tells_every_process():
     cache.put("a", "A", user_id=5)
 
     async def forget_and_listen() -> dict:
-        # Listen as every server process does (conversations.running_turns).
-        layer = get_channel_layer()
+        # Listen as every server process does (conversations.bus, its control lane).
+        layer = get_channel_layer(bus.CONTROL.alias)
         channel = await layer.new_channel()
-        await layer.group_add(running_turns.GROUP, channel)
+        await layer.group_add(bus.CONTROL.group, channel)
         try:
             await aforget_user(5)
             assert cache.get("a") is None
@@ -112,7 +112,7 @@ def test_aforget_user_drops_here_and_tells_every_process():
                     pass  # another test run's notice, on a shared Redis
             return message
         finally:
-            await layer.group_discard(running_turns.GROUP, channel)
+            await layer.group_discard(bus.CONTROL.group, channel)
 
     assert async_to_sync(forget_and_listen)() == forget_notice(5)
 
@@ -240,10 +240,8 @@ def test_a_notice_that_cannot_be_sent_does_not_fail_the_revocation(
     assert client.get(MODELS).status_code == 200
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     layers = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [nowhere]},
-        }
+        alias: {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [nowhere]}}
+        for alias in ("default", "control", "readers")
     }
 
     with (

@@ -60,7 +60,7 @@ def test_a_replay_corrects_an_answer_a_sweep_marked_interrupted_meanwhile(alice)
         unchanged_ids=[],
     )
     spool.spool_turn(finished(turn))
-    assert services.turns_close_interrupted(stale_before=timezone.now()) == 1
+    assert len(services.turns_close_interrupted(stale_before=timezone.now())) == 1
     assert usage(alice) == (8, 1)
 
     result = saving.replay_spooled_turns()

@@ -20,7 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import Permission
 
-from conversations import live_turns, running_turns
+from conversations import bus, live_turns, running_turns
 from conversations.eventlog import MemoryEventLog
 from conversations.live_turns import ENDED, STALE_SECONDS, TURNS, LiveRoll
 from conversations.models import Message, TurnAudit
@@ -339,7 +339,10 @@ def test_the_live_view_works_in_one_process_without_redis(
 def test_a_reader_that_connects_while_a_turn_runs_learns_of_it_from_the_roll_call(settings):
     """No start or progress notice is sent here (the turn is registered, not started): what
     the reader learns comes from the process's answer to its roll call alone."""
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CHANNEL_LAYERS = {
+        alias: {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+        for alias in ("default", "control", "readers")
+    }
     model = ModelOption(key="dev/dev-chat", endpoint="dev", upstream_id="dev-chat", label="Dev")
     turn = StartedTurn(
         request_id="req-roll-call-1",
@@ -354,9 +357,9 @@ def test_a_reader_that_connects_while_a_turn_runs_learns_of_it_from_the_roll_cal
 
     async def connect_while_it_runs() -> list:
         run = TurnRun(turn, client=None, log=MemoryEventLog())  # type: ignore[arg-type]
-        running_turns.register(run)  # as TurnRun.start() does, which also starts the listener
+        running_turns.register(run)  # as TurnRun.start() does, which also starts the listeners
         for _ in range(500):  # until the listener has joined its group
-            if get_channel_layer().groups.get(running_turns.GROUP):
+            if get_channel_layer(bus.CONTROL.alias).groups.get(bus.CONTROL.group):
                 break
             await asyncio.sleep(0.01)
         feed = live_turns.follow_running_turns(keepalive_seconds=5)
@@ -365,7 +368,8 @@ def test_a_reader_that_connects_while_a_turn_runs_learns_of_it_from_the_roll_cal
         finally:
             running_turns.unregister(run)
             await feed.aclose()
-            running_turns._listener.cancel()
+            for listener in bus._listeners.values():
+                listener.cancel()
 
     changes = async_to_sync(connect_while_it_runs)()
 

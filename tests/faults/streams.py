@@ -38,25 +38,51 @@ def stream_in_thread(
 ) -> RecordedStream:
     """POST a message to the site API as a streaming client in a thread of its own; its
     `started` is set after `started_after` deltas, `ended` when the stream ends."""
-    record = RecordedStream(request_id)
+    return _record_in_thread(
+        "POST",
+        f"{base_url}/api/conversations/",
+        {"Authorization": f"Bearer {key}", "X-Request-ID": request_id},
+        RecordedStream(request_id),
+        json={"message": message},
+        started_after=started_after,
+    )
 
+
+def follow_in_thread(
+    base_url: str, key: str, request_id: str, *, after: int = 0, started_after: int = 1
+) -> RecordedStream:
+    """Follow an answer (GET /api/turns/<id>/events) after event `after`, as a client that
+    re-attaches does, in a thread of its own."""
+    return _record_in_thread(
+        "GET",
+        f"{base_url}/api/turns/{request_id}/events?after={after}",
+        {"Authorization": f"Bearer {key}"},
+        RecordedStream(request_id),
+        started_after=started_after,
+        after=after,
+    )
+
+
+def _record_in_thread(
+    method: str,
+    url: str,
+    headers: dict,
+    record: RecordedStream,
+    *,
+    json: dict | None = None,
+    started_after: int,
+    after: int = 0,
+) -> RecordedStream:
     def run() -> None:
-        headers = {"Authorization": f"Bearer {key}", "X-Request-ID": request_id}
         try:
-            with httpx.stream(
-                "POST",
-                f"{base_url}/api/conversations/",
-                json={"message": message},
-                headers=headers,
-                timeout=120,
-            ) as response:
+            with httpx.stream(method, url, json=json, headers=headers, timeout=120) as response:
                 record.status_code = response.status_code
                 if response.status_code != 200:
                     response.read()
                     return
                 reader = SseReader(response)
                 while True:
-                    events = reader.read(until_id=len(record.events) + 1)
+                    events = reader.read(until_id=after + len(record.events) + 1)
                     if not events:
                         return
                     record.events.extend(events)
