@@ -277,7 +277,6 @@ LLM_DEFAULT_MODEL = env_str("LLM_DEFAULT_MODEL")
 LLM_CONNECT_TIMEOUT = env_float("LLM_CONNECT_TIMEOUT", 10.0)
 LLM_READ_TIMEOUT = env_float("LLM_READ_TIMEOUT", 120.0)
 LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 1, minimum=0)
-LLM_MAX_CONNECTIONS = env_int("LLM_MAX_CONNECTIONS", 200, minimum=1)
 
 # The chat pipeline.
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
@@ -294,6 +293,11 @@ if CHAT_SIDEBAR_PAGE_SIZE > 200:
     raise ImproperlyConfigured(
         f"CHAT_SIDEBAR_PAGE_SIZE must be at most 200, not {CHAT_SIDEBAR_PAGE_SIZE}."
     )
+# Searches of their own conversations one user may make a minute (the sidebar searches as
+# the user types, after a pause), and how many searches one server process runs at once
+# (one user's one at a time): a burst of slow searches never holds up anyone's page.
+SEARCH_RATE_PER_MINUTE = env_int("SEARCH_RATE_PER_MINUTE", 60, minimum=1)
+SEARCH_WORKERS = env_int("SEARCH_WORKERS", 2, minimum=1)
 # Threads for post-stream work (the save and the hooks), apart from the default executor that
 # Django itself needs (e.g. to log an error response): saves waiting for a pooled connection
 # must never starve it.
@@ -301,10 +305,20 @@ POST_STREAM_WORKERS = env_int("POST_STREAM_WORKERS", 8, minimum=1)
 # Per-user limits (staff override them per user in the admin), shared by the chat and the API.
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 20, minimum=0)
 MAX_CONCURRENT_STREAMS = env_int("MAX_CONCURRENT_STREAMS", 3, minimum=1)
+# Readers one user may have open in one server process (responses and WebSocket follows of
+# their answers); one re-attaching past it gets a 429. The response that starts an answer is
+# always let through (MAX_CONCURRENT_STREAMS bounds those).
+MAX_READERS_PER_USER = env_int("MAX_READERS_PER_USER", 20, minimum=1)
 # Answers one server process runs at once, all users together; beyond it a new request gets
 # a 503 with Retry-After before anything is counted or written. 0: no limit.
 MAX_RUNNING_TURNS = env_int("MAX_RUNNING_TURNS", 500, minimum=0)
+# Connections kept open to each model endpoint: as many as answers may run, by default, so
+# that no admitted answer queues for one (`check` warns when it is fewer: conversations.W002).
+LLM_MAX_CONNECTIONS = env_int("LLM_MAX_CONNECTIONS", MAX_RUNNING_TURNS or 500, minimum=1)
 DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0, minimum=0)  # 0: no quota
+# Where a quota applies, each answer reserves its prompt and its max_tokens before it starts,
+# or this many tokens for an answer whose client set no limit (as many as are left, if fewer).
+DAILY_TOKEN_QUOTA_ANSWER_TOKENS = env_int("DAILY_TOKEN_QUOTA_ANSWER_TOKENS", 1000, minimum=1)
 # How long a server process keeps its own copy of per-user rows read on every request (an API
 # key's owner): conversations.local_cache. A change drops the copies in every process at once
 # through the channel layer; this bounds the staleness should that notice be lost. Without

@@ -10,6 +10,8 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from conversations import providers, services
 from conversations.exceptions import InvalidChatRequest
+from conversations.ratelimit import TokenNeed
+from conversations.token_estimate import estimate_prompt_tokens
 from conversations.turn_starts import ModelAsk
 from conversations.turns import StartedTurn
 
@@ -59,11 +61,13 @@ def message_id_of(data: dict, *, required: bool) -> int | None:
 
 
 class ChatTurnStart(NamedTuple):
-    """A checked chat message's turn, ready for turn_starts.begin_turn: its prompt save, and
-    what to ask the model meanwhile when that is known before the save."""
+    """A checked chat message's turn, ready for turn_starts.begin_turn: its prompt save, what
+    to ask the model meanwhile when that is known before the save, and what it may cost a
+    daily token quota (the new message, and the conversation's history so far)."""
 
     start: Callable[[], StartedTurn]
     ask: ModelAsk | None
+    need: TokenNeed
 
 
 def chat_turn_starter(
@@ -81,12 +85,18 @@ def chat_turn_starter(
     save reads back is that one message), after the model's system prompt. A conversation
     that goes on has its history read in the save, so the model is asked after it."""
     common = {"user": user, "model_key": model, "request_id": request_id}
+    # As the save will build it (services._start_answer): the system prompt first.
+    question = providers.get_model(model).with_system_prompt(
+        [{"role": "user", "content": message}] if message else []
+    )
+    need = TokenNeed(prompt=estimate_prompt_tokens(question), context_of=conversation)
     if action == "regenerate":
         return ChatTurnStart(
             lambda: services.turn_regenerate(
                 conversation_id=conversation, message_id=message_id, **common
             ),
             None,
+            need,
         )
     if action == "edit":
         return ChatTurnStart(
@@ -94,15 +104,13 @@ def chat_turn_starter(
                 conversation_id=conversation, content=message, message_id=message_id, **common
             ),
             None,
+            need,
         )
-    ask = None
-    if conversation is None:
-        question = [{"role": "user", "content": message}]
-        # As the save will build it (services._start_answer): the system prompt first.
-        ask = ModelAsk(model, providers.get_model(model).with_system_prompt(question), request_id)
+    ask = ModelAsk(model, question, request_id) if conversation is None else None
     return ChatTurnStart(
         lambda: services.turn_start(
             conversation_id=conversation, content=message, message_id=message_id, **common
         ),
         ask,
+        need,
     )

@@ -29,6 +29,27 @@ def check_llm_endpoints(app_configs, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register()
+def check_model_connections(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Every answer a process admits holds a connection to its model: with fewer
+    connections than answers, the rest would wait, silently, for one to come free."""
+    from django.conf import settings
+
+    running, connections = settings.MAX_RUNNING_TURNS, settings.LLM_MAX_CONNECTIONS
+    if running and connections >= running:
+        return []
+    admitted = f"{running}" if running else "any number of"
+    return [
+        checks.Warning(
+            f"LLM_MAX_CONNECTIONS ({connections}) is below MAX_RUNNING_TURNS ({admitted}): "
+            "answers admitted beyond it wait for a connection to their model, and may fail "
+            "their first-token deadline.",
+            hint="Raise LLM_MAX_CONNECTIONS to MAX_RUNNING_TURNS, or lower MAX_RUNNING_TURNS.",
+            id="conversations.W002",
+        )
+    ]
+
+
+@checks.register()
 def check_post_stream_hooks(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Every POST_STREAM_HOOKS path must import: a typo should stop a deploy, not go unseen."""
     from django.conf import settings

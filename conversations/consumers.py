@@ -128,8 +128,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _start(self, content: dict, action: str, request_id: str) -> None:
         payload = chat_payload({**content, "action": action})
         self._check_room(request_id)
-        start, ask = chat_turn_starter(self.user, request_id, **payload)
-        turn, admission = await begin_turn(self.user, start, ask=ask)
+        start, ask, need = chat_turn_starter(self.user, request_id, **payload)
+        turn, admission = await begin_turn(self.user, start, ask=ask, need=need)
         run = await start_run(turn, admission, surface="chat")
         encoder = WebSocketEventEncoder(request_id)
         self._follow(

@@ -21,9 +21,14 @@ when a quota applies), and the IETF draft's RateLimit-Policy and RateLimit; a re
 Retry-After.
 """
 
+import asyncio
+import contextlib
 import datetime
 import time
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -34,11 +39,19 @@ from django.utils import timezone
 from django_ratelimit import ALL
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
 
+from conversations import selectors
 from conversations.exceptions import ChatError
 from conversations.local_cache import ProcessCache
 from conversations.models import DailyUsage, UserLimits
 from conversations.providers.client import PrefetchedStream
-from conversations.stream_leases import HeldLease, RedisStreamLeases, stream_leases
+from conversations.stream_leases import (
+    NO_STREAM,
+    NO_TOKENS,
+    HeldLease,
+    QuotaAsk,
+    RedisStreamLeases,
+    stream_leases,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,8 @@ class Admission:
     lease: HeldLease
     limits: Limits = field(repr=False)
     prefetched: PrefetchedStream | None = field(default=None, repr=False)
+    # Its place among the turns the process runs (running_turns.Claim), until the turn runs.
+    place: Any = field(default=None, repr=False)
 
 
 # Staff's overrides, as (requests per minute, concurrent streams, daily quota), None where the
@@ -142,6 +157,60 @@ def _count_request(user_id: int, limits: Limits) -> dict:
     return usage or NOT_COUNTED
 
 
+SEARCH_GROUP = "search"
+# Per event loop: the searches running (SEARCH_WORKERS at most), and each user's line.
+_search_slots: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+    weakref.WeakKeyDictionary()
+)
+_search_lines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, list]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def searching(user_id: int) -> AsyncIterator[None]:
+    """Hold one of this process's SEARCH_WORKERS places for a search, after the user's own
+    earlier searches: a search reads through all of a user's messages, and twenty of one
+    user's at once slowed every other page of the server (an audit: a one-row list took
+    7.3 s instead of 0.11). The user's extra searches wait for their own, holding nothing."""
+    loop = asyncio.get_running_loop()
+    slots = _search_slots.get(loop)
+    if slots is None:
+        slots = _search_slots[loop] = asyncio.Semaphore(settings.SEARCH_WORKERS)
+    lines = _search_lines.setdefault(loop, {})
+    line = lines.setdefault(user_id, [asyncio.Lock(), 0])  # the user's lock, and who holds or waits
+    line[1] += 1
+    try:
+        async with line[0], slots:
+            yield
+    finally:
+        line[1] -= 1
+        if not line[1]:
+            del lines[user_id]
+
+
+def check_search_rate(user_id: int) -> None:
+    """Count a search of the user's against SEARCH_RATE_PER_MINUTE; raise RateLimited when
+    it is over (a search reads through every message of theirs: one user's burst of them
+    would slow everyone's database). Blocking: it counts in the cache."""
+    rate = settings.SEARCH_RATE_PER_MINUTE
+    usage = get_usage(
+        HttpRequest(),
+        group=SEARCH_GROUP,
+        key=lambda group, request: str(user_id),
+        rate=f"{rate}/m",
+        increment=True,
+    )
+    if usage and usage["should_limit"]:
+        wait = max(1, usage["time_left"])
+        raise RateLimited(
+            f"You have searched {rate} times this minute, the most allowed. "
+            f"Try again in {wait} seconds.",
+            retry_after=wait,
+            headers=request_limit_headers(rate, 0, wait),
+        )
+
+
 def _count_key(user_id: int, limits: Limits) -> tuple[str, int]:
     """The cache key under which django-ratelimit counts the user's requests this minute (so
     that get_usage reads the counts the admission script makes), and the window's end."""
@@ -153,22 +222,23 @@ def _count_key(user_id: int, limits: Limits) -> tuple[str, int]:
 
 
 async def _count_and_lease(
-    user_id: int, limits: Limits, *, take_lease: bool
-) -> tuple[dict, HeldLease | None]:
+    user_id: int, limits: Limits, quota: QuotaAsk | None
+) -> tuple[dict, HeldLease | None, int]:
     """Count the request and take a stream lease unless a limit refuses: with Redis one
     script, one round trip, from the event loop; in process, django-ratelimit's count in the
-    local cache and the local lease table, neither of which waits on anything."""
+    local cache and the local lease table, neither of which waits on anything. Return the
+    count, the lease, and why there is none (stream_leases.LEASED when there is one)."""
     leases = stream_leases()
     counting = getattr(settings, "RATELIMIT_ENABLE", True)
     if isinstance(leases, RedisStreamLeases):
         key, window = _count_key(user_id, limits)
-        count, lease = await leases.count_and_acquire(
+        count, lease, why = await leases.count_and_acquire(
             user_id,
             limits.max_concurrent_streams,
             count_key=key,
             count_limit=limits.requests_per_minute if counting else -1,
             count_seconds=COUNT_PERIOD_SECONDS + EXPIRATION_FUDGE,
-            take_lease=take_lease,
+            quota=quota,
         )
         usage = NOT_COUNTED
         if counting:
@@ -179,9 +249,10 @@ async def _count_and_lease(
             }
     else:
         usage = _count_request(user_id, limits)
-        refused = usage["should_limit"] or not take_lease
-        lease = None if refused else leases.acquire(user_id, limits.max_concurrent_streams)
-    return usage, None if lease is None else HeldLease(leases, lease)
+        lease, why = None, NO_STREAM
+        if not usage["should_limit"]:
+            lease, why = leases.acquire_or_say_why(user_id, limits.max_concurrent_streams, quota)
+    return usage, None if lease is None else HeldLease(leases, lease), why
 
 
 def _plural(count: int, noun: str) -> str:
@@ -189,7 +260,12 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _admission(
-    limits: Limits, usage: dict, tokens_used: int | None, lease: HeldLease | None
+    limits: Limits,
+    usage: dict,
+    tokens_used: int | None,
+    quota: QuotaAsk | None,
+    lease: HeldLease | None,
+    why: int,
 ) -> Admission:
     """The request let through, or RateLimited for the first limit it is over: requests per
     minute, then the daily token quota, then concurrent streams."""
@@ -204,17 +280,11 @@ def _admission(
             retry_after=reset,
             headers=headers,
         )
-    if tokens_used is not None:
-        quota, wait = limits.daily_token_quota, seconds_until_midnight()
-        headers |= token_quota_headers(quota, max(0, quota - tokens_used), wait)
-        if tokens_used >= quota:
-            raise RateLimited(
-                f"You have used your daily quota of {quota} tokens. "
-                f"It renews in {wait // 3600} h {wait % 3600 // 60} min.",
-                retry_after=wait,
-                headers=headers,
-                kind="tokens",
-            )
+    if tokens_used is not None and quota is not None:
+        total, wait = limits.daily_token_quota, seconds_until_midnight()
+        headers |= token_quota_headers(total, max(0, quota.left), wait)
+        if why == NO_TOKENS:
+            raise _quota_refusal(total, quota, wait, headers)
     if lease is None:
         limit = limits.max_concurrent_streams
         raise RateLimited(
@@ -224,6 +294,32 @@ def _admission(
             headers=headers,
         )
     return Admission(headers=headers, lease=lease, limits=limits)
+
+
+# How long a client refused because its running answers hold the rest of its quota waits.
+RESERVED_RETRY_AFTER = 5
+
+
+def _quota_refusal(total: int, quota: QuotaAsk, wait: int, headers: dict) -> RateLimited:
+    """Why a request does not fit in the daily quota: used up, too large for what is left,
+    or what is left is reserved by answers still running (those end soon)."""
+    renews = f"It renews in {wait // 3600} h {wait % 3600 // 60} min."
+    if quota.left <= 0:
+        message = f"You have used your daily quota of {total} tokens. {renews}"
+    elif quota.prompt + (quota.answer or 1) > quota.left:
+        answer = "" if quota.answer is None else f" and an answer of up to {quota.answer}"
+        message = (
+            f"This request needs about {quota.prompt + (quota.answer or 0)} tokens (its "
+            f"prompt{answer}), more than the {quota.left} left of your daily quota of "
+            f"{total} tokens. {renews}"
+        )
+    else:
+        message = (
+            "Your answers still running have reserved the rest of your daily quota of "
+            f"{total} tokens. Try again when they end."
+        )
+        wait = RESERVED_RETRY_AFTER
+    return RateLimited(message, retry_after=wait, headers=headers, kind="tokens")
 
 
 def request_limit_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
@@ -256,18 +352,49 @@ def openai_duration(seconds: int) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
-async def admit_chat_request(user: AbstractBaseUser) -> Admission:
+@dataclass(frozen=True, slots=True)
+class TokenNeed:
+    """What a request may cost the daily token quota, reserved before its answer starts:
+    its prompt's tokens, estimated (token_estimate), and the answer's limit when the client
+    set one (max_tokens); `context_of` names the conversation whose earlier turns the prompt
+    carries too (counted only where a quota applies: it takes a query)."""
+
+    prompt: int = 0
+    answer: int | None = None
+    context_of: int | None = None
+
+
+async def admit_chat_request(user: AbstractBaseUser, need: TokenNeed | None = None) -> Admission:
     """Count a request of the user's against their limits and take a stream lease; raise
     RateLimited, holding no lease, when a limit is reached.
+
+    Where a daily token quota applies, the lease also reserves what the request may cost
+    (`need`: its prompt, and its answer's limit or DAILY_TOKEN_QUOTA_ANSWER_TOKENS), beside
+    what the user's running answers reserved; a request that does not fit is refused before
+    anything is written. The answer is charged what it really used when it is saved, and its
+    reservation goes with its lease.
 
     From the event loop, with one Redis round trip (the count and the lease in one script);
     the database only where a daily quota applies, or for overrides this process has no
     copy of.
     """
+    need = need or TokenNeed()
     limits = await alimits_for(user)
-    used = None
+    used, quota = None, None
     if limits.daily_token_quota:
-        used = await sync_to_async(tokens_used_today)(user)
-    over_quota = used is not None and used >= limits.daily_token_quota
-    usage, lease = await _count_and_lease(user.pk, limits, take_lease=not over_quota)
-    return _admission(limits, usage, used, lease)
+        used, context = await sync_to_async(_used_and_context)(user, need.context_of)
+        quota = QuotaAsk(
+            left=limits.daily_token_quota - used,
+            prompt=need.prompt + context,
+            answer=need.answer,
+            default_answer=settings.DAILY_TOKEN_QUOTA_ANSWER_TOKENS,
+        )
+    usage, lease, why = await _count_and_lease(user.pk, limits, quota)
+    return _admission(limits, usage, used, quota, lease, why)
+
+
+def _used_and_context(user: AbstractBaseUser, conversation_id: int | None) -> tuple[int, int]:
+    context = 0
+    if conversation_id is not None:
+        context = selectors.conversation_context_tokens(user=user, conversation_id=conversation_id)
+    return tokens_used_today(user), context

@@ -18,7 +18,9 @@ from django.dispatch import receiver
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from psycopg_pool import PoolTimeout
+from redis.exceptions import RedisError
 
+from conversations import dependencies
 from conversations.exceptions import (
     ChatError,
     MethodNotAllowed,
@@ -133,17 +135,21 @@ async def release_connections() -> None:
 BUSY_RETRY_AFTER = 5
 
 
-def _as_chat_error(exc: Exception, request: HttpRequest, request_id: str) -> ChatError:
-    """Turn an exception of an API view that is no ChatError into the one its client is
-    answered with."""
+def as_chat_error(exc: Exception, where: str, request_id: str) -> ChatError:
+    """Turn an exception of an API view (or a socket's message) that is no ChatError into
+    the one its client is answered with; `where` names the path, for the log."""
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge("The request body is too large.")
+    if isinstance(exc, RedisError):
+        # Redis is away (or its pool is exhausted): nothing was written, try again soon.
+        logger.warning("Redis failed for %s (request %s): %r", where, request_id, exc)
+        return dependencies.redis_unreachable(exc)
     if isinstance(exc, OperationalError | InterfaceError):
         # No connection came free in time (busy), or the database cannot be reached (down,
         # restarting): either way nothing was written, and the client may try again soon.
         busy = isinstance(exc.__cause__, PoolTimeout)
         logger.warning(
-            "No database for %s (request %s): %s", request.path, request_id, exc, exc_info=not busy
+            "No database for %s (request %s): %s", where, request_id, exc, exc_info=not busy
         )
         what = "The server is busy" if busy else "The server cannot reach its database right now"
         return ServerBusy(
@@ -151,7 +157,7 @@ def _as_chat_error(exc: Exception, request: HttpRequest, request_id: str) -> Cha
             headers={"Retry-After": str(BUSY_RETRY_AFTER)},
         )
     # An API client must get JSON, never Django's HTML error page.
-    logger.exception("Unexpected error in %s (request %s)", request.path, request_id)
+    logger.exception("Unexpected error in %s (request %s)", where, request_id)
     return UnexpectedError(
         f"The server failed unexpectedly; quote request ID {request_id} when reporting it."
     )
@@ -187,7 +193,7 @@ def json_api_view(
             except (Http404, PermissionDenied):
                 raise  # Django's handlers answer these (in JSON under /api/ and /v1/)
             except Exception as exc:
-                error = _as_chat_error(exc, request, request_id)
+                error = as_chat_error(exc, request.path, request_id)
                 response = render_error(error, {"X-Request-ID": request_id} | error.headers)
             # Give the pooled connection back before the response goes out: Django keeps it
             # until the response is closed, and logs an error response first, in a thread of

@@ -124,6 +124,24 @@ def answer_for_request(*, user: AbstractBaseUser, request_id: str) -> Message:
     return answer
 
 
+def conversation_context_tokens(*, user: AbstractBaseUser, conversation_id: int) -> int:
+    """Estimate the tokens a conversation's history adds to its next prompt: what its last
+    answer on the thread shown cost (its prompt and its answer), 0 for none or another
+    user's conversation."""
+    last = (
+        Message.objects.filter(
+            conversation_id=conversation_id,
+            conversation__owner=user,
+            is_answer=True,
+            superseded_at__isnull=True,
+        )
+        .order_by("-pk")
+        .values_list("prompt_tokens", "completion_tokens")
+        .first()
+    )
+    return sum(count or 0 for count in last) if last else 0
+
+
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
     """Return the conversation's thread as the user sees it: superseded messages left out."""
     return conversation.messages.filter(superseded_at__isnull=True).order_by("pk")

@@ -33,8 +33,50 @@ RENEW_EVERY_SECONDS = 20.0
 
 @dataclass(frozen=True, slots=True)
 class Lease:
+    """One running answer's slot; `tokens` of the user's daily quota reserved with it."""
+
     user_id: int
     id: str
+    tokens: int = 0
+
+    @property
+    def member(self) -> str:
+        """The lease as stored: its id, and the tokens it reserves after a colon."""
+        return f"{self.id}:{self.tokens}" if self.tokens else self.id
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaAsk:
+    """What a request may cost a daily token quota, to reserve with its lease.
+
+    `left` is the quota less what the ledger holds for today; `prompt` the request's prompt,
+    estimated; `answer` the answer's limit when the client set one (max_tokens), else None:
+    then up to `default_answer` tokens are reserved for it, as many as are left.
+    """
+
+    left: int
+    prompt: int
+    answer: int | None
+    default_answer: int
+
+    def reservation(self, reserved: int) -> int:
+        """The tokens to reserve beside `reserved` (the user's running answers' tokens), or
+        0 when the request does not fit in what is left of the quota."""
+        left = self.left - reserved
+        if self.answer is not None:
+            need = self.prompt + self.answer
+            return need if need <= left else 0
+        allowance = min(self.default_answer, left - self.prompt)
+        return self.prompt + allowance if allowance >= 1 else 0
+
+
+# Why a lease was not taken (see QuotaAsk and the scripts below).
+LEASED, NO_STREAM, NO_TOKENS = 1, 0, 2
+
+
+def reserved_tokens(members: list[str]) -> int:
+    """The tokens reserved by these lease members."""
+    return sum(int(member.rpartition(":")[2]) for member in members if ":" in member)
 
 
 class StreamLeases(ABC):
@@ -43,13 +85,18 @@ class StreamLeases(ABC):
     def __init__(self, lease_seconds: float = STREAM_LEASE_SECONDS) -> None:
         self.lease_seconds = lease_seconds
 
-    def acquire(self, user_id: int, limit: int) -> Lease | None:
-        """Take a lease if the user holds fewer than `limit` live ones; None otherwise."""
-        lease = Lease(user_id, uuid.uuid4().hex)
-        return lease if self._acquire(lease, limit) else None
+    def acquire(self, user_id: int, limit: int, quota: QuotaAsk | None = None) -> Lease | None:
+        """Take a lease if the user holds fewer than `limit` live ones (and, with `quota`,
+        the request fits in what is left of it); None otherwise."""
+        lease, status = self.acquire_or_say_why(user_id, limit, quota)
+        return lease if status == LEASED else None
 
     @abstractmethod
-    def _acquire(self, lease: Lease, limit: int) -> bool: ...
+    def acquire_or_say_why(
+        self, user_id: int, limit: int, quota: QuotaAsk | None = None
+    ) -> tuple[Lease | None, int]:
+        """Take a lease as `acquire` does; return it and LEASED, or None and why not
+        (NO_STREAM, NO_TOKENS)."""
 
     @abstractmethod
     def renew(self, lease: Lease) -> None:
@@ -76,9 +123,12 @@ class StreamLeases(ABC):
 # count of the user's current minute (django-ratelimit's key: conversations.ratelimit), KEYS[2]
 # the user's lease set. ARGV: the count limit (-1: count nothing), the count's lifetime in
 # seconds, whether to take a lease (0 when another limit already refused), the lease id, the
-# lease limit, the lease's milliseconds. Over the count limit no lease is taken: a refused
-# request holds none. Expired leases go first; a refusal writes nothing to the set, which lives
-# as long as its newest lease. Returns the count and 1 for a lease taken.
+# lease limit, the lease's milliseconds; then the daily quota's part (QuotaAsk): what is left
+# of it (-1: no quota), the prompt's tokens, the answer's limit (-1: none), the default answer.
+# Over the count limit no lease is taken: a refused request holds none. Expired leases go
+# first; a refusal writes nothing to the set, which lives as long as its newest lease. The
+# tokens reserved are the sum over the live leases (a member "id:tokens" reserves them).
+# Returns the count, LEASED, NO_STREAM or NO_TOKENS, and the tokens this lease reserves.
 _COUNT_AND_ACQUIRE = """
 local count = 0
 if ARGV[1] ~= '-1' then
@@ -87,22 +137,41 @@ if ARGV[1] ~= '-1' then
     redis.call('EXPIRE', KEYS[1], ARGV[2])
   end
   if count > tonumber(ARGV[1]) then
-    return {count, 0}
+    return {count, 0, 0}
   end
 end
 if ARGV[3] == '0' then
-  return {count, 0}
+  return {count, 0, 0}
 end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
-  return {count, 0}
+local tokens = 0
+if ARGV[7] ~= '-1' then
+  local reserved = 0
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local amount = string.match(member, ':(%d+)$')
+    if amount then reserved = reserved + tonumber(amount) end
+  end
+  local left, prompt = tonumber(ARGV[7]) - reserved, tonumber(ARGV[8])
+  if ARGV[9] ~= '-1' then
+    tokens = prompt + tonumber(ARGV[9])
+    if tokens > left then return {count, 2, 0} end
+  else
+    local allowance = math.min(tonumber(ARGV[10]), left - prompt)
+    if allowance < 1 then return {count, 2, 0} end
+    tokens = prompt + allowance
+  end
 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+  return {count, 0, 0}
+end
+local member = ARGV[4]
+if tokens > 0 then member = member .. ':' .. tokens end
 local expiry = now_ms + tonumber(ARGV[6])
-redis.call('ZADD', KEYS[2], expiry, ARGV[4])
+redis.call('ZADD', KEYS[2], expiry, member)
 redis.call('PEXPIREAT', KEYS[2], expiry)
-return {count, 1}
+return {count, 1, tokens}
 """
 
 # KEYS[1] the user's set; ARGV: lease id, lease milliseconds. Only a lease still held.
@@ -142,16 +211,20 @@ class RedisStreamLeases(StreamLeases):
     def _ms(self) -> int:
         return max(1, round(self.lease_seconds * 1000))
 
-    def _acquire(self, lease: Lease, limit: int) -> bool:
-        keys = ["", self.key(lease.user_id)]  # nothing counted: no count key
-        _, taken = self._acquire_script(keys=keys, args=[-1, 0, 1, lease.id, limit, self._ms])
-        return bool(taken)
+    def acquire_or_say_why(
+        self, user_id: int, limit: int, quota: QuotaAsk | None = None
+    ) -> tuple[Lease | None, int]:
+        lease_id = uuid.uuid4().hex
+        keys = ["", self.key(user_id)]  # nothing counted: no count key
+        args = [-1, 0, 1, lease_id, limit, self._ms, *_quota_args(quota)]
+        _, status, tokens = self._acquire_script(keys=keys, args=args)
+        return (Lease(user_id, lease_id, int(tokens)) if status == LEASED else None), int(status)
 
     def renew(self, lease: Lease) -> None:
-        self._renew_script(keys=[self.key(lease.user_id)], args=[lease.id, self._ms])
+        self._renew_script(keys=[self.key(lease.user_id)], args=[lease.member, self._ms])
 
     def release(self, lease: Lease) -> None:
-        self.client.zrem(self.key(lease.user_id), lease.id)
+        self.client.zrem(self.key(lease.user_id), lease.member)
 
     def held(self, user_id: int) -> int:
         return int(self._held_script(keys=[self.key(user_id)]))
@@ -165,27 +238,47 @@ class RedisStreamLeases(StreamLeases):
         count_limit: int,
         count_seconds: int,
         take_lease: bool = True,
-    ) -> tuple[int, Lease | None]:
+        quota: QuotaAsk | None = None,
+    ) -> tuple[int, Lease | None, int]:
         """Count a request under `count_key` (unless `count_limit` is -1) and, unless that
-        count is over `count_limit` or `take_lease` is false, take a lease as `acquire` does:
-        one round trip. Return the count and the lease taken, if any."""
-        lease = Lease(user_id, uuid.uuid4().hex)
-        count, taken = await self._async_script(_COUNT_AND_ACQUIRE)(
+        count is over `count_limit` or `take_lease` is false, take a lease as
+        `acquire_or_say_why` does: one round trip. Return the count, the lease taken if any,
+        and why none was (LEASED when one was)."""
+        lease_id = uuid.uuid4().hex
+        count, status, tokens = await self._async_script(_COUNT_AND_ACQUIRE)(
             keys=[count_key, self.key(user_id)],
-            args=[count_limit, count_seconds, int(take_lease), lease.id, limit, self._ms],
+            args=[
+                count_limit,
+                count_seconds,
+                int(take_lease),
+                lease_id,
+                limit,
+                self._ms,
+                *_quota_args(quota),
+            ],
         )
-        return int(count), lease if taken else None
+        lease = Lease(user_id, lease_id, int(tokens)) if status == LEASED else None
+        return int(count), lease, int(status)
 
     async def arenew(self, lease: Lease) -> None:
-        await self._async_script(_RENEW)(keys=[self.key(lease.user_id)], args=[lease.id, self._ms])
+        await self._async_script(_RENEW)(
+            keys=[self.key(lease.user_id)], args=[lease.member, self._ms]
+        )
 
     async def arelease(self, lease: Lease) -> None:
-        await redis_client().zrem(self.key(lease.user_id), lease.id)
+        await redis_client().zrem(self.key(lease.user_id), lease.member)
 
     @staticmethod
     def _async_script(source: str):
         # Bound to the running loop's client; sent as EVALSHA, the source only on a miss.
         return redis_client().register_script(source)
+
+
+def _quota_args(quota: QuotaAsk | None) -> list[int]:
+    if quota is None:
+        return [-1, 0, -1, 0]
+    answer = -1 if quota.answer is None else quota.answer
+    return [quota.left, quota.prompt, answer, quota.default_answer]
 
 
 class MemoryStreamLeases(StreamLeases):
@@ -197,6 +290,7 @@ class MemoryStreamLeases(StreamLeases):
         self._lock = threading.Lock()  # admission runs in worker threads
 
     def _live(self, user_id: int) -> dict[str, float]:
+        """The user's live leases, by member (see Lease.member), with their expiry."""
         now = time.monotonic()
         leases = self._leases.get(user_id, {})
         for lease_id in [i for i, expiry in leases.items() if expiry <= now]:
@@ -205,24 +299,32 @@ class MemoryStreamLeases(StreamLeases):
             self._leases.pop(user_id, None)
         return leases
 
-    def _acquire(self, lease: Lease, limit: int) -> bool:
+    def acquire_or_say_why(
+        self, user_id: int, limit: int, quota: QuotaAsk | None = None
+    ) -> tuple[Lease | None, int]:
         with self._lock:
-            leases = self._live(lease.user_id)
+            leases = self._live(user_id)
+            tokens = 0
+            if quota is not None:
+                tokens = quota.reservation(reserved_tokens(list(leases)))
+                if not tokens:
+                    return None, NO_TOKENS
             if len(leases) >= limit:
-                return False
-            leases[lease.id] = time.monotonic() + self.lease_seconds
-            self._leases[lease.user_id] = leases
-            return True
+                return None, NO_STREAM
+            lease = Lease(user_id, uuid.uuid4().hex, tokens)
+            leases[lease.member] = time.monotonic() + self.lease_seconds
+            self._leases[user_id] = leases
+            return lease, LEASED
 
     def renew(self, lease: Lease) -> None:
         with self._lock:
             leases = self._live(lease.user_id)
-            if lease.id in leases:
-                leases[lease.id] = time.monotonic() + self.lease_seconds
+            if lease.member in leases:
+                leases[lease.member] = time.monotonic() + self.lease_seconds
 
     def release(self, lease: Lease) -> None:
         with self._lock:
-            self._leases.get(lease.user_id, {}).pop(lease.id, None)
+            self._leases.get(lease.user_id, {}).pop(lease.member, None)
             self._live(lease.user_id)
 
     def held(self, user_id: int) -> int:

@@ -14,14 +14,21 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from redis.exceptions import RedisError
 
-from conversations import lifecycle, providers, running_turns
+from conversations import dependencies, lifecycle, providers, running_turns
 from conversations.exceptions import ServerBusy
 from conversations.models import Message
 from conversations.providers.client import PrefetchedStream
-from conversations.ratelimit import Admission, admit_chat_request
+from conversations.ratelimit import Admission, TokenNeed, admit_chat_request
 from conversations.responses import close_request_connections
-from conversations.streaming import DisconnectPolicy, TurnRun, finish_unstarted_turn
+from conversations.streaming import (
+    DisconnectPolicy,
+    TurnRun,
+    finish_unstarted_turn,
+    release_or_lapse,
+)
+from conversations.token_estimate import estimate_prompt_tokens
 from conversations.turns import StartedTurn
 
 logger = logging.getLogger(__name__)
@@ -38,21 +45,60 @@ class ModelAsk:
     request_id: str
     params: dict[str, Any] = field(default_factory=dict)  # the same as start_run's
 
+    def token_need(self) -> TokenNeed:
+        """What this call may cost a daily token quota: its messages, estimated, and its
+        answer's limit if the client set one."""
+        return TokenNeed(
+            prompt=estimate_prompt_tokens(self.messages), answer=answer_limit(self.params)
+        )
+
+
+def answer_limit(params: dict[str, Any]) -> int | None:
+    """The answer's token limit a client set (max_completion_tokens or max_tokens), if any."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = params.get(name)
+        if type(value) is int and value >= 0:
+            return value
+    return None
+
 
 async def begin_turn(
-    user: AbstractBaseUser, start: Callable[[], StartedTurn], *, ask: ModelAsk | None = None
+    user: AbstractBaseUser,
+    start: Callable[[], StartedTurn],
+    *,
+    ask: ModelAsk | None = None,
+    need: TokenNeed | None = None,
 ) -> tuple[StartedTurn, Admission]:
     """Admit a request of the user's under their limits, then save its prompt with `start`,
     asking the model meanwhile when `ask` says what to ask.
 
     Raises ChatError (RateLimited included) having written nothing and holding no lease; a
     model asked early is then hung up on. On success the caller owns the admission's stream
-    lease (and its prefetched model stream, which start_run hands to the runner), and the
-    request holds no database connection: a streaming request must not keep a pooled
-    connection for the whole stream.
+    lease, its place among the process's running turns, and its prefetched model stream,
+    all of which start_run hands to the runner; and the request holds no database
+    connection: a streaming request must not keep a pooled connection for the whole stream.
+    `need` is what the request may cost a daily token quota (see admit_chat_request); by
+    default it is estimated from `ask`.
     """
-    refuse_over_capacity()
-    admitting = asyncio.ensure_future(admit_chat_request(user))
+    place = claim_place()
+    try:
+        turn, admission = await _admit_and_save(user, start, ask, need)
+    except BaseException:
+        place.release()
+        raise
+    admission.place = place
+    return turn, admission
+
+
+async def _admit_and_save(
+    user: AbstractBaseUser,
+    start: Callable[[], StartedTurn],
+    ask: ModelAsk | None,
+    need: TokenNeed | None,
+) -> tuple[StartedTurn, Admission]:
+    if need is None and ask is not None:
+        need = ask.token_need()
+    admitting = asyncio.ensure_future(admit_chat_request(user, need))
     try:
         admission = await asyncio.shield(admitting)
     except asyncio.CancelledError:
@@ -61,6 +107,8 @@ async def begin_turn(
         with contextlib.suppress(Exception):
             await (await admitting).lease.release()
         raise
+    except RedisError as exc:
+        raise dependencies.redis_unreachable(exc) from exc
     prefetched = _ask_early(ask) if ask is not None else None
     if prefetched is not None:
         try:
@@ -70,7 +118,7 @@ async def begin_turn(
             await asyncio.sleep(0)
         except asyncio.CancelledError:
             await _hang_up(prefetched)
-            await admission.lease.release()
+            await _give_back(admission)
             raise
     saving = asyncio.ensure_future(sync_to_async(_saved_then_released(start))())
     try:
@@ -82,17 +130,21 @@ async def begin_turn(
             turn = await saving
         except Exception:
             await _hang_up(prefetched)
-            await admission.lease.release()
+            await _give_back(admission)
         else:
             await finish_unstarted_turn(turn, admission.lease.release, prefetched=prefetched)
         raise
     except BaseException:
         # Nothing was saved: the model asked early is hung up on before it says much.
         await _hang_up(prefetched)
-        await admission.lease.release()
+        await _give_back(admission)
         raise
     admission.prefetched = prefetched
     return turn, admission
+
+
+async def _give_back(admission: Admission) -> None:
+    await release_or_lapse(admission.lease.release, "a refused request")
 
 
 def _ask_early(ask: ModelAsk) -> PrefetchedStream | None:
@@ -166,6 +218,10 @@ async def start_run(
             prefetched=admission.prefetched,
         )
         raise
+    finally:
+        # Registered by now (running_turns counts it), or refused: the claim has done its work.
+        if admission.place is not None:
+            admission.place.release()
 
 
 START_FAILED = "The server failed to start this answer."
@@ -174,19 +230,23 @@ START_FAILED = "The server failed to start this answer."
 CAPACITY_RETRY_AFTER = 5
 
 
-def refuse_over_capacity() -> None:
-    """Refuse a new turn when this process is shutting down, or already runs
-    MAX_RUNNING_TURNS: a 503 to retry, before the request counts against the user's limits
-    or anything is written."""
+def claim_place() -> running_turns.Claim:
+    """Claim a place for a new turn in this process, or refuse it with a 503 to retry before
+    the request counts against the user's limits or anything is written: while the process
+    shuts down, while Redis (the limits, leases and logs) is unreachable, or when it already
+    runs or is starting MAX_RUNNING_TURNS."""
     if lifecycle.is_draining():
         raise ServerBusy(
             f"The server is restarting. Try again in {lifecycle.DRAINING_RETRY_AFTER} seconds.",
             headers={"Retry-After": str(lifecycle.DRAINING_RETRY_AFTER)},
         )
-    limit = settings.MAX_RUNNING_TURNS
-    if limit and running_turns.count() >= limit:
+    if dependencies.redis_down():
+        raise dependencies.redis_unreachable()
+    place = running_turns.claim(settings.MAX_RUNNING_TURNS)
+    if place is None:
         raise ServerBusy(
             f"The server is answering as many questions as it can. Try again in "
             f"{CAPACITY_RETRY_AFTER} seconds.",
             headers={"Retry-After": str(CAPACITY_RETRY_AFTER)},
         )
+    return place

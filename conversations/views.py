@@ -96,7 +96,7 @@ async def stream_chat_turn(
     and the site API, "api"): the turn runs on its own, and this response is its first reader.
 
     A ChatError (a refused limit included) passes to the caller's json_api_view."""
-    start, ask = chat_turn_starter(
+    start, ask, need = chat_turn_starter(
         user,
         request_id,
         message=message,
@@ -105,7 +105,7 @@ async def stream_chat_turn(
         action=action,
         message_id=message_id,
     )
-    turn, admission = await begin_turn(user, start, ask=ask)
+    turn, admission = await begin_turn(user, start, ask=ask, need=need)
     run = await start_run(turn, admission, surface=surface)
     encoder = site_encoder(request)
     stream = follow_run(run, encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS)

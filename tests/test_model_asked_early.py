@@ -158,7 +158,7 @@ class ModelAskedEarlyTests(TransactionTestCase):
 def test_a_new_chats_first_message_is_asked_early_with_the_history_the_save_reads(alice):
     payload = chat_payload({"message": "  Hello there  ", "model": "dev/dev-chat"})
 
-    start, ask = chat_turn_starter(alice, "first-0001", **payload)
+    start, ask, _ = chat_turn_starter(alice, "first-0001", **payload)
     turn = start()
 
     assert ask is not None

@@ -1,16 +1,17 @@
-"""The daily token quota over real HTTP: charged to a ledger, checked before every answer.
+"""The daily token quota over real HTTP: reserved before every answer, charged to a ledger.
 
-Each answer is charged when it is saved, however it ended; the check comes before a stream
-starts. So once the quota is reached no new answer starts, and the quota is overrun by at
-most the answers already running then.
+Each answer reserves what it may cost before it starts (its prompt, estimated, and its
+max_tokens), beside what the user's running answers reserved, and is charged what it used
+when it is saved, however it ended. So answers whose limits are set never overrun the quota
+together, and a request that cannot fit is refused before anything is written.
 """
 
 import asyncio
-import datetime
 
 import httpx
 import pytest
 
+from conversations import services
 from conversations.models import DailyUsage, Message
 from conversations.ratelimit import tokens_used_today
 from tests.conftest import log_in
@@ -21,26 +22,27 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 QUOTA = 300
 CALLS = 12
-# Each answer is about 60 tokens (a short prompt and 40 tokens, 20 ms apart), so the quota
-# is reached after five of them; calls start 150 ms apart, so later ones come after that.
+# Each answer may cost about 60 tokens (a short prompt, estimated, and max_tokens 40, the
+# 40 tokens it sends 20 ms apart), so at most four fit in the quota at once; calls start
+# 150 ms apart, so later ones come while earlier ones still run, and after they ended.
 PROMPT = "[[devllm tokens=40 delay_ms=20]] Use up my quota, please."
 STAGGER = 0.15
-# An answer admitted just before the charge that reached the quota was committed is still
-# one "already running"; allow the time a save takes between the two clocks.
-SAVE_SLACK = datetime.timedelta(seconds=1)
 
 
-async def staggered_calls(site, key: str) -> list[int]:
+async def staggered_calls(site, key: str) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=site.url, timeout=60) as client:
 
-        async def call(n: int) -> int:
+        async def call(n: int) -> httpx.Response:
             await asyncio.sleep(n * STAGGER)
-            response = await client.post(
+            return await client.post(
                 "/v1/chat/completions",
-                json={"model": "dev/dev-chat", "messages": [{"role": "user", "content": PROMPT}]},
+                json={
+                    "model": "dev/dev-chat",
+                    "messages": [{"role": "user", "content": PROMPT}],
+                    "max_tokens": 40,
+                },
                 headers={"Authorization": f"Bearer {key}"},
             )
-            return response.status_code
 
         return await asyncio.gather(*(call(n) for n in range(CALLS)))
 
@@ -49,35 +51,48 @@ def tokens(answer: Message) -> int:
     return (answer.prompt_tokens or 0) + (answer.completion_tokens or 0)
 
 
-def test_parallel_answers_overrun_the_quota_only_by_those_already_running(
+def test_parallel_answers_with_max_tokens_never_overrun_the_quota(
     site, alice, make_api_key, set_limits
 ):
     set_limits(
         alice, daily_token_quota=QUOTA, max_concurrent_streams=CALLS, requests_per_minute=1000
     )
 
-    statuses = asyncio.run(staggered_calls(site, make_api_key(alice)))
+    responses = asyncio.run(staggered_calls(site, make_api_key(alice)))
 
+    statuses = [r.status_code for r in responses]
     assert set(statuses) == {200, 429}, statuses
     answers = list(Message.objects.filter(user=alice, is_answer=True))
-    assert len(answers) == statuses.count(200)
+    assert len(answers) == statuses.count(200) >= 4
     assert all(a.status == "completed" for a in answers)
-    # The ledger holds exactly what the saved answers used.
-    assert tokens_used_today(alice) == sum(tokens(a) for a in answers) > QUOTA
-    # The moment the quota was reached: the end of the answer whose charge crossed it.
-    by_end = sorted(answers, key=lambda a: a.created_at + ms(a.duration_ms))
-    charged, reached_at = 0, None
-    for answer in by_end:
-        charged += tokens(answer)
-        if charged >= QUOTA:
-            reached_at = answer.created_at + ms(answer.duration_ms)
-            break
-    late = [a for a in answers if a.created_at > reached_at + SAVE_SLACK]
-    assert not late, f"{len(late)} answers started after the quota was reached"
+    # The ledger holds exactly what the saved answers used, and that fits in the quota.
+    assert tokens_used_today(alice) == sum(tokens(a) for a in answers) <= QUOTA
+    refusal = next(r for r in responses if r.status_code == 429).json()["error"]
+    assert (refusal["type"], refusal["code"]) == ("tokens", "rate_limit_exceeded")
+    assert "quota" in refusal["message"]
 
 
-def ms(value: int) -> datetime.timedelta:
-    return datetime.timedelta(milliseconds=value)
+def test_a_prompt_too_large_for_what_is_left_is_refused_and_nothing_is_written(
+    site, alice, make_api_key, set_limits
+):
+    set_limits(alice, daily_token_quota=QUOTA)
+    services.usage_charge(user_id=alice.pk, tokens=84)  # 216 left
+    # About 2.4 MB of prompt: 600,000 tokens, as estimated.
+    messages = [{"role": "user", "content": "word " * 6_000} for _ in range(80)]
+
+    response = httpx.post(
+        f"{site.url}/v1/chat/completions",
+        json={"model": "dev/dev-chat", "messages": messages},
+        headers={"Authorization": f"Bearer {make_api_key(alice)}", "X-Request-ID": "huge-prompt"},
+        timeout=60,
+    )
+
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["type"] == "tokens"
+    assert "more than the 216 left" in error["message"]
+    assert not Message.objects.filter(request_id="huge-prompt").exists()
+    assert tokens_used_today(alice) == 84
 
 
 def test_a_stopped_stream_is_charged_for_its_prompt(site, alice):

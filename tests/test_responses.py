@@ -10,7 +10,7 @@ from django.urls import include, path
 from psycopg_pool import PoolTimeout
 
 from conversations.openai_api import v1_view
-from conversations.responses import _as_chat_error
+from conversations.responses import as_chat_error
 from conversations.site_api import site_api_view
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
@@ -86,7 +86,7 @@ def test_a_pool_timeout_is_a_503_to_retry_not_a_failure(rf):
         except PoolTimeout as timeout:
             raise OperationalError(str(timeout)) from timeout
     except OperationalError as exc:
-        error = _as_chat_error(exc, rf.get("/v1/models"), "req-busy-0001")
+        error = as_chat_error(exc, rf.get("/v1/models").path, "req-busy-0001")
 
     assert error.status == 503
     assert error.headers == {"Retry-After": "5"}
