@@ -44,6 +44,7 @@ from conversations.encoders import EventEncoder
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.exceptions import InvalidChatRequest, TurnEventsGone
 from conversations.models import Conversation, Message
+from conversations.ratelimit import check_search_rate, searching
 from conversations.responses import json_api_view, render_json_error, sse_response
 from conversations.turn_readers import TurnStream, open_answer_stream
 from conversations.views import (
@@ -78,7 +79,11 @@ async def conversations(
         return await stream_chat_turn(
             request, user, request_id=request_id, surface="api", **payload
         )
-    return JsonResponse(await sync_to_async(_conversation_page)(user, _page_params(request)))
+    params = _page_params(request)
+    if params["query"].strip():
+        async with searching(user.pk):  # rate-limited, and a few at a time (see there)
+            return JsonResponse(await sync_to_async(_searched_page)(user, params))
+    return JsonResponse(await sync_to_async(_conversation_page)(user, params))
 
 
 @site_api_view("GET", "PATCH", "DELETE")
@@ -154,6 +159,11 @@ def _page_params(request: HttpRequest) -> dict[str, Any]:
             raise InvalidChatRequest("Give either cursor or offset, not both.", field="cursor")
         params["after"] = history.Cursor.decode(cursor)
     return params
+
+
+def _searched_page(user: AbstractBaseUser, params: dict[str, Any]) -> dict[str, Any]:
+    check_search_rate(user.pk)
+    return _conversation_page(user, params)
 
 
 def _conversation_page(user: AbstractBaseUser, params: dict[str, Any]) -> dict[str, Any]:

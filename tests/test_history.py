@@ -1,6 +1,7 @@
 """The history behind the chat page's sidebar: the site API's pages by cursor, its search,
 the date groups, and a chat page that stays small however many conversations a user has."""
 
+import asyncio
 import base64
 import re
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from conversations.history import Cursor, date_group, group_by_date
 from conversations.models import Conversation, Message
+from conversations.ratelimit import searching
 from tests.history_factory import make_history
 
 pytestmark = pytest.mark.django_db
@@ -269,3 +271,52 @@ def test_a_short_history_has_no_next_page(alice_client, alice):
     html = alice_client.get("/chat/").content.decode()
     assert 'data-next-cursor=""' in html
     assert re.search(r'<button id="conversation-more"[^>]* hidden>', html)
+
+
+# Searching is rate-limited, and runs a few at a time ------------------------------------
+
+
+def test_searches_past_the_rate_get_a_429_that_says_when_to_try_again(
+    alice_client, alice, settings
+):
+    make_history(alice, 3)
+    settings.SEARCH_RATE_PER_MINUTE = 3
+
+    statuses = [alice_client.get(API, {"q": "chat"}).status_code for _ in range(4)]
+    refused = alice_client.get(API, {"q": "chat"})
+    listed = alice_client.get(API)  # a list without q is no search
+
+    assert statuses == [200, 200, 200, 429]
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert "searched 3 times this minute" in refused.json()["error"]["message"]
+    assert listed.status_code == 200
+
+
+def test_one_users_searches_wait_for_each_other_and_leave_room_for_another_user(settings):
+    """Five searches of Alice's at once run one after another, holding one place; Bob's
+    search meanwhile takes the other place at once."""
+    settings.SEARCH_WORKERS = 2
+    inside, most, started = 0, 0, {}
+
+    async def search_as(user_id: int, name: str, seconds: float) -> None:
+        nonlocal inside, most
+        async with searching(user_id):
+            started[name] = asyncio.get_running_loop().time()
+            inside += user_id == ALICE
+            most = max(most, inside)
+            await asyncio.sleep(seconds)
+            inside -= user_id == ALICE
+
+    async def scenario() -> None:
+        alices = [asyncio.create_task(search_as(ALICE, f"alice-{n}", 0.1)) for n in range(5)]
+        await asyncio.sleep(0.01)
+        await search_as(BOB, "bob", 0.01)
+        await asyncio.gather(*alices)
+
+    asyncio.run(scenario())
+
+    assert most == 1  # never two of Alice's at once
+    assert started["bob"] < started["alice-1"]  # Bob did not queue behind Alice's searches
+
+
+ALICE, BOB = 1, 2
