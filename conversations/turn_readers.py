@@ -5,21 +5,90 @@ and counts as one of its readers, so that the turn's disconnect policy knows whe
 one leaves. A reader of a turn another process runs, or of one already finished, follows the
 event log instead (Redis with REDIS_URL), from any process. Either way it gets batches of
 numbered events, an empty batch while the model is silent (a keep-alive), and ends after the
-final event.
+final event; should the log fail it (Redis away for longer than a reader waits), it ends with
+an `error` event of its own, which has no id, so that its client hears how it ended.
+
+Readers are bounded per user and server process (MAX_READERS_PER_USER, HTTP and WebSocket
+together): one user cannot open readers without end and take what all users share. The
+response that starts a turn always gets its reader; one re-attaching beyond the bound is
+refused with a 429.
 """
 
 import asyncio
 import contextlib
 import functools
+import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+from django.conf import settings
 
 from conversations import running_turns
 from conversations.encoders import EventEncoder
 from conversations.eventlog import TurnEvent, TurnLogNotFound, event_log
+from conversations.exceptions import ChatError
 from conversations.models import Message
 from conversations.streaming import TurnRun, keep, turn_key
 
+logger = logging.getLogger(__name__)
+
 _END = object()
+
+# How long a reader refused for the bound is asked to wait.
+READERS_RETRY_AFTER = 5
+# The readers each user has open in this process.
+_readers: Counter[int] = Counter()
+
+
+class TooManyReaders(ChatError):
+    status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You have {limit} answer streams open, the most one person may have; close one "
+            f"(another tab or window?) and try again in {READERS_RETRY_AFTER} seconds.",
+            headers={"Retry-After": str(READERS_RETRY_AFTER)},
+        )
+
+
+def readers_attached() -> int:
+    """How many readers (responses, sockets) follow turns in this process now."""
+    return _readers.total()
+
+
+def _count_reader(user_id: int, *, refusable: bool) -> None:
+    limit = settings.MAX_READERS_PER_USER
+    if refusable and _readers[user_id] >= limit:
+        raise TooManyReaders(limit)
+    _readers[user_id] += 1
+
+
+def _uncount_reader(user_id: int) -> None:
+    _readers[user_id] -= 1
+    if _readers[user_id] <= 0:
+        del _readers[user_id]
+
+
+def lost_log_event(exc: BaseException) -> TurnEvent:
+    """The event that ends a reader whose log failed it: an `error` without an id (nothing
+    to resume from), saying the answer is not lost."""
+    logger.warning("A reader lost its turn's events: %r", exc)
+    return TurnEvent(
+        None,  # type: ignore[arg-type]
+        "error",
+        {
+            "status": "unavailable",
+            "message": (
+                "This answer's progress cannot be followed right now. It is not lost: "
+                "reload to see it."
+            ),
+            "param": None,
+            "code": "events_unavailable",
+            "http_status": 503,
+            "record": None,
+        },
+        True,
+    )
 
 
 class TurnStream:
@@ -39,12 +108,15 @@ class TurnStream:
         run: TurnRun | None = None,
         first: list[TurnEvent] | None = None,
         on_leave: Callable[[], None] | None = None,
+        reader_of: int | None = None,
     ) -> None:
         self.encoder = encoder
         self._batches, self._first, self._run = batches, first, run
         self._on_leave = on_leave
         self._loop = asyncio.get_running_loop()
-        self._left = self._closed = False
+        self._left = self._closed = self._ended = False
+        # The user whose readers this one counts among (see MAX_READERS_PER_USER), if any.
+        self._reader_of = reader_of
         if run is not None:
             run.attach()
 
@@ -55,10 +127,19 @@ class TurnStream:
     async def __anext__(self) -> bytes:
         if self._first is not None:
             batch, self._first = self._first, None
+        elif self._ended:
+            self._leave()
+            raise StopAsyncIteration
         else:
             try:
                 batch = await anext(self._batches)
-            except BaseException:  # the end, the client leaving (CancelledError), a failure
+            except (StopAsyncIteration, asyncio.CancelledError, GeneratorExit):
+                self._leave()  # the end, or the client leaving (Django cancels the read)
+                raise
+            except Exception as exc:
+                self._ended = True  # the log failed: the reader still hears how it ended
+                batch = [lost_log_event(exc)]
+            except BaseException:
                 self._leave()
                 raise
         return self.encoder.encode(batch) if batch else self.encoder.keepalive()
@@ -90,6 +171,8 @@ class TurnStream:
     def _leave(self) -> None:
         if not self._left:
             self._left = True
+            if self._reader_of is not None:
+                _uncount_reader(self._reader_of)
             if self._run is not None:
                 self._run.detach()
             if self._on_leave is not None:
@@ -97,10 +180,18 @@ class TurnStream:
 
 
 def follow_run(
-    run: TurnRun, encoder: EventEncoder, *, after: int = 0, keepalive_seconds: float
+    run: TurnRun,
+    encoder: EventEncoder,
+    *,
+    after: int = 0,
+    keepalive_seconds: float,
+    refusable: bool = False,
 ) -> TurnStream:
-    """Read a turn this process runs, from the event after `after`."""
-    return TurnStream(run.follow(after, keepalive_seconds), encoder, run=run)
+    """Read a turn this process runs, from the event after `after`; a `refusable` reader
+    (one re-attaching) raises TooManyReaders past the user's bound."""
+    user_id = run.turn.user_id
+    _count_reader(user_id, refusable=refusable)
+    return TurnStream(run.follow(after, keepalive_seconds), encoder, run=run, reader_of=user_id)
 
 
 # How long a re-attaching reader waits for a turn's log before its response starts (with a
@@ -131,27 +222,44 @@ async def open_turn_stream(
             return None
         if not counts_as_reader:
             return TurnStream(run.follow(after, keepalive_seconds), encoder)
-        return follow_run(run, encoder, after=after, keepalive_seconds=keepalive_seconds)
-    batches = _log_batches(
-        turn_key(user_id, request_id),
-        after,
-        keepalive_seconds=keepalive_seconds,
-        first_wait=min(FIRST_READ_SECONDS, keepalive_seconds),
-    )
+        return follow_run(
+            run, encoder, after=after, keepalive_seconds=keepalive_seconds, refusable=True
+        )
+    if counts_as_reader:
+        _count_reader(user_id, refusable=True)
     try:
-        first = await anext(batches)
-    except StopAsyncIteration:
+        batches = _log_batches(
+            turn_key(user_id, request_id),
+            after,
+            keepalive_seconds=keepalive_seconds,
+            first_wait=min(FIRST_READ_SECONDS, keepalive_seconds),
+        )
+        try:
+            first = await anext(batches)
+        except StopAsyncIteration:
+            first = None
+    except BaseException:
+        if counts_as_reader:
+            _uncount_reader(user_id)
+        raise
+    if first is None:
+        if counts_as_reader:
+            _uncount_reader(user_id)
         return None
     if not counts_as_reader:
         return TurnStream(batches, encoder, first=first)
     # Another process may run the turn: count this reader there (see running_turns).
     signal = functools.partial(running_turns.signal_reader, user_id=user_id, request_id=request_id)
-    await signal(change=1)
+    try:
+        await signal(change=1)
+    except BaseException:
+        _uncount_reader(user_id)
+        raise
 
     def leave() -> None:
         keep(asyncio.ensure_future(signal(change=-1)))
 
-    return TurnStream(batches, encoder, first=first, on_leave=leave)
+    return TurnStream(batches, encoder, first=first, on_leave=leave, reader_of=user_id)
 
 
 # How long a reader of an answer still streaming waits for its log: a turn that has just

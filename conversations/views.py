@@ -12,7 +12,15 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from conversations import apikeys, history, lifecycle, providers, running_turns, selectors
+from conversations import (
+    apikeys,
+    dependencies,
+    history,
+    lifecycle,
+    providers,
+    running_turns,
+    selectors,
+)
 from conversations.auth import session_user
 from conversations.chat_requests import chat_payload, chat_turn_starter
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
@@ -25,15 +33,27 @@ from conversations.responses import (
     render_json_error,
     sse_response,
 )
-from conversations.turn_readers import follow_run
+from conversations.turn_readers import follow_run, readers_attached
 from conversations.turn_starts import begin_turn, start_run
 
 
 async def health(request: HttpRequest) -> HttpResponse:
-    """For load balancers and process managers: 200 while this process takes new answers,
-    503 while it drains for a shutdown. Cheap on purpose: no database, no cache."""
+    """For load balancers and process managers: 503 while this process drains for a shutdown
+    (route nothing new to it); "degraded" while Redis is unreachable (new answers are refused
+    with a 503, pages and saved conversations still work).
+
+    Cheap on purpose: no database, no query to Redis (the process's watch says how it is).
+    A Redis outage keeps the status 200: it touches every process at once, and a balancer
+    taking them all out would turn the site's clear 503s into its own errors."""
     draining = lifecycle.is_draining()
-    body = {"status": "draining" if draining else "ok", "running_turns": running_turns.count()}
+    redis = dependencies.redis_status()
+    status = "draining" if draining else "degraded" if redis == "unreachable" else "ok"
+    body = {
+        "status": status,
+        "redis": redis,
+        "running_turns": running_turns.count(),
+        "readers": readers_attached(),
+    }
     return JsonResponse(body, status=503 if draining else 200)
 
 

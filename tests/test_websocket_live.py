@@ -31,12 +31,13 @@ def session_headers(site, username: str) -> dict:
     return {"Cookie": f"sessionid={client.cookies['sessionid']}"}
 
 
-def open_socket(site, username: str = "alice", *, origin: str | None = None):
+def open_socket(site, username: str = "alice", *, origin: str | None = None, **options):
     return connect(
         socket_url(site),
         additional_headers=session_headers(site, username),
         origin=origin or site.url,
         open_timeout=10,
+        **options,
     )
 
 
