@@ -1,9 +1,9 @@
 """ASGI entry point: daphne (or any ASGI server) serves `chatsite.asgi:application`.
 
 HTTP goes to Django; WebSockets (/ws/chat/) to channels' consumers, behind the session's
-user (AuthMiddlewareStack) and a check that the page opening the socket is one of
-ALLOWED_HOSTS (AllowedHostsOriginValidator: another site's page cannot use a visitor's
-session). Both start the process's own work (ServerLifecycle).
+user (AuthMiddlewareStack) and a check that the page opening the socket is one of this site's
+own, scheme, host and port (conversations.socket_security: another site's page cannot use a
+visitor's session). Both start the process's own work (ServerLifecycle).
 
 Only server processes import this module (daphne, uvicorn, runserver), never management
 commands: what a server needs before its first request is set up here, as it starts.
@@ -21,15 +21,16 @@ django_application = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.middleware.csp import ContentSecurityPolicyMiddleware  # noqa: E402
 from django.middleware.security import SecurityMiddleware  # noqa: E402
 
 from conversations import providers  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+from conversations.socket_security import SameOriginValidator  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +66,13 @@ class ServerLifecycle:
 
 
 class SecureStaticFilesHandler(ASGIStaticFilesHandler):
-    """Django's async static handler, with SecurityMiddleware around each file it serves.
+    """Django's async static handler, with SecurityMiddleware and the Content-Security-Policy
+    around each file it serves.
 
     Django's handler answers /static/ before the application, so no middleware runs for it:
-    files would go out without nosniff, Referrer-Policy, Cross-Origin-Opener-Policy or HSTS,
-    and over plain HTTP despite SECURE_SSL_REDIRECT.
+    files would go out without nosniff, Referrer-Policy, Cross-Origin-Opener-Policy, HSTS or
+    a CSP (an SVG opened on its own could run its scripts), and over plain HTTP despite
+    SECURE_SSL_REDIRECT.
     """
 
     def __init__(self, application):
@@ -77,7 +80,11 @@ class SecureStaticFilesHandler(ASGIStaticFilesHandler):
         # Wrapped as Django wraps each middleware: an exception (a missing file, a bad Host
         # header) becomes its error page, which gets the headers too.
         self._secure_serve = convert_exception_to_response(
-            SecurityMiddleware(convert_exception_to_response(super().serve))
+            ContentSecurityPolicyMiddleware(
+                convert_exception_to_response(
+                    SecurityMiddleware(convert_exception_to_response(super().serve))
+                )
+            )
         )
 
     def serve(self, request: HttpRequest) -> HttpResponse:
@@ -94,9 +101,7 @@ application = ServerLifecycle(
     ProtocolTypeRouter(
         {
             "http": http_application,
-            "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-            ),
+            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
 )

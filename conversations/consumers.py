@@ -13,6 +13,11 @@ and receives each of a turn's events as {"type": "event", "request_id", "id", "e
 it has, here or over HTTP), and {"type": "error", "request_id"?, "status", "message",
 "field"?, "retry_after"?} for a refused message. Closing the socket is a disconnect, not a
 Stop: each answer's disconnect policy applies (the chat page's, "continue" by default).
+
+The socket belongs to a logged-in user for as long as they stay so: their session is checked
+on every message, when the account changes (a logout, a deactivation, a new password: the
+bus's user.changed notice reaches every process), and every SESSION_CHECK_SECONDS. Once it
+has ended, the socket says so ({"type": "error", "status": 401}) and closes (code 4401).
 """
 
 import asyncio
@@ -23,18 +28,20 @@ from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
 
-from conversations import running_turns, selectors
+from conversations import bus, local_cache, running_turns, selectors
 from conversations.chat_requests import chat_payload, chat_turn_starter
 from conversations.eventlog import TurnEvent
 from conversations.exceptions import ChatError, InvalidChatRequest
 from conversations.models import Message
 from conversations.ratelimit import RateLimited
-from conversations.responses import SANE_REQUEST_ID, release_connections
+from conversations.responses import SANE_REQUEST_ID, as_chat_error, release_connections
 from conversations.site_api import reattach_turn
+from conversations.socket_security import session_user_id
 from conversations.streaming import keep
 from conversations.turn_readers import TurnStream, follow_run
 from conversations.turn_starts import begin_turn, start_run
@@ -43,8 +50,24 @@ logger = logging.getLogger(__name__)
 
 # The most answers one socket follows at once; the user's stream limit applies besides.
 MAX_FOLLOWED = 20
-# A refused handshake's close code for an anonymous client (the HTTP answer is a 403).
+# A refused handshake's close code for an anonymous client (the HTTP answer is a 403), and
+# the code a socket closes with once its user is no longer logged in.
 UNAUTHENTICATED = 4401
+# How often an idle socket checks that its session still holds (one that expired, say); and
+# how long after a notice that its user changed it looks (a logout flushes the session just
+# after it announces itself).
+SESSION_CHECK_SECONDS = 60.0
+CHANGE_CHECK_DELAY_SECONDS = 0.5
+SESSION_ENDED = "You are no longer logged in (logged out, or the account changed). Log in again."
+
+# The sockets of each user in this process, to check when the user changes.
+_sockets: dict[int, set["ChatConsumer"]] = {}
+
+
+@bus.handle(local_cache.USER_CHANGED)
+def _check_sockets_of(message: dict) -> None:
+    for socket in list(_sockets.get(message.get("user_id"), ())):
+        socket.check_session_soon(CHANGE_CHECK_DELAY_SECONDS)
 
 
 class WebSocketEventEncoder:
@@ -76,20 +99,44 @@ class WebSocketEventEncoder:
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One user's socket: starts, follows and stops their turns."""
 
+    # No channel layer of its own: what reaches a socket from other processes comes through
+    # the bus (conversations.bus). channels would otherwise give each socket a channel and a
+    # receive loop on the layer, and a socket would die with the first Redis failure.
+    channel_layer_alias = "none: the chat socket listens on no channel layer"
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.following: dict[str, Any] = {}  # request ID -> the task sending its events
+        self._checks: set[asyncio.Task] = set()
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=UNAUTHENTICATED)
             return
+        self.session_key = self.scope["session"].session_key
+        _sockets.setdefault(self.user.pk, set()).add(self)
+        self._checks.add(keep(asyncio.create_task(self._check_every(SESSION_CHECK_SECONDS))))
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         # Leaving is not a Stop: each followed answer loses a reader, and its policy applies.
-        for task in list(self.following.values()):
+        for task in [*self.following.values(), *self._checks]:
             task.cancel()
+        if self.user is not None and self.user.is_authenticated:
+            mine = _sockets.get(self.user.pk, set())
+            mine.discard(self)
+            if not mine:
+                _sockets.pop(self.user.pk, None)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:  # a binary frame: this socket speaks JSON text
+            await self._refuse(
+                InvalidChatRequest("Send each message as a JSON text frame, not binary."), ""
+            )
+            return
+        await super().receive(text_data=text_data)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not await self._session_holds():
+            return
         request_id = ""
         try:
             if not isinstance(content, dict):
@@ -108,13 +155,37 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
         except ChatError as exc:
             await self._refuse(exc, request_id)
-        except Exception:
-            logger.exception("Unexpected error on the chat socket (request %s)", request_id)
-            await self._refuse(
-                ChatError(f"The server failed unexpectedly (request {request_id})."), request_id
-            )
+        except Exception as exc:
+            await self._refuse(as_chat_error(exc, "/ws/chat/", request_id), request_id)
         finally:
             await release_connections()
+
+    # --- the user's session ---------------------------------------------------------------
+
+    async def _session_holds(self) -> bool:
+        """Check that the socket's user is still logged in; if not, say so and close."""
+        user_id = await database_sync_to_async(session_user_id)(self.session_key)
+        if user_id == self.user.pk:
+            return True
+        await self._refuse(ChatError(SESSION_ENDED), "", status=401)
+        await self.close(code=UNAUTHENTICATED)
+        return False
+
+    def check_session_soon(self, delay: float) -> None:
+        """Check the session after `delay` seconds (its user changed somewhere)."""
+        task = keep(asyncio.create_task(self._check_after(delay)))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _check_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._session_holds()
+
+    async def _check_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            if not await self._session_holds():
+                return
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
@@ -197,8 +268,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
         return given
 
-    async def _refuse(self, exc: ChatError, request_id: str) -> None:
-        message: dict[str, Any] = {"type": "error", "status": exc.status, "message": exc.message}
+    async def _refuse(self, exc: ChatError, request_id: str, *, status: int | None = None) -> None:
+        message: dict[str, Any] = {
+            "type": "error",
+            "status": status or exc.status,
+            "message": exc.message,
+        }
         if request_id:
             message["request_id"] = request_id
         if exc.field:

@@ -29,6 +29,7 @@ import contextlib
 import functools
 import hashlib
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -42,6 +43,8 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.debug import sensitive_variables
+
+logger = logging.getLogger(__name__)
 
 ACCOUNT_LOCKED = "Too many failed attempts for this account. Try again in {wait}."
 ADDRESS_LOCKED = "Too many failed attempts from your network. Try again in {wait}."
@@ -69,7 +72,9 @@ class LoginLocked(Exception):
 
 def account_counter(username: str) -> Counter:
     # Hashed: the name is whatever the client typed, and it need not appear in the cache.
-    digest = hashlib.sha256(username.casefold().encode()).hexdigest()[:32]
+    # Exactly as typed, as the login looks the account up: "Victim2" is another account
+    # than "victim2", and wrong passwords for one must not lock the other out.
+    digest = hashlib.sha256(username.encode()).hexdigest()[:32]
     return Counter(f"login-failures:account:{digest}", settings.LOGIN_FAILURE_LIMIT, ACCOUNT_LOCKED)
 
 
@@ -195,10 +200,23 @@ def unlock_address(address: str) -> bool:
     return was_locked
 
 
+# How long a login refused because the counts cannot be kept (Redis away) is asked to wait.
+UNAVAILABLE_RETRY_AFTER = 5
+UNAVAILABLE = (
+    "Logging in is unavailable for a moment (the server cannot keep count of attempts). "
+    f"Try again in {UNAVAILABLE_RETRY_AFTER} seconds."
+)
+
+
 class ThrottledLoginMixin:
-    """Check the throttle in the form's clean(), where Django's login forms authenticate."""
+    """Check the throttle in the form's clean(), where Django's login forms authenticate.
+
+    Without the counts (the cache, Redis, unreachable) no password is checked: the throttle
+    must not fail open, or taking the cache away would make guessing free. The login is
+    refused with a 503 to retry, the page saying why."""
 
     throttled_for: int | None = None  # seconds to wait, when this form was refused
+    unavailable = False  # refused because the counts could not be kept
 
     @sensitive_variables("password")
     def clean(self):
@@ -211,12 +229,19 @@ class ThrottledLoginMixin:
         except LoginLocked as locked:
             self.throttled_for = locked.retry_after
             raise ValidationError(locked.message, code="throttled") from None
+        except Exception:
+            logger.warning("Login refused: the attempt could not be counted", exc_info=True)
+            self.throttled_for, self.unavailable = UNAVAILABLE_RETRY_AFTER, True
+            raise ValidationError(UNAVAILABLE, code="unavailable") from None
         try:
             return super().clean()
         finally:
             # user_cache is set once the password proved right, even if the account may not
             # log in here (inactive, or not staff on the admin): that is no failed guess.
-            attempt.settle(password_ok=self.user_cache is not None)
+            try:
+                attempt.settle(password_ok=self.user_cache is not None)
+            except Exception:  # the cache went away meanwhile: the count stays as it was
+                logger.warning("A login attempt could not be settled", exc_info=True)
 
 
 class LoginForm(ThrottledLoginMixin, AuthenticationForm):
@@ -243,7 +268,7 @@ def login_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
         form = (getattr(response, "context_data", None) or {}).get("form")
         retry_after = getattr(form, "throttled_for", None)
         if retry_after:
-            response.status_code = 429
+            response.status_code = 503 if getattr(form, "unavailable", False) else 429
             response["Retry-After"] = str(retry_after)
         return response
 

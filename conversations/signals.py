@@ -1,13 +1,15 @@
 """Drop the rows each process keeps (conversations.local_cache) when the user they belong to
 changes: a key saved or deleted (revoking goes through conversations.apikeys, which forgets
 too), a user saved (made inactive, say) or deleted, staff's limit overrides for a user
-created, changed or removed.
+created, changed or removed, a user logging out. The same notice makes each process check
+the user's open chat sockets (conversations.consumers).
 
 Bulk QuerySet.update() sends no signal: code that changes these rows that way must call
 local_cache.forget_user itself, as conversations.apikeys does.
 """
 
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -45,3 +47,10 @@ def forget_on_user_deleted(sender, instance, **kwargs) -> None:
 @receiver(post_delete, sender=UserLimits, dispatch_uid="local_cache.limits_deleted")
 def forget_on_limits_changed(sender, instance: UserLimits, **kwargs) -> None:
     forget_user(instance.user_id)
+
+
+# A socket opened with the session must not outlive it (its check follows the session's end).
+@receiver(user_logged_out, dispatch_uid="local_cache.user_logged_out")
+def forget_on_logout(sender, request, user, **kwargs) -> None:
+    if user is not None:
+        forget_user(user.pk)

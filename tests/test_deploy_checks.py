@@ -109,6 +109,9 @@ def test_static_files_served_by_the_app_carry_the_security_headers(static_app):
     assert headers["referrer-policy"] == "same-origin"
     assert headers["cross-origin-opener-policy"] == "same-origin"
     assert headers["strict-transport-security"] == "max-age=3600; includeSubDomains"
+    # The site's policy too: an SVG or HTML file opened on its own runs no script of its own.
+    policy = headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "object-src 'none'" in policy
 
 
 def test_a_missing_static_file_is_a_404_with_the_headers_too(static_app, db):

@@ -18,6 +18,7 @@ import pytest
 import redis.exceptions
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 
 from conversations import live_turns, running_turns, saving, services, spool, streaming, titles
 from conversations.eventlog import MemoryEventLog
@@ -163,7 +164,12 @@ def test_a_turn_ends_for_its_readers_whatever_fails_in_its_ending(
         finally:
             await client.aclose()
 
-    events, waited, leases = asyncio.run(run_one())
+    try:
+        events, waited, leases = asyncio.run(run_one())
+    finally:
+        # The prompt was saved in asgiref's one thread for sync work outside a request:
+        # close its connection there, or the test database could not be dropped.
+        asyncio.run(sync_to_async(connections.close_all)())
 
     final = events[-1]
     assert final.final and final.name == "done", final

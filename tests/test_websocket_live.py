@@ -3,11 +3,15 @@ against a real daphne process: the same turns, events, ids and saves as the SSE 
 """
 
 import asyncio
+import copy
 import json
 import time
 
 import pytest
 import websockets
+from django.conf import settings
+from django.db import connections
+from django.test.utils import override_settings
 from websockets.asyncio.client import connect
 
 from conversations.models import Message
@@ -242,8 +246,90 @@ def test_an_anonymous_client_and_another_sites_page_are_refused(site, alice):
     foreign = asyncio.run(
         handshake(additional_headers=session_headers(site, "alice"), origin="http://evil.example")
     )
+    # The same host on another port is another site (another application there).
+    port = int(site.url.rsplit(":", 1)[1])
+    other_port = asyncio.run(
+        handshake(
+            additional_headers=session_headers(site, "alice"),
+            origin=f"http://127.0.0.1:{port + 1}",
+        )
+    )
+    own = asyncio.run(handshake(additional_headers=session_headers(site, "alice"), origin=site.url))
 
-    assert (anonymous, foreign) == (403, 403)
+    assert (anonymous, foreign, other_port, own) == (403, 403, 403, 101)
+
+
+def test_a_binary_frame_is_refused_politely_and_the_socket_goes_on(site, alice):
+    async def scenario() -> tuple[dict, list[dict]]:
+        async with open_socket(site) as socket:
+            await socket.send(b"\x00\x01 not json")
+            refused = json.loads(await socket.recv())
+            await socket.send(
+                json.dumps({"type": "send", "message": "[[devllm tokens=3]] Still there?"})
+            )
+            first = json.loads(await socket.recv())
+            return refused, [first, *await read_turn(socket, first["request_id"])]
+
+    refused, events = asyncio.run(scenario())
+
+    assert (refused["type"], refused["status"]) == ("error", 400)
+    assert "JSON text frame, not binary" in refused["message"]
+    assert events[-1]["event"] == "done"
+
+
+@pytest.mark.parametrize("how", ["logs out", "is deactivated", "changes password"])
+def test_an_open_socket_closes_when_its_users_session_ends(site, site_env, alice, how):
+    """The socket was opened with the session; once that ends, it tells its client and
+    closes at once, and a message sent on it is never answered. A change made here reaches
+    the site's process as any process's would: on the bus, through Redis."""
+    assert site_env["REDIS_URL"], "this test needs REDIS_URL: the site hears of changes there"
+    browser = log_in(site.url, "alice")
+    headers = {"Cookie": f"sessionid={browser.cookies['sessionid']}"}
+
+    async def scenario() -> tuple[dict, int | None]:
+        async with connect(
+            socket_url(site), additional_headers=headers, origin=site.url, open_timeout=10
+        ) as socket:
+            await socket.send(json.dumps({"type": "attach", "request_id": "no-such-turn-1"}))
+            assert json.loads(await socket.recv())["status"] == 404  # a live socket
+            if how == "logs out":
+                await asyncio.to_thread(browser.post, "/accounts/logout/")
+            else:
+                await asyncio.to_thread(change_user, site_env, how)
+            async with asyncio.timeout(10):
+                told = json.loads(await socket.recv())
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await socket.send(json.dumps({"type": "send", "message": "Hello?"}))
+                    await socket.recv()
+            return told, closed.value.rcvd.code if closed.value.rcvd else None
+
+    told, code = asyncio.run(scenario())
+
+    assert (told["type"], told["status"]) == ("error", 401), told
+    assert "no longer logged in" in told["message"]
+    assert code == 4401
+    assert not Message.objects.filter(content="Hello?").exists()
+
+
+def change_user(site_env: dict, how: str) -> None:
+    """Deactivate alice or give her a new password, telling the site's processes."""
+    from django.contrib.auth import get_user_model
+
+    prefix = site_env["CACHE_KEY_PREFIX"]
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    for layer in layers.values():
+        name = layer["CONFIG"]["prefix"].rsplit(":", 1)[1]
+        layer["CONFIG"]["prefix"] = f"{prefix}:{name}"
+    try:
+        with override_settings(CHANNEL_LAYERS=layers):
+            user = get_user_model().objects.get(username="alice")
+            if how == "is deactivated":
+                user.is_active = False
+            else:
+                user.set_password("a-new-long-password-for-alice")
+            user.save()
+    finally:
+        connections.close_all()  # this thread's: the test database must be droppable
 
 
 def test_a_closed_socket_is_a_disconnect_not_a_stop(site, alice):
