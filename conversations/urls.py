@@ -1,6 +1,23 @@
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
 
 from conversations import openai_api, openai_responses, site_api, views
+
+
+class RequestIdConverter:
+    """A request ID as chatsite accepts one (responses.SANE_REQUEST_ID, and the suffix of a
+    title's call): anything else names no answer, and is a 404 before any query (a NUL
+    character would otherwise reach the database, which refuses it)."""
+
+    regex = r"[A-Za-z0-9._:-]{1,160}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(RequestIdConverter, "request_id")
 
 app_name = "conversations"
 
@@ -25,16 +42,20 @@ urlpatterns = [
         site_api.conversation_versions,
         name="api_conversation_versions",
     ),
-    path("api/turns/<str:turn_request_id>/events", site_api.turn_events, name="api_turn_events"),
-    path("api/turns/<str:turn_request_id>/stop", site_api.turn_stop, name="api_turn_stop"),
+    path(
+        "api/turns/<request_id:turn_request_id>/events",
+        site_api.turn_events,
+        name="api_turn_events",
+    ),
+    path("api/turns/<request_id:turn_request_id>/stop", site_api.turn_stop, name="api_turn_stop"),
     # OpenAI-compatible (API key); any other /v1 URL is OpenAI's JSON 404.
     path("v1/models", openai_api.models, name="v1_models"),
     path("v1/models/<path:model_id>", openai_api.model, name="v1_model"),
     path("v1/chat/completions", openai_api.chat_completions, name="v1_chat_completions"),
     path("v1/responses", openai_responses.responses, name="v1_responses"),
-    path("v1/responses/<str:response_id>", openai_responses.response, name="v1_response"),
+    path("v1/responses/<request_id:response_id>", openai_responses.response, name="v1_response"),
     path(
-        "v1/responses/<str:response_id>/cancel",
+        "v1/responses/<request_id:response_id>/cancel",
         openai_responses.response_cancel,
         name="v1_response_cancel",
     ),

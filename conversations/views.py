@@ -1,5 +1,9 @@
 """The chat pages, the endpoint that streams an answer, and the API keys page."""
 
+import base64
+import secrets
+import time
+
 import orjson
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -184,8 +188,13 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return django_csrf_failure(request, reason=reason)
 
 
-# The session key that carries a new API key to the one GET that shows it.
+# A new API key travels to the one GET that shows it split in two, neither of which tells
+# anything alone: in the session (a database row) the key XORed with a random pad of its
+# length, and the pad in a short-lived cookie of the keys page. A redirect that is never
+# followed leaves no key readable in the session store, and the pad lapses within minutes.
 NEW_API_KEY_SESSION_KEY = "conversations.new_api_key"
+NEW_API_KEY_PAD_COOKIE = "new_api_key_pad"
+NEW_API_KEY_SECONDS = 120
 
 
 @never_cache  # the page can hold a key shown once: keep it out of every cache and history
@@ -194,9 +203,11 @@ NEW_API_KEY_SESSION_KEY = "conversations.new_api_key"
 def api_keys(request: HttpRequest) -> HttpResponse:
     """List the user's API keys, and create one (POST, then redirect to GET).
 
-    A new key travels to the next GET in the session, never in a URL, and that GET removes
-    it: reloading neither creates another key nor shows this one again.
+    A new key travels to the next GET sealed (see NEW_API_KEY_SESSION_KEY), never in a URL,
+    and that GET opens and removes it: reloading neither creates another key nor shows this
+    one again.
     """
+    path = reverse("conversations:api_keys")
     if request.method == "POST":
         try:
             _, new_key = apikeys.api_key_create(
@@ -204,9 +215,47 @@ def api_keys(request: HttpRequest) -> HttpResponse:
             )
         except InvalidChatRequest as exc:
             return _api_keys_page(request, error=exc.message, status=400)
-        request.session[NEW_API_KEY_SESSION_KEY] = new_key
-        return redirect("conversations:api_keys")
-    return _api_keys_page(request, new_key=request.session.pop(NEW_API_KEY_SESSION_KEY, None))
+        sealed, pad = seal(new_key)
+        request.session[NEW_API_KEY_SESSION_KEY] = {"sealed": sealed, "at": time.time()}
+        response = redirect(path)
+        response.set_cookie(
+            NEW_API_KEY_PAD_COOKIE,
+            pad,
+            max_age=NEW_API_KEY_SECONDS,
+            path=path,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+    held = request.session.pop(NEW_API_KEY_SESSION_KEY, None)
+    pad = request.COOKIES.get(NEW_API_KEY_PAD_COOKIE)
+    new_key = None
+    if isinstance(held, dict) and pad and time.time() - held.get("at", 0) < NEW_API_KEY_SECONDS:
+        new_key = unseal(held.get("sealed", ""), pad)
+    response = _api_keys_page(request, new_key=new_key)
+    if pad is not None:
+        response.delete_cookie(NEW_API_KEY_PAD_COOKIE, path=path, samesite="Strict")
+    return response
+
+
+def seal(secret: str) -> tuple[str, str]:
+    """Split `secret` into two strings, each random alone: (sealed, pad)."""
+    raw = secret.encode()
+    pad = secrets.token_bytes(len(raw))
+    sealed = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
+    return base64.urlsafe_b64encode(sealed).decode(), base64.urlsafe_b64encode(pad).decode()
+
+
+def unseal(sealed: str, pad: str) -> str | None:
+    """The secret `seal` split, or None when the parts do not belong together."""
+    try:
+        left, right = base64.urlsafe_b64decode(sealed), base64.urlsafe_b64decode(pad)
+        if len(left) != len(right):
+            return None
+        return bytes(a ^ b for a, b in zip(left, right, strict=True)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _api_keys_page(

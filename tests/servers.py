@@ -87,17 +87,18 @@ def start_quirky_upstream(log_dir: Path) -> ServerProcess:
 
 def server_command(server: str, port: int, workers: int = 1) -> list[str]:
     """The arguments to `python` that serve chatsite under `server` as the README's
-    production commands do: a raised listen backlog, no access log. uvicorn (the production
-    server) and daphne (runserver's, and the alternative) are in requirements/; granian only
-    when installed by hand (make bench compares it)."""
+    production commands do: a raised listen backlog, no access log, and (uvicorn) no trust in
+    X-Forwarded-For, which chatsite reads from CLIENT_IP_HEADER itself. uvicorn (the
+    production server) and daphne (runserver's, and the alternative) are in requirements/;
+    granian only when installed by hand (make bench compares it)."""
     if server == "daphne":
         endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog=1024"
         return ["-m", "daphne", "-e", endpoint, "-v", "0", ASGI_APPLICATION]
     if server == "uvicorn":
         return [
             "-m", "uvicorn", ASGI_APPLICATION, "--host", "127.0.0.1", "--port", str(port),
-            "--backlog", "1024", "--no-access-log", "--lifespan", "off", "--log-level",
-            "warning", "--workers", str(workers),
+            "--backlog", "1024", "--no-access-log", "--lifespan", "off", "--no-proxy-headers",
+            "--log-level", "warning", "--workers", str(workers),
         ]  # fmt: skip
     if server == "granian":
         return [

@@ -38,6 +38,27 @@ def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(alice_client, alice):
     assert ApiKey.objects.filter(user=alice).count() == 1
 
 
+def test_a_new_key_never_sits_readable_in_the_session_row(alice_client, alice):
+    """The redirect after creating a key is not followed (a closed tab, a client that does
+    not follow): the session, a database row, holds only half of a split that tells
+    nothing alone; the other half is a cookie of the keys page that lapses in minutes."""
+    created = alice_client.post("/settings/api-keys/", {"name": "laptop"})
+    pad = created.cookies["new_api_key_pad"]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT session_data FROM django_session")
+        stored = repr(cursor.fetchall())
+    shown = alice_client.get("/settings/api-keys/").context["new_key"]
+
+    assert shown.startswith("cs-") and ApiKey.objects.get(user=alice).key_hash == hash_key(shown)
+    assert shown not in stored and shown[3:20] not in stored
+    assert (pad["path"], pad["max-age"], pad["samesite"]) == ("/settings/api-keys/", 120, "Strict")
+    assert pad["httponly"]
+    # Either half alone shows nothing: a new session without the pad, the pad without it.
+    again = alice_client.get("/settings/api-keys/")
+    assert again.context["new_key"] is None
+
+
 def test_a_bad_key_name_is_refused_in_the_page_without_creating_a_key(alice_client, alice):
     response = alice_client.post("/settings/api-keys/", {"name": "x" * 500})
 

@@ -198,3 +198,26 @@ def test_admin_query_parameters_that_are_no_dates_are_a_400(make_user, url, mess
 
     assert response.status_code == 400
     assert message in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/turns/abc%00def12345/events"),
+        ("post", "/api/turns/abc%00def12345/stop"),
+        ("get", "/v1/responses/resp_abc%00def12345"),
+        ("post", "/v1/responses/resp_abc%00def12345/cancel"),
+        ("get", "/api/turns/" + "x" * 161 + "/events"),
+    ],
+)
+def test_an_id_no_request_could_have_is_a_json_404_without_a_query(
+    v1, method, path, django_assert_num_queries
+):
+    """A NUL (or any character a request ID cannot hold) reached PostgreSQL, which refuses
+    it: a JSON 500. Such an ID names nothing, and never gets near the database."""
+    with django_assert_num_queries(0):
+        response = getattr(v1, method)(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert "error" in response.json()

@@ -155,6 +155,18 @@ def test_the_lock_follows_the_account_from_every_client_and_spares_other_account
     assert attempt(Client(), "bob", PASSWORD).status_code == 302
 
 
+def test_the_lock_is_keyed_by_the_name_exactly_as_typed(make_user):
+    """Django looks accounts up by their exact name: "Victim2" is another account than
+    "victim2", and guessing at one must not lock the other out."""
+    lower, upper = make_user("victim2"), make_user("Victim2")
+    fail(Client(), "victim2", 5)
+
+    assert attempt(Client(), "victim2", PASSWORD).status_code == 429
+    other = Client()
+    assert attempt(other, "Victim2", PASSWORD).status_code == 302
+    assert is_logged_in(other, upper) and not is_logged_in(other, lower)
+
+
 def test_the_wait_is_written_in_whole_minutes(alice, settings):
     settings.LOGIN_LOCKOUT_MINUTES = 1
     fail(Client(), "alice", 5)

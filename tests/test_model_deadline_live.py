@@ -44,3 +44,21 @@ def test_a_model_that_never_answers_fails_within_the_read_timeout_retries_includ
     assert waited < READ_TIMEOUT * 1.5
     answer = Message.objects.get(request_id="never-answers-1", is_answer=True)
     assert answer.status == "failed"
+
+
+def test_a_model_silent_after_its_headers_is_a_504_not_a_502(retrying_site, alice, make_api_key):
+    """The model's endpoint answers 200 and its first, empty chunk, then nothing: too slow to
+    answer, as a gateway says it (the README's 504), not a broken upstream."""
+    response = httpx.post(
+        f"{retrying_site.url}/v1/chat/completions",
+        json={
+            "model": "dev/dev-chat",
+            "messages": [{"role": "user", "content": "[[devllm hang]] Anyone there?"}],
+        },
+        headers={"Authorization": f"Bearer {make_api_key(alice)}", "X-Request-ID": "silent-1"},
+        timeout=30,
+    )
+
+    assert response.status_code == 504, response.text
+    assert response.json()["error"]["message"] == "The model did not answer in time."
+    assert Message.objects.get(request_id="silent-1", is_answer=True).status == "failed"

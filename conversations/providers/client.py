@@ -185,6 +185,7 @@ class ChatModelClient:
             "extra_headers": {"X-Request-ID": request_id},
             "extra_body": params,
         }
+        answered = False
         try:
             async with AsyncExitStack() as stack:
                 # The read timeout is the longest silence allowed, the SDK's retries included:
@@ -193,6 +194,7 @@ class ChatModelClient:
                     response = await self._open(stack, request)
                 chunks = await stack.enter_async_context(aclosing(_answer_chunks(response)))
                 async for chunk in chunks:
+                    answered = answered or bool(chunk.content or chunk.reasoning)
                     yield chunk
         except openai.APIStatusError as exc:
             raise ProviderError.from_status(
@@ -205,6 +207,8 @@ class ChatModelClient:
         except TimeoutError as exc:
             raise ProviderError("The model did not answer in time.", status=504) from exc
         except httpx2.TimeoutException as exc:
+            if not answered:  # silent since its headers: too slow to answer, as a gateway says
+                raise ProviderError("The model did not answer in time.", status=504) from exc
             raise ProviderError("The model stopped sending its answer (timed out).") from exc
         except httpx2.TransportError as exc:
             raise ProviderError("The connection to the model broke off mid-answer.") from exc
