@@ -98,12 +98,15 @@ if DATABASE_URL:
         # replaced instead of failing the requests that get them (see chatsite/db.py).
         min_size = env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0)
         DATABASES["default"]["OPTIONS"] = {
+            # A server that does not answer (a host gone, a packet filter) fails a connection
+            # in seconds, not in the minutes TCP would wait.
+            "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1),
             "pool": {
                 "check": check_pooled_connection,
                 "min_size": min_size,
                 "max_size": max(min_size, env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1)),
                 "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
-            }
+            },
         }
 else:
     DATABASES = {

@@ -151,7 +151,9 @@ def test_20_streams_through_a_30_second_outage_are_each_saved_exactly_once(
     try:
         for stream in streams:
             assert stream.ended.wait(60), stream
-        # Every client got the whole answer, and was told it is kept safe on disk.
+        # Every client got the whole answer, and was told it is kept safe on disk, within
+        # five seconds of its last token: the save learns the database is gone, and the
+        # spool writes do not queue behind the saves that wait for it.
         for stream in streams:
             assert not stream.broken, stream.broken
             assert stream.deltas == 30
@@ -160,6 +162,8 @@ def test_20_streams_through_a_30_second_outage_are_each_saved_exactly_once(
                 "completed",
                 "spooled",
             )
+            last_token = next(e for e in reversed(stream.events) if e.name == "delta")
+            assert stream.final.at - last_token.at < 5.0, stream.final.at - last_token.at
         kept = tmp_path / "kept"
         shutil.copytree(spool_dir, kept)
         time.sleep(max(0.0, 30 - (time.monotonic() - stopped_at)))
@@ -204,3 +208,29 @@ def test_20_streams_through_a_30_second_outage_are_each_saved_exactly_once(
     assert "0 turn(s) saved, 0 already saved" in outputs[1].stdout
     assert saved_answers() == answers
     assert usage() == before
+
+
+def test_after_a_35_second_outage_the_pool_serves_again_within_2_seconds(cluster, site_on_cluster):
+    """psycopg_pool waited ever longer between attempts to reconnect (1, 2, 4… 32 s): after a
+    35-second outage, saves still failed 13 s after the database was back."""
+    site, key = site_on_cluster
+    client = httpx.Client(base_url=site.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert client.get("/api/conversations/").status_code == 200
+    cluster.stop()
+    try:
+        deadline = time.monotonic() + 35
+        while time.monotonic() < deadline:  # requests meet the outage meanwhile
+            assert client.get("/api/conversations/").status_code == 503
+            time.sleep(1)
+    finally:
+        cluster.start()
+    back_at = time.monotonic()
+    while client.get("/api/conversations/").status_code != 200:
+        assert time.monotonic() - back_at < 10, "the pool did not come back"
+        time.sleep(0.1)
+    recovered_after = time.monotonic() - back_at
+    saved = stream_in_thread(site.url, key, "after-35s", "[[devllm tokens=3]] Saved?")
+    assert saved.ended.wait(30), saved
+
+    assert recovered_after < 2.0
+    assert saved.final.data["record"] == "saved"
