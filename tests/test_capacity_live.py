@@ -53,3 +53,38 @@ def test_a_process_at_capacity_answers_503_and_writes_nothing(
     # Not counted against anyone's limits, and room again now that the answer ended.
     again = client.post("/api/conversations/", json={"message": "[[devllm tokens=2]] Now?"})
     assert again.status_code == 200
+
+
+@pytest.fixture(scope="module")
+def five_at_a_time(site_env, server_logs):
+    server = start_site(server_logs, {**site_env, "MAX_RUNNING_TURNS": "5"})
+    yield server
+    server.stop()
+
+
+def test_a_burst_cannot_slip_past_the_capacity_before_any_of_its_turns_starts(
+    five_at_a_time, alice, make_api_key
+):
+    """The check and the place it claims are one step: 30 requests at once, whose answers
+    all outlast the burst, are 5 answers and 25 refusals, never more answers."""
+    import asyncio
+
+    key = make_api_key(alice)
+    body = {"message": "[[devllm tokens=40 delay_ms=100]] Hold on."}
+
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(base_url=five_at_a_time.url, timeout=60, limits=limits) as c:
+
+            async def ask(n: int) -> int:
+                headers = {"Authorization": f"Bearer {key}", "X-Request-ID": f"burst-{n:03d}"}
+                async with c.stream("POST", "/api/conversations/", json=body, headers=headers) as r:
+                    await r.aread()
+                    return r.status_code
+
+            return await asyncio.gather(*(ask(n) for n in range(30)))
+
+    statuses = asyncio.run(burst())
+
+    assert sorted(statuses) == [200] * 5 + [503] * 25, statuses
+    assert Message.objects.filter(request_id__startswith="burst-", is_answer=True).count() == 5
