@@ -12,12 +12,16 @@ commands: what a server needs before its first request is set up here, as it sta
 import logging
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
-# Django first: the imports below need its settings and apps.
-django_application = get_asgi_application()
+# Django first, as get_asgi_application() sets it up: the imports below need its settings and
+# apps. Its handler reuses each request's thread (chatsite.handlers).
+django.setup(set_prefix=False)
+from chatsite.handlers import PooledThreadsASGIHandler  # noqa: E402
+
+django_application = PooledThreadsASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

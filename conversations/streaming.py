@@ -16,11 +16,13 @@ docs/streaming.md for the lifecycle and the ways a turn ends.
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from django.conf import settings
 
 from conversations import checkpoints, live_turns, running_turns, titles
@@ -64,6 +66,17 @@ RESTARTING_MESSAGE = (
 )
 # "continue", "cancel", or a grace period in seconds (see settings.TURN_DISCONNECT_POLICY).
 DisconnectPolicy = str | float
+
+
+def detached() -> contextvars.Context:
+    """A copy of the current context outside any request's thread-sensitive context: for
+    tasks that outlive the request that started them (a request's sync thread goes back to
+    a pool when it ends: chatsite.handlers). Their sync work runs on executors of their own
+    (conversations.executors); anything thread-sensitive left in them gets asgiref's own
+    thread instead of a request's."""
+    context = contextvars.copy_context()
+    context.run(SyncToAsync.thread_sensitive_context.set, None)  # type: ignore[arg-type]
+    return context
 
 
 def keep(task: asyncio.Task) -> asyncio.Task:
@@ -248,7 +261,11 @@ class TurnRun:
             running_turns.register(self)
             checkpoints.ensure_checkpointing()
             live_turns.turn_started(self)  # staff's live view (one notice, sent by a task)
-            self._task = keep(asyncio.create_task(self._run(), name=f"turn {self.turn.request_id}"))
+            self._task = keep(
+                asyncio.create_task(
+                    self._run(), name=f"turn {self.turn.request_id}", context=detached()
+                )
+            )
         return self
 
     async def _run(self) -> None:
