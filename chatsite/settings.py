@@ -312,6 +312,9 @@ MAX_CONCURRENT_STREAMS = env_int("MAX_CONCURRENT_STREAMS", 3, minimum=1)
 # their answers); one re-attaching past it gets a 429. The response that starts an answer is
 # always let through (MAX_CONCURRENT_STREAMS bounds those).
 MAX_READERS_PER_USER = env_int("MAX_READERS_PER_USER", 20, minimum=1)
+# Times one user may re-attach to answers in a minute (a reload, a dropped connection, a
+# socket's attach): each replays the answer so far, and a loop of them took a process's CPU.
+READER_ATTACHES_PER_MINUTE = env_int("READER_ATTACHES_PER_MINUTE", 120, minimum=1)
 # Answers one server process runs at once, all users together; beyond it a new request gets
 # a 503 with Retry-After before anything is counted or written. 0: no limit.
 MAX_RUNNING_TURNS = env_int("MAX_RUNNING_TURNS", 500, minimum=0)

@@ -44,6 +44,7 @@ from conversations.exceptions import ChatError
 from conversations.local_cache import ProcessCache
 from conversations.models import DailyUsage, UserLimits
 from conversations.providers.client import PrefetchedStream
+from conversations.redis_async import redis_client
 from conversations.stream_leases import (
     NO_STREAM,
     NO_TOKENS,
@@ -214,11 +215,59 @@ def check_search_rate(user_id: int) -> None:
 def _count_key(user_id: int, limits: Limits) -> tuple[str, int]:
     """The cache key under which django-ratelimit counts the user's requests this minute (so
     that get_usage reads the counts the admission script makes), and the window's end."""
+    return _window_key(COUNT_GROUP, user_id, limits.requests_per_minute)
+
+
+def _window_key(group: str, user_id: int, per_minute: int) -> tuple[str, int]:
     value = str(user_id)
     window = _get_window(value, COUNT_PERIOD_SECONDS)
-    key = _make_cache_key(COUNT_GROUP, window, f"{limits.requests_per_minute}/m", value, ALL)
+    key = _make_cache_key(group, window, f"{per_minute}/m", value, ALL)
     cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
     return cache.make_key(key), window
+
+
+ATTACH_GROUP = "attach"
+# One count in the user's window: one round trip. KEYS[1] the count; ARGV[1] its lifetime.
+_COUNT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
+
+async def count_attach(user_id: int) -> None:
+    """Count a reader re-attaching to an answer (the site API's events, a socket's attach)
+    against READER_ATTACHES_PER_MINUTE; raise RateLimited past it.
+
+    Each attach replays the answer so far: one user attaching and leaving in a loop took a
+    server process's CPU, and every other user's requests waited seconds behind it. A page
+    re-attaches after a reload or a dropped connection, a few times a minute. From the event
+    loop: one Redis round trip, or the in-process cache."""
+    rate = settings.READER_ATTACHES_PER_MINUTE
+    if settings.REDIS_URL:
+        key, window = _window_key(ATTACH_GROUP, user_id, rate)
+        script = redis_client().register_script(_COUNT)
+        count = int(await script(keys=[key], args=[COUNT_PERIOD_SECONDS + EXPIRATION_FUDGE]))
+        over, wait = count > rate, window - int(time.time())
+    else:
+        usage = get_usage(
+            HttpRequest(),
+            group=ATTACH_GROUP,
+            key=lambda group, request: str(user_id),
+            rate=f"{rate}/m",
+            increment=True,
+        )
+        over, wait = bool(usage and usage["should_limit"]), usage["time_left"] if usage else 0
+    if over:
+        wait = max(1, wait)
+        raise RateLimited(
+            f"You have followed answers {rate} times this minute, the most allowed. "
+            f"Try again in {wait} seconds.",
+            retry_after=wait,
+            headers=request_limit_headers(rate, 0, wait),
+        )
 
 
 async def _count_and_lease(

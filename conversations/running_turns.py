@@ -7,10 +7,10 @@ here). A signal goes to every process; the one that runs the turn acts on it, th
 find nothing to do.
 
 * `request_stop` (the control lane): stop the turn (Stop).
-* `signal_reader` (the readers lane): a reader in another process attached (+1) or left
-  (-1), so that the turn's disconnect policy counts it like a reader of its own. A process
-  that dies with readers attached never sends their -1: the turn then goes on, the safe
-  side. A lost signal is the same.
+* `signal_reader` (the readers lane): readers in another process attached (+1) or left
+  (-1), netted per turn over READER_SIGNAL_DELAY, so that the turn's disconnect policy counts
+  them like readers of its own. A process that dies with readers attached never sends their
+  -1: the turn then goes on, the safe side. A lost signal is the same.
 """
 
 import asyncio
@@ -118,17 +118,35 @@ async def stop_and_wait(answer: "Message", *, patience: float = 2.0) -> None:
         await answer.arefresh_from_db()
 
 
+# Reader signals wait this long to go out together, a turn's +1s and -1s netted: a reader
+# attaching and leaving within it sends nothing (a flood of them sent thousands a second).
+READER_SIGNAL_DELAY = 0.05
+_pending_signals: dict[tuple[int, str], int] = {}
+_signalling: asyncio.Task | None = None
+
+
 async def signal_reader(*, user_id: int, request_id: str, change: int) -> None:
     """Tell the process running the user's turn that a reader here attached (+1) or left
-    (-1). Best effort: a failure is logged, and the turn's policy then counts only the
-    readers it heard of."""
+    (-1), within READER_SIGNAL_DELAY. Best effort: a failure is logged, and the turn's policy
+    then counts only the readers it heard of."""
+    global _signalling
+    key = (user_id, request_id)
+    _pending_signals[key] = _pending_signals.get(key, 0) + change
+    loop = asyncio.get_running_loop()
+    if _signalling is None or _signalling.done() or _signalling.get_loop() is not loop:
+        _signalling = loop.create_task(_send_signals())
+
+
+async def _send_signals() -> None:
+    await asyncio.sleep(READER_SIGNAL_DELAY)
+    changes = [[*key, change] for key, change in _pending_signals.items() if change]
+    _pending_signals.clear()
+    if not changes:
+        return
     try:
-        await bus.send(
-            bus.READERS,
-            {"type": READER, "user_id": user_id, "request_id": request_id, "change": change},
-        )
+        await bus.send(bus.READERS, {"type": READER, "changes": changes})
     except Exception:
-        logger.warning("Could not signal a reader of turn %s", request_id, exc_info=True)
+        logger.warning("Could not signal readers of %d turn(s)", len(changes), exc_info=True)
 
 
 @bus.handle(STOP)
@@ -137,11 +155,13 @@ def _stop(message: dict) -> None:
 
 
 @bus.handle(READER)
-def _reader(message: dict) -> None:
-    run = find(user_id=message.get("user_id"), request_id=message.get("request_id"))
-    if run is None:
-        return
-    if message.get("change") == 1:
-        run.attach()
-    elif message.get("change") == -1:
-        run.detach()
+def _readers(message: dict) -> None:
+    for user_id, request_id, change in message.get("changes", ()):
+        run = find(user_id=user_id, request_id=request_id)
+        if run is None or not isinstance(change, int):
+            continue
+        for _ in range(min(abs(change), 10_000)):
+            if change > 0:
+                run.attach()
+            else:
+                run.detach()

@@ -44,9 +44,9 @@ from conversations.encoders import EventEncoder
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.exceptions import InvalidChatRequest, TurnEventsGone
 from conversations.models import Conversation, Message
-from conversations.ratelimit import check_search_rate, searching
+from conversations.ratelimit import check_search_rate, count_attach, searching
 from conversations.responses import json_api_view, render_json_error, sse_response
-from conversations.turn_readers import TurnStream, open_answer_stream
+from conversations.turn_readers import TurnStream, open_answer_stream, open_turn_stream
 from conversations.views import (
     parse_chat_payload,
     parse_json_object,
@@ -247,7 +247,25 @@ async def reattach_turn(
     user: AbstractBaseUser, turn_request_id: str, after: int, encoder: EventEncoder
 ) -> TurnStream | None:
     """Follow one of the user's answers after event `after` (the site API's events endpoint
-    and the WebSocket's attach). Another user's answer, or none, is a 404."""
+    and the WebSocket's attach). Another user's answer, or none, is a 404.
+
+    The turn's log is the user's own (keyed by their id and the request ID), so a reader
+    whose log is there needs no query: one user re-attaching in a loop costs the database
+    nothing, and leaves its connections to everyone's saves. The answer is read only when
+    there is no log, to tell a 404 from a 410 (or wait for a log still to come)."""
+    await count_attach(user.pk)
+    try:
+        return await open_turn_stream(
+            user_id=user.pk,
+            request_id=turn_request_id,
+            after=after,
+            encoder=encoder,
+            keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+        )
+    except TurnLogGap:
+        raise _events_gone(after) from None
+    except TurnLogNotFound:
+        pass
     answer = await sync_to_async(selectors.answer_for_request)(
         user=user, request_id=turn_request_id
     )
@@ -256,11 +274,7 @@ async def reattach_turn(
             answer, after=after, encoder=encoder, keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS
         )
     except TurnLogGap:
-        raise TurnEventsGone(
-            f"The events after {after} are no longer kept; read the saved answer from "
-            "its conversation.",
-            field="last_event_id",
-        ) from None
+        raise _events_gone(after) from None
     except TurnLogNotFound:
         if answer.status != Message.Status.STREAMING:
             raise TurnEventsGone(
@@ -271,6 +285,14 @@ async def reattach_turn(
             "This answer's events are not available: the server writing it may "
             "have stopped. Read what was saved from its conversation.",
         ) from None
+
+
+def _events_gone(after: int) -> TurnEventsGone:
+    return TurnEventsGone(
+        f"The events after {after} are no longer kept; read the saved answer from "
+        "its conversation.",
+        field="last_event_id",
+    )
 
 
 def _last_event_id(request: HttpRequest) -> int:

@@ -78,6 +78,7 @@ class StreamTail:
         missing_grace_seconds: float = 10.0,
         patience_seconds: float = 30.0,
         read_count: int = 500,
+        linger_seconds: float = 10.0,
     ) -> None:
         self._client = client
         self._decode = decode
@@ -86,7 +87,9 @@ class StreamTail:
         self.missing_grace_seconds = missing_grace_seconds
         self.patience_seconds = patience_seconds
         self.read_count = read_count
+        self.linger_seconds = linger_seconds
         self._streams: dict[str, _Stream] = {}
+        self._wanted = asyncio.Event()  # a stream was added while the tail had none
         self._task: asyncio.Task | None = None
         self._waking: asyncio.Task | None = None
         # The streams change (a generation), and the XREAD in flight was built at one.
@@ -110,6 +113,7 @@ class StreamTail:
             self._wake()
         subscription = Subscription(key)
         stream.readers.add(subscription)
+        self._wanted.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="turnlog-tail")
         return subscription
@@ -137,7 +141,7 @@ class StreamTail:
         loop = asyncio.get_running_loop()
         checked_at = loop.time()
         try:
-            while self._streams:
+            while self._streams or await self._more_to_follow():
                 try:
                     if self._connection_id is None:
                         self._connection_id = int(await connection.client_id())
@@ -158,6 +162,18 @@ class StreamTail:
             if self._task is asyncio.current_task():
                 self._task = None
             await connection.aclose()
+
+    async def _more_to_follow(self) -> bool:
+        """With nothing to follow, wait a while for a new reader before the tail gives its
+        connection back: readers that come and go do not start a tail (and a connection)
+        each time."""
+        self._wanted.clear()
+        try:
+            async with asyncio.timeout(self.linger_seconds):
+                await self._wanted.wait()
+        except TimeoutError:
+            return bool(self._streams)
+        return True
 
     async def _read(self, connection: redis.Redis) -> None:
         streams = {key: f"0-{stream.cursor}" for key, stream in self._streams.items()}
