@@ -369,6 +369,9 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
+        # The pool logs every failed attempt to reconnect (several a second while the
+        # database is away); chatsite says once that the database does not answer.
+        "psycopg.pool": {"level": "ERROR"},
     },
 }
 CSRF_FAILURE_VIEW = "conversations.views.csrf_failure"

@@ -37,6 +37,7 @@ import { createScrollFollower } from "./scroll.js";
 import { readEventStream } from "./sse.js";
 import { createSidebar } from "./sidebar.js";
 import { initShortcuts } from "./shortcuts.js";
+import { keepUnsaved, keptText, pruneUnsaved, restoreUnsaved } from "./unsaved.js";
 
 export { createSseParser } from "./sse.js";
 
@@ -237,6 +238,7 @@ function initChat() {
       error: message,
       finishReason: typeof data.finish_reason === "string" ? data.finish_reason : "",
     });
+    keepIfUnsaved(turn, data);
   }
 
   function onError(turn, data) {
@@ -244,6 +246,15 @@ function initChat() {
     // A server restart ends a turn "interrupted" (its text is kept); the rest "failed".
     const status = data.status === STATUS.INTERRUPTED ? STATUS.INTERRUPTED : STATUS.FAILED;
     finish(turn, status, { error: message });
+    keepIfUnsaved(turn, data);
+  }
+
+  // The server could record the answer nowhere: this browser keeps what the user saw.
+  function keepIfUnsaved(turn, data) {
+    if (data.record === "unsaved" && turn.content) {
+      keepUnsaved(turn.assistant, turn.content);
+      follower.follow();
+    }
   }
 
   const handlers = {
@@ -703,8 +714,9 @@ function initChat() {
     }
     const article = button.closest("article.message");
     const action = button.dataset.action;
-    if (action === "copy") {
-      if (await copyText(messageText(article))) {
+    if (action === "copy" || action === "copy-kept") {
+      const text = action === "copy" ? messageText(article) : keptText(article);
+      if (text !== null && (await copyText(text))) {
         showCopied(button);
       }
     } else if (action === "edit") {
@@ -734,8 +746,10 @@ function initChat() {
 
   // --- the page as the server rendered it ----------------------------------
 
+  pruneUnsaved();
   for (const article of thread.querySelectorAll("article.message")) {
     hydrateMessage(article);
+    restoreUnsaved(article, messageText(article));
   }
   updateModelLabels(thread);
   refreshActions();
