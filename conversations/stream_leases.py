@@ -14,10 +14,13 @@ loop with the asyncio client (no worker thread). Without Redis, an in-process ta
 one process.
 """
 
+import asyncio
+import logging
 import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -25,6 +28,8 @@ from django.conf import settings
 from django.core.cache import cache as django_cache
 
 from conversations.redis_async import redis_client
+
+logger = logging.getLogger(__name__)
 
 # How long a lease lasts without renewal, and how often a running turn renews it.
 STREAM_LEASE_SECONDS = 60.0
@@ -340,6 +345,32 @@ def stream_leases() -> StreamLeases:
         prefix = settings.CACHES["default"].get("KEY_PREFIX") or "chatsite"
         return RedisStreamLeases(client, key_prefix=prefix)
     return MemoryStreamLeases()
+
+
+_renewing: "asyncio.Task | None" = None
+
+
+def ensure_renewing(held: Callable[[], list["HeldLease"]]) -> None:
+    """Renew every lease `held()` returns every RENEW_EVERY_SECONDS, in one task for the
+    whole process (a task per answer was a task's memory for each); the task ends by itself
+    when no lease is held, and the next answer starts it again."""
+    global _renewing
+    loop = asyncio.get_running_loop()
+    if _renewing is None or _renewing.done() or _renewing.get_loop() is not loop:
+        _renewing = loop.create_task(_renew_while_held(held), name="stream-lease-renewal")
+
+
+async def _renew_while_held(held: Callable[[], list["HeldLease"]]) -> None:
+    while True:
+        await asyncio.sleep(RENEW_EVERY_SECONDS)
+        leases = held()
+        if not leases:
+            return
+        for lease in leases:
+            try:
+                await lease.renew()
+            except Exception:
+                logger.warning("Renewing a stream lease of user %s failed", lease.lease.user_id)
 
 
 class HeldLease:

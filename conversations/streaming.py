@@ -42,7 +42,7 @@ from conversations.providers import ChatModelClient, ModelChunk
 from conversations.providers.client import PrefetchedStream
 from conversations.saving import SAVED, UNSAVED, save_turn_durably
 from conversations.services import INTERRUPTED_ERROR, Checkpoint
-from conversations.stream_leases import RENEW_EVERY_SECONDS, HeldLease
+from conversations.stream_leases import HeldLease, ensure_renewing
 from conversations.token_estimate import estimate_prompt_tokens
 from conversations.turns import FinishedTurn, StartedTurn
 
@@ -66,6 +66,10 @@ RESTARTING_MESSAGE = (
 )
 # "continue", "cancel", or a grace period in seconds (see settings.TURN_DISCONNECT_POLICY).
 DisconnectPolicy = str | float
+
+
+def _running_leases() -> list[HeldLease]:
+    return [run._lease for run in running_turns.all_runs() if run._lease is not None]
 
 
 def detached() -> contextvars.Context:
@@ -260,6 +264,8 @@ class TurnRun:
             self._publish([("start", start_event_data(self.turn))])
             running_turns.register(self)
             checkpoints.ensure_checkpointing()
+            if self._lease is not None:
+                ensure_renewing(_running_leases)
             live_turns.turn_started(self)  # staff's live view (one notice, sent by a task)
             self._task = keep(
                 asyncio.create_task(
@@ -271,7 +277,6 @@ class TurnRun:
     async def _run(self) -> None:
         status, error, cancelled = Message.Status.STOPPED, "", False
         chunks: AsyncIterator[ModelChunk] | None = self._prefetched  # closed however it ends
-        renewing = keep(asyncio.create_task(self._renew_lease())) if self._lease else None
         try:
             if self._interrupt_requested:  # before the model was asked
                 status, error = self._interrupted()
@@ -302,8 +307,6 @@ class TurnRun:
             status, error = Message.Status.FAILED, self.failure.message
         finally:
             self._reading = False
-            if renewing is not None:
-                renewing.cancel()
             finished = self.accumulator.finish(self.turn, status=status, error=error)
             try:
                 release = self._lease.release if self._lease else None
@@ -341,15 +344,6 @@ class TurnRun:
                 f"The model did not start answering within {self._first_token_deadline:g} seconds.",
                 status=504,
             ) from None
-
-    async def _renew_lease(self) -> None:
-        """Keep the user's stream lease while the turn runs (a dead process's lapses)."""
-        while True:
-            await asyncio.sleep(RENEW_EVERY_SECONDS)
-            try:
-                await self._lease.renew()  # type: ignore[union-attr]
-            except Exception:
-                logger.warning("Renewing the stream lease of %s failed", self.turn.request_id)
 
     def _end(self, status: str) -> None:
         self.status = status

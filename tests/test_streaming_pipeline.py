@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import TransactionTestCase
 
-from conversations import running_turns, services, streaming
+from conversations import running_turns, services, stream_leases, streaming
 from conversations.encoders import SiteEventEncoder
 from conversations.eventlog import MemoryEventLog, RedisEventLog
 from conversations.models import Message
@@ -177,7 +177,7 @@ class TurnRunnerTests(TransactionTestCase):
     async def test_the_runner_renews_its_stream_lease_and_gives_it_back_at_the_end(self):
         leases = MemoryStreamLeases(lease_seconds=0.3)
         lease = HeldLease(leases, leases.acquire(self.user.pk, 1))
-        with mock.patch.object(streaming, "RENEW_EVERY_SECONDS", 0.1):
+        with mock.patch.object(stream_leases, "RENEW_EVERY_SECONDS", 0.1):
             run = await self.start_run("runner-lease-01", LONG, lease=lease)
             await self.read_deltas(run, 30)  # over 0.6 s in: two terms of the lease
             self.assertEqual(leases.held(self.user.pk), 1, "the running turn lost its lease")
