@@ -236,7 +236,9 @@ def measure(
 
 async def hold_idle_streams(url: str, headers: dict, count: int) -> list:
     """Open `count` site-API streams whose model stays silent; return them, open, once each
-    has its `start` event."""
+    has its `start` event. Each response's line iterator is kept with it: dropping one closes
+    the response, and the server would see its client leave (an earlier version measured
+    streams that were closed)."""
     limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=0)
     client = httpx.AsyncClient(timeout=300, limits=limits)
     gate = asyncio.Semaphore(50)  # open them 50 at a time, as users arrive
@@ -253,13 +255,28 @@ async def hold_idle_streams(url: str, headers: dict, count: int) -> list:
             if response.status_code != 200:
                 await response.aread()
                 raise RuntimeError(f"an idle stream was refused: {response.status_code}")
-            async for line in response.aiter_lines():
+            lines = response.aiter_lines()
+            async for line in lines:
                 if line.startswith("event: start"):
-                    return response
+                    return response, lines
             raise RuntimeError("an idle stream ended before it started")
 
     responses = await asyncio.gather(*(open_one(n) for n in range(count)))
     return [client, responses]
+
+
+async def streams_held(base_url: str, count: int, patience: float = 30) -> dict:
+    """Wait until the server says it runs `count` answers with `count` readers attached (the
+    held streams, truly open); return what /health says."""
+    deadline = time.monotonic() + patience
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            health = (await client.get(f"{base_url}/health")).json()
+            if health["running_turns"] >= count and health.get("readers", count) >= count:
+                return health
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server does not hold {count} open streams: {health}")
+            await asyncio.sleep(0.5)
 
 
 def session_headers(base_url: str, username: str, password: str) -> dict:
@@ -432,8 +449,15 @@ def main() -> None:
                 client, responses = await hold_idle_streams(
                     site.url + "/api/conversations/", auth, IDLE_STREAMS
                 )
+                health = await streams_held(site.url, IDLE_STREAMS)
+                await asyncio.sleep(2)  # the heap settles (checkpoints, the first keep-alives)
                 held = rss_mb(site.process.pid)
-                for response in responses:
+                print(
+                    f"held {IDLE_STREAMS} open streams: the server runs "
+                    f"{health['running_turns']} answers, {health.get('readers')} readers",
+                    flush=True,
+                )
+                for response, _ in responses:
                     await response.aclose()
                 await client.aclose()
                 return held
