@@ -71,3 +71,25 @@ def test_a_bad_disconnect_policy_stops_the_start_with_a_clear_message(raw):
     result = load_settings(DEBUG="1", V1_DISCONNECT_POLICY=raw)
     assert result.returncode != 0
     assert "V1_DISCONNECT_POLICY must be" in result.stderr
+
+
+def check_messages(**env: str) -> str:
+    """What `manage.py check` says with these variables set."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**os.environ, "SECRET_KEY": "x", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.stdout + result.stderr
+
+
+def test_model_connections_agree_with_running_answers_by_default_and_check_says_when_not():
+    assert "conversations.W002" not in check_messages()
+    assert "conversations.W002" not in check_messages(MAX_RUNNING_TURNS="50")
+    fewer = check_messages(MAX_RUNNING_TURNS="500", LLM_MAX_CONNECTIONS="200")
+    assert "conversations.W002" in fewer
+    assert "LLM_MAX_CONNECTIONS (200) is below MAX_RUNNING_TURNS (500)" in fewer
+    assert "conversations.W002" in check_messages(MAX_RUNNING_TURNS="0", LLM_MAX_CONNECTIONS="9")
