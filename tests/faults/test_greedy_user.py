@@ -46,8 +46,12 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-# The bound on one user's readers lifted: what is shown is that readers hold no connection.
-@pytest.mark.parametrize("two_processes", [{"MAX_READERS_PER_USER": "5000"}], indirect=True)
+# The bounds on one user's readers lifted: what is shown is that readers hold no connection.
+@pytest.mark.parametrize(
+    "two_processes",
+    [{"MAX_READERS_PER_USER": "5000", "READER_ATTACHES_PER_MINUTE": "5000"}],
+    indirect=True,
+)
 def test_hundreds_of_one_users_readers_leave_the_pool_to_everyone_else(
     two_processes, alice, bob, make_api_key
 ):
