@@ -145,17 +145,33 @@ NOT_COUNTED = {"count": 0, "should_limit": False, "time_left": COUNT_PERIOD_SECO
 
 
 def _count_request(user_id: int, limits: Limits) -> dict:
+    return _count_in_cache(COUNT_GROUP, user_id, limits.requests_per_minute)
+
+
+def _count_in_cache(group: str, user_id: int, per_minute: int) -> dict:
+    """Count one more in the user's minute of `group`, through django-ratelimit's cache."""
     usage = get_usage(
         # django-ratelimit wants a request; the count is keyed by the user alone, so that
         # every surface (HTTP, WebSocket) shares it.
         HttpRequest(),
-        group=COUNT_GROUP,
+        group=group,
         key=lambda group, request: str(user_id),
-        rate=f"{limits.requests_per_minute}/m",
+        rate=f"{per_minute}/m",
         increment=True,
     )
     # get_usage answers None only when RATELIMIT_ENABLE is off: then nothing is limited.
     return usage or NOT_COUNTED
+
+
+def _over_per_minute(what: str, per_minute: int, wait: int) -> RateLimited:
+    """The refusal of a count per minute that is over: searches, attaches."""
+    wait = max(1, wait)
+    return RateLimited(
+        f"You have {what} {per_minute} times this minute, the most allowed. "
+        f"Try again in {wait} seconds.",
+        retry_after=wait,
+        headers=request_limit_headers(per_minute, 0, wait),
+    )
 
 
 SEARCH_GROUP = "search"
@@ -195,21 +211,9 @@ def check_search_rate(user_id: int) -> None:
     it is over (a search reads through every message of theirs: one user's burst of them
     would slow everyone's database). Blocking: it counts in the cache."""
     rate = settings.SEARCH_RATE_PER_MINUTE
-    usage = get_usage(
-        HttpRequest(),
-        group=SEARCH_GROUP,
-        key=lambda group, request: str(user_id),
-        rate=f"{rate}/m",
-        increment=True,
-    )
-    if usage and usage["should_limit"]:
-        wait = max(1, usage["time_left"])
-        raise RateLimited(
-            f"You have searched {rate} times this minute, the most allowed. "
-            f"Try again in {wait} seconds.",
-            retry_after=wait,
-            headers=request_limit_headers(rate, 0, wait),
-        )
+    usage = _count_in_cache(SEARCH_GROUP, user_id, rate)
+    if usage["should_limit"]:
+        raise _over_per_minute("searched", rate, usage["time_left"])
 
 
 def _count_key(user_id: int, limits: Limits) -> tuple[str, int]:
@@ -252,22 +256,10 @@ async def count_attach(user_id: int) -> None:
         count = int(await script(keys=[key], args=[COUNT_PERIOD_SECONDS + EXPIRATION_FUDGE]))
         over, wait = count > rate, window - int(time.time())
     else:
-        usage = get_usage(
-            HttpRequest(),
-            group=ATTACH_GROUP,
-            key=lambda group, request: str(user_id),
-            rate=f"{rate}/m",
-            increment=True,
-        )
-        over, wait = bool(usage and usage["should_limit"]), usage["time_left"] if usage else 0
+        usage = _count_in_cache(ATTACH_GROUP, user_id, rate)
+        over, wait = usage["should_limit"], usage["time_left"]
     if over:
-        wait = max(1, wait)
-        raise RateLimited(
-            f"You have followed answers {rate} times this minute, the most allowed. "
-            f"Try again in {wait} seconds.",
-            retry_after=wait,
-            headers=request_limit_headers(rate, 0, wait),
-        )
+        raise _over_per_minute("followed answers", rate, wait)
 
 
 async def _count_and_lease(

@@ -111,3 +111,43 @@ def test_a_spent_daily_quota_refuses_with_the_time_until_it_renews(alice, set_li
     assert response["x-ratelimit-remaining-tokens"] == "0"
     assert re.fullmatch(r"(\d+h)?(\d+m)?\d+s", response["x-ratelimit-reset-tokens"])
     assert Message.objects.filter(role="user").count() == 1  # only the spending turn's
+
+
+@pytest.mark.parametrize("redis_url", ["", "redis://127.0.0.1:6379/0"])
+def test_re_attaching_is_counted_per_user_and_refused_past_the_rate(settings, redis_url):
+    """Each attach replays an answer so far: past READER_ATTACHES_PER_MINUTE a user's next
+    one is a 429 that says when to try again; another user's are their own."""
+    import asyncio
+
+    from conversations import redis_async
+    from conversations.ratelimit import RateLimited, count_attach
+
+    settings.REDIS_URL, settings.READER_ATTACHES_PER_MINUTE = redis_url, 3
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache"
+            if redis_url
+            else "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": f"attach-test-{uuid.uuid4().hex[:12]}",
+        }
+    }
+    user, other = 1_000_001, 1_000_002
+
+    async def attach(user_id: int) -> str:
+        try:
+            await count_attach(user_id)
+            return "ok"
+        except RateLimited as refused:
+            return refused.message
+
+    async def scenario() -> list[str]:
+        return [await attach(user) for _ in range(4)] + [await attach(other)]
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        redis_async.reset_redis_clients()
+
+    assert results[:3] == ["ok"] * 3 and results[4] == "ok"
+    assert results[3].startswith("You have followed answers 3 times this minute")
