@@ -59,7 +59,7 @@ LOG_RETRY_MAX_PAUSE = 2.0
 # How long a turn's end waits for its final event to reach the log, and for its lease to be
 # given back, before it goes on without them.
 FINAL_APPEND_WAIT_SECONDS = 1.0
-LEASE_RELEASE_SECONDS = 1.0
+LEASE_RELEASE_SECONDS = 2.0
 # What readers are told when the server ends a turn itself (a restart's grace period ran out).
 RESTARTING_MESSAGE = (
     "The server is restarting, so this answer stopped here. Send your message again in a moment."
