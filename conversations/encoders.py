@@ -29,7 +29,7 @@ class EventEncoder(Protocol):
 
 class SiteEventEncoder:
     """Named events with ids for the chat page, the site API and EventSource: start,
-    reasoning, delta, done, error. The first write carries a `retry:` hint."""
+    reasoning, delta, done, error. The first event's block carries a `retry:` hint."""
 
     content_type = "text/event-stream; charset=utf-8"
 

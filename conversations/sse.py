@@ -4,7 +4,12 @@ from typing import Any
 
 import orjson
 
-KEEPALIVE = b": keep-alive\n\n"
+# A keep-alive is one comment line with no blank line after it. The blank line would end an
+# event block, and readers that keep the last event's id across blocks (httpx-sse, the
+# openai SDK's decoder) then hand the app an event with empty data; the spec says an
+# empty block dispatches nothing, but not every reader follows it. A lone comment line is
+# ignored by all of them, and the next event's block simply starts after it.
+KEEPALIVE = b": keep-alive\n"
 DONE = b"data: [DONE]\n\n"
 
 
@@ -16,15 +21,12 @@ def encode_event(event: str, data: Any, *, id: int | None = None) -> bytes:
 
 
 def encode_retry(milliseconds: int) -> bytes:
-    """Tell an EventSource how long to wait before it reconnects."""
-    return b"retry: %d\n\n" % milliseconds
+    """Tell an EventSource how long to wait before it reconnects: a `retry:` line to put at
+    the head of an event's block. Never a block of its own: readers such as httpx-sse and
+    fetch-event-source hand such a block to the app as an event with empty data."""
+    return b"retry: %d\n" % milliseconds
 
 
 def encode_data(data: Any) -> bytes:
     """Encode an unnamed event, as OpenAI's streams use."""
     return b"data: " + orjson.dumps(data) + b"\n\n"
-
-
-def encode_comment(text: str) -> bytes:
-    """Encode a comment line, which clients ignore; used to open the stream and keep it alive."""
-    return b": " + text.replace("\n", " ").encode() + b"\n\n"

@@ -38,15 +38,15 @@ def parse_events(buffer: bytes, at: float) -> tuple[list[Event], bytes]:
         raw, buffer = buffer.split(b"\n\n", 1)
         name, data, event_id, dispatch = "message", None, None, False
         for line in raw.decode().split("\n"):
-            if line.startswith(":"):
-                name, data, dispatch = "comment", line[1:].strip(), True
+            if line.startswith(":"):  # a comment (keep-alive): kept, for tests that count them
+                events.append(Event("comment", line[1:].strip(), at))
             elif line.startswith("event:"):
                 name = line[6:].strip()
             elif line.startswith("id:"):
                 event_id = int(line[3:].strip())
             elif line.startswith("data:"):
                 data, dispatch = json.loads(line[5:].strip()), True
-        if dispatch:  # a block of only `retry:` (or `id:`) dispatches nothing, as in browsers
+        if dispatch:  # a block without data dispatches nothing, as in browsers
             events.append(Event(name, data, at, event_id))
     return events, buffer
 

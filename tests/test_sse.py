@@ -6,6 +6,13 @@ def test_event_is_named_and_carries_one_line_of_json():
     assert encoded == 'event: delta\ndata: {"content":"two\\nlines — ✓"}\n\n'.encode()
 
 
-def test_comment_is_ignored_by_clients_and_stays_on_one_line():
-    assert sse.encode_comment("hello\nworld") == b": hello world\n\n"
-    assert sse.KEEPALIVE.startswith(b":")
+def test_keepalive_is_one_comment_line_that_ends_no_block():
+    # A blank line after it would make readers that keep the last id (httpx-sse) yield an
+    # empty event; a lone comment line is ignored by every reader.
+    assert sse.KEEPALIVE == b": keep-alive\n"
+
+
+def test_retry_hint_is_a_line_of_the_first_events_block():
+    assert sse.encode_retry(2000) + sse.encode_event("start", {}, id=1) == (
+        b"retry: 2000\nid: 1\nevent: start\ndata: {}\n\n"
+    )
