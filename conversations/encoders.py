@@ -18,6 +18,8 @@ from conversations.exceptions import ProviderError
 
 # How long an EventSource waits before reconnecting after a dropped connection.
 RETRY_MILLISECONDS = 2000
+# On a whole (non-streamed) OpenAI-shaped answer whose usage is our estimate, not the model's.
+USAGE_ESTIMATED_HEADER = "X-Usage-Estimated"
 
 
 class EventEncoder(Protocol):
@@ -122,15 +124,25 @@ def _failure_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def openai_usage(
-    *, prompt_tokens: int | None, completion_tokens: int, **_: Any
-) -> dict[str, int | None]:
-    """OpenAI's usage object, honest about what is unknown: when the model reported no usage,
-    the completion tokens are the chunks we counted and the prompt's are null, not zero."""
-    return {
-        "prompt_tokens": prompt_tokens,
+    *, prompt_tokens: int | None, completion_tokens: int, reported: bool = True, **_: Any
+) -> dict[str, Any]:
+    """OpenAI's usage object, in integers as its SDKs' types require. Where the model reported
+    no usage the counts are ours (the prompt estimated, the completion's chunks counted), and
+    the object says so with `"estimated": true`, a field those types let through."""
+    prompt = prompt_tokens or 0  # None only in events logged before estimates were sent
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
         "completion_tokens": completion_tokens,
-        "total_tokens": None if prompt_tokens is None else prompt_tokens + completion_tokens,
+        "total_tokens": prompt + completion_tokens,
     }
+    if not reported:
+        usage["estimated"] = True
+    return usage
+
+
+def usage_headers(*, reported: bool) -> dict[str, str]:
+    """The header that tells a whole answer's reader its usage is our estimate."""
+    return {} if reported else {USAGE_ESTIMATED_HEADER: "true"}
 
 
 def openai_error_body(

@@ -21,7 +21,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from conversations import providers, services
 from conversations.auth import NotAuthenticated, api_key_user
-from conversations.encoders import OpenAIChunkEncoder, openai_failure_body, openai_usage
+from conversations.encoders import (
+    OpenAIChunkEncoder,
+    openai_failure_body,
+    openai_usage,
+    usage_headers,
+)
 from conversations.exceptions import ChatError, ProviderError, UnknownModel
 from conversations.openai_schema import parse_chat_completion
 from conversations.ratelimit import RateLimited
@@ -165,9 +170,9 @@ async def complete(
                 "finish_reason": answer.finish_reason or "stop",
             }
         ],
-        "usage": openai_usage(**answer.usage()),
+        "usage": openai_usage(**answer.usage(run.turn)),
     }
-    return JsonResponse(body, headers=headers)
+    return JsonResponse(body, headers=headers | usage_headers(reported=answer.usage_reported))
 
 
 @csrf_exempt

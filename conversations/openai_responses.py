@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from conversations import providers, running_turns, selectors, services
+from conversations.encoders import usage_headers
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.exceptions import InvalidChatRequest, TurnEventsGone, TurnNotFound
 from conversations.models import Message
@@ -132,7 +133,10 @@ async def _complete(
     if (failure := run.failure_before_answer()) is not None:
         return upstream_error(failure, headers)
     text = "".join(run.accumulator.content)
-    return JsonResponse(final_response(meta, text, run.events[-1]), headers=headers)
+    body = final_response(meta, text, run.events[-1])
+    if body["usage"] is not None:
+        headers = headers | usage_headers(reported=run.accumulator.usage_reported)
+    return JsonResponse(body, headers=headers)
 
 
 @v1_view("GET")
@@ -144,7 +148,7 @@ async def response(
     answer = await sync_to_async(find_answer)(user=user, response_id=response_id)
     meta = await _recall(user, answer)
     if not stream:
-        return JsonResponse(row_response(meta, answer), headers={"X-Request-ID": request_id})
+        return _row_json(meta, answer, request_id)
     encoder = ResponseEventEncoder(meta, starting_after=starting_after)
     return sse_response(await _replay(user, answer, encoder), request_id=request_id)
 
@@ -188,7 +192,15 @@ async def response_cancel(
     if answer.status == Message.Status.STREAMING:
         await running_turns.stop_and_wait(answer)
     meta = await _recall(user, answer)
-    return JsonResponse(row_response(meta, answer), headers={"X-Request-ID": request_id})
+    return _row_json(meta, answer, request_id)
+
+
+def _row_json(meta: ResponseMeta, answer: Message, request_id: str) -> JsonResponse:
+    body = row_response(meta, answer)
+    headers = {"X-Request-ID": request_id}
+    if body["usage"] is not None:
+        headers |= usage_headers(reported=answer.usage_reported)
+    return JsonResponse(body, headers=headers)
 
 
 # --- reads ----------------------------------------------------------------------------------

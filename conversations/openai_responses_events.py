@@ -113,16 +113,20 @@ def text_part(text: str) -> dict[str, Any]:
 
 
 def response_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """The runner's usage in Responses terms, as honest as on /v1/chat/completions: when the
-    model reported none, the input tokens are null and the output tokens the chunks counted."""
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return {
+    """The runner's usage in Responses terms: integers, as on /v1/chat/completions, with
+    `"estimated": true` where the model reported none and the counts are ours."""
+    prompt = usage.get("prompt_tokens") or 0  # None only in events logged before estimates
+    completion = usage.get("completion_tokens") or 0
+    shaped: dict[str, Any] = {
         "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": None if prompt is None or completion is None else prompt + completion,
+        "total_tokens": prompt + completion,
     }
+    if not usage.get("reported", True):
+        shaped["estimated"] = True
+    return shaped
 
 
 def ending(final: TurnEvent) -> tuple[str, str, dict[str, str] | None, str | None]:
@@ -220,7 +224,7 @@ def row_final_event(answer: Any) -> TurnEvent:
     """The final event a finished answer's row stands for (its log having expired)."""
     if answer.status in ("completed", "stopped"):
         usage = {
-            "prompt_tokens": answer.prompt_tokens if answer.usage_reported else None,
+            "prompt_tokens": answer.prompt_tokens,
             "completion_tokens": answer.completion_tokens,
             "reported": answer.usage_reported,
         }

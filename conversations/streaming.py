@@ -151,10 +151,12 @@ class TurnAccumulator:
         """The model's own count; without it, the chunks we received are the honest estimate."""
         return self.completion_tokens if self.usage_reported else self.token_chunks
 
-    def usage(self) -> dict[str, Any]:
-        """The usage as known: no prompt count where the model reported none."""
+    def usage(self, turn: StartedTurn) -> dict[str, Any]:
+        """The usage as charged and saved: the model's counts, or where it reported none our
+        estimate (`reported` false), so that an answer reads the same live and after a
+        reload, and every OpenAI shape gets the integers its types require."""
         return {
-            "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens": self.prompt_tokens_for(turn),
             "completion_tokens": self.counted_completion_tokens,
             "reported": self.usage_reported,
         }
@@ -353,7 +355,7 @@ class TurnRun:
             data = error_event_data(self.failure, status=status, record=self.record)
             self._publish([("error", data)], final=True)
         else:
-            data = done_event_data(self.accumulator, status, record=self.record)
+            data = done_event_data(self.accumulator, self.turn, status, record=self.record)
             self._publish([("done", data)], final=True)
 
     def _publish(self, specs: list[EventSpec], *, final: bool = False) -> None:
@@ -537,13 +539,13 @@ def start_event_data(turn: StartedTurn) -> dict[str, Any]:
 
 
 def done_event_data(
-    accumulator: TurnAccumulator, status: str, *, record: str | None = None
+    accumulator: TurnAccumulator, turn: StartedTurn, status: str, *, record: str | None = None
 ) -> dict[str, Any]:
     # record: "saved" in the database, or "spooled" until it is back (conversations.saving).
     return {
         "status": status,
         "finish_reason": accumulator.finish_reason,
-        "usage": accumulator.usage(),
+        "usage": accumulator.usage(turn),
         "record": record,
     }
 

@@ -8,6 +8,8 @@ process that does not run it. Every response is a turn saved like any other.
 import httpx
 import openai
 import pytest
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from conversations.models import Conversation, Message
 from tests.conftest import openai_client, two_sites_sharing_redis
@@ -135,6 +137,29 @@ def test_a_failure_before_the_first_token_is_the_status_that_says_why(sdk):
     with pytest.raises(openai.InternalServerError) as failed:
         sdk.responses.create(model=MODEL, input="[[devllm status=500]] Hi", stream=True)
     assert failed.value.status_code == 502
+
+
+def test_a_response_cancelled_while_it_streams_ends_in_events_the_sdks_types_accept(sdk):
+    prompt, _ = echo(200, delay_ms=30)
+    events = []
+    for event in sdk.responses.create(model=MODEL, input=prompt, stream=True):
+        # The SDK builds its events unvalidated; its union type, strictly, must accept each.
+        TypeAdapter(ResponseStreamEvent).validate_python(event.to_dict())
+        events.append(event)
+        if [e.type for e in events].count(DELTA) == 3:
+            assert sdk.responses.cancel(events[0].response.id).status == "cancelled"
+
+    final = events[-1]
+    assert final.type == "response.incomplete" and final.response.status == "cancelled"
+    answer = answer_to(final.response.id)
+    assert answer.status == "stopped" and not answer.usage_reported
+    usage = final.response.usage  # the model was cut off before it could count: ours
+    assert (usage.input_tokens, usage.output_tokens) == (
+        answer.prompt_tokens,
+        answer.completion_tokens,
+    )
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+    assert usage.model_extra == {"estimated": True}
 
 
 # --- background, resume and cancel across processes -----------------------------------------

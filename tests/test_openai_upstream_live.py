@@ -9,6 +9,7 @@ with the upstream's reason, never as an empty "completed" answer.
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conversations.models import Message
 from tests.conftest import openai_client
@@ -143,23 +144,60 @@ def test_a_finish_reason_openai_does_not_know_is_mapped_to_one(sdk):
     assert saved_answer().finish_reason == "stop"
 
 
-def test_an_upstream_that_refuses_stream_options_still_answers_with_honest_usage(sdk, quirky):
-    chunks = create(
-        sdk, "quirks/reject-stream-options", stream=True, stream_options={"include_usage": True}
-    )
+@STREAMING
+def test_an_upstream_without_usage_gets_integer_counts_the_sdks_types_accept(sdk, quirky, stream):
+    # "quirks/reject-stream-options" refuses stream_options: tried again without it, it
+    # answers with no usage at all, so every count is ours.
+    model, messages = "quirks/reject-stream-options", [{"role": "user", "content": "Hello"}]
+    if stream:
+        chunks = create(sdk, model, stream=True, stream_options={"include_usage": True})
+        # The SDK builds its objects unvalidated; its types, strictly, reject a null count.
+        for chunk in chunks:
+            ChatCompletionChunk.model_validate(chunk.to_dict())
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
+        usage = chunks[-1].usage
+    else:
+        raw = sdk.chat.completions.with_raw_response.create(model=model, messages=messages)
+        assert raw.headers["X-Usage-Estimated"] == "true"
+        completion = ChatCompletion.model_validate(raw.parse().to_dict())
+        assert completion.choices[0].message.content == ANSWER
+        usage = completion.usage
 
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == ANSWER
-    # No usage came from upstream: the completion tokens are counted, the prompt's unknown.
-    usage = chunks[-1].usage
-    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (None, 5, None)
     answer = saved_answer()
-    # The saved record counts the prompt too, to charge it, and says the counts are ours.
+    # The estimate sent is the one saved and charged; the record keeps that it is ours.
     assert answer.status == "completed" and not answer.usage_reported
     assert answer.completion_tokens == 5 and answer.prompt_tokens > 0
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (
+        answer.prompt_tokens,
+        5,
+        answer.prompt_tokens + 5,
+    )
+    assert usage.model_extra == {"estimated": True}
     sent = httpx.get(f"{quirky.url}/_quirks/requests").json()["data"]
     tries = [r["body"] for r in sent if r["request_id"] == answer.request_id]
-    assert ["stream_options" in body for body in tries] == [True, False]
+    # Refused once, asked again without it; the process remembers, so later calls ask once.
+    assert ["stream_options" in body for body in tries] in ([True, False], [False])
+
+
+@STREAMING
+def test_usage_the_model_reported_is_passed_on_without_an_estimate_mark(sdk, stream):
+    if stream:
+        chunks = create(sdk, "dev/dev-chat", stream=True, stream_options={"include_usage": True})
+        usage = chunks[-1].usage
+    else:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="dev/dev-chat", messages=[{"role": "user", "content": "Hello"}]
+        )
+        assert "X-Usage-Estimated" not in raw.headers
+        usage = raw.parse().usage
+
+    answer = saved_answer()
+    assert answer.usage_reported
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        answer.prompt_tokens,
+        answer.completion_tokens,
+    )
+    assert usage.model_extra == {}
 
 
 @pytest.mark.parametrize(
