@@ -17,8 +17,10 @@ Three rules, checked in this order for every request that calls a model:
 The defaults are settings; staff override them per user with UserLimits in the admin.
 Every chat response, allowed or refused, carries the headers OpenAI sends:
 x-ratelimit-limit-requests, -remaining-requests and -reset-requests (and the -tokens trio
-when a quota applies), and the IETF draft's RateLimit-Policy and RateLimit; a refusal adds
-Retry-After.
+when a quota applies), and the IETF draft's RateLimit-Policy and RateLimit (a "requests"
+item, and a "tokens" one when a quota applies); a refusal adds Retry-After, in whole seconds
+rounded up, so that a client that waits as told gets in. A request refused for the quota is
+not counted against the minute.
 """
 
 import asyncio
@@ -148,8 +150,18 @@ def _count_request(user_id: int, limits: Limits) -> dict:
     return _count_in_cache(COUNT_GROUP, user_id, limits.requests_per_minute)
 
 
+def seconds_until_next_window(window: int) -> int:
+    """Whole seconds a client must wait to be in the window after `window`, the end of a
+    django-ratelimit window (as its _get_window gives it). A window still counts during its
+    last second, while int(time()) == window: a client that waited only `window - now`
+    seconds was refused again (an audit: told 52 s, waited 52 s, told 1 s). Rounded up, so
+    that a client that waits as told gets in."""
+    return window + 1 - int(time.time())
+
+
 def _count_in_cache(group: str, user_id: int, per_minute: int) -> dict:
-    """Count one more in the user's minute of `group`, through django-ratelimit's cache."""
+    """Count one more in the user's minute of `group`, through django-ratelimit's cache;
+    its `time_left` made the wait that gets a client into the next window."""
     usage = get_usage(
         # django-ratelimit wants a request; the count is keyed by the user alone, so that
         # every surface (HTTP, WebSocket) shares it.
@@ -160,7 +172,10 @@ def _count_in_cache(group: str, user_id: int, per_minute: int) -> dict:
         increment=True,
     )
     # get_usage answers None only when RATELIMIT_ENABLE is off: then nothing is limited.
-    return usage or NOT_COUNTED
+    if usage is None:
+        return NOT_COUNTED
+    # django-ratelimit's time_left is `window - int(time())`: one short (seconds_until_next_window).
+    return {**usage, "time_left": usage["time_left"] + 1}
 
 
 def _over_per_minute(what: str, per_minute: int, wait: int) -> RateLimited:
@@ -168,7 +183,7 @@ def _over_per_minute(what: str, per_minute: int, wait: int) -> RateLimited:
     wait = max(1, wait)
     return RateLimited(
         f"You have {what} {per_minute} times this minute, the most allowed. "
-        f"Try again in {wait} seconds.",
+        f"Try again in {_plural(wait, 'second')}.",
         retry_after=wait,
         headers=request_limit_headers(per_minute, 0, wait),
     )
@@ -223,11 +238,27 @@ def _count_key(user_id: int, limits: Limits) -> tuple[str, int]:
 
 
 def _window_key(group: str, user_id: int, per_minute: int) -> tuple[str, int]:
+    key, window = _cache_key(group, user_id, per_minute)
+    return _ratelimit_cache().make_key(key), window
+
+
+def _cache_key(group: str, user_id: int, per_minute: int) -> tuple[str, int]:
+    """django-ratelimit's key for the user's current window of `group`, and the window."""
     value = str(user_id)
     window = _get_window(value, COUNT_PERIOD_SECONDS)
-    key = _make_cache_key(group, window, f"{per_minute}/m", value, ALL)
-    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
-    return cache.make_key(key), window
+    return _make_cache_key(group, window, f"{per_minute}/m", value, ALL), window
+
+
+def _ratelimit_cache():
+    return caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+
+
+def _uncount_request(user_id: int, limits: Limits, usage: dict) -> dict:
+    """Take back the count of a request refused for the quota (as the Redis script does)."""
+    key, _ = _cache_key(COUNT_GROUP, user_id, limits.requests_per_minute)
+    with contextlib.suppress(ValueError):  # the window just ended: nothing to take back
+        _ratelimit_cache().decr(key)
+    return {**usage, "count": usage["count"] - 1}
 
 
 ATTACH_GROUP = "attach"
@@ -254,7 +285,7 @@ async def count_attach(user_id: int) -> None:
         key, window = _window_key(ATTACH_GROUP, user_id, rate)
         script = redis_client().register_script(_COUNT)
         count = int(await script(keys=[key], args=[COUNT_PERIOD_SECONDS + EXPIRATION_FUDGE]))
-        over, wait = count > rate, window - int(time.time())
+        over, wait = count > rate, seconds_until_next_window(window)
     else:
         usage = _count_in_cache(ATTACH_GROUP, user_id, rate)
         over, wait = usage["should_limit"], usage["time_left"]
@@ -286,13 +317,15 @@ async def _count_and_lease(
             usage = {
                 "count": count,
                 "should_limit": count > limits.requests_per_minute,
-                "time_left": window - int(time.time()),
+                "time_left": seconds_until_next_window(window),
             }
     else:
         usage = _count_request(user_id, limits)
         lease, why = None, NO_STREAM
         if not usage["should_limit"]:
             lease, why = leases.acquire_or_say_why(user_id, limits.max_concurrent_streams, quota)
+            if why == NO_TOKENS and counting:
+                usage = _uncount_request(user_id, limits, usage)
     return usage, None if lease is None else HeldLease(leases, lease), why
 
 
@@ -317,13 +350,13 @@ def _admission(
         raise RateLimited(
             f"You have reached your limit of {_plural(limits.requests_per_minute, 'request')} "
             "a minute. "
-            f"Try again in {max(1, reset)} seconds.",
+            f"Try again in {_plural(max(1, reset), 'second')}.",
             retry_after=reset,
             headers=headers,
         )
     if tokens_used is not None and quota is not None:
         total, wait = limits.daily_token_quota, seconds_until_midnight()
-        headers |= token_quota_headers(total, max(0, quota.left), wait)
+        headers = with_token_quota(headers, total, max(0, quota.left), wait)
         if why == NO_TOKENS:
             raise _quota_refusal(total, quota, wait, headers)
     if lease is None:
@@ -375,12 +408,22 @@ def request_limit_headers(limit: int, remaining: int, reset: int) -> dict[str, s
     }
 
 
-def token_quota_headers(quota: int, remaining: int, reset: int) -> dict[str, str]:
-    """The daily token quota in OpenAI's -tokens headers."""
-    return {
+# The daily quota's window in the IETF fields, in seconds. It ends at the server's midnight,
+# so `t` (the seconds until then) says when it renews; w is the day it spans.
+DAY_SECONDS = 86400
+
+
+def with_token_quota(
+    headers: dict[str, str], quota: int, remaining: int, reset: int
+) -> dict[str, str]:
+    """`headers` (request_limit_headers) with the daily token quota added: OpenAI's -tokens
+    headers, and a "tokens" item in each of the IETF draft's fields after "requests"."""
+    return headers | {
         "x-ratelimit-limit-tokens": str(quota),
         "x-ratelimit-remaining-tokens": str(remaining),
         "x-ratelimit-reset-tokens": openai_duration(reset),
+        "RateLimit-Policy": f'{headers["RateLimit-Policy"]}, "tokens";q={quota};w={DAY_SECONDS}',
+        "RateLimit": f'{headers["RateLimit"]}, "tokens";r={remaining};t={reset}',
     }
 
 

@@ -133,9 +133,15 @@ class StreamLeases(ABC):
 # Over the count limit no lease is taken: a refused request holds none. Expired leases go
 # first; a refusal writes nothing to the set, which lives as long as its newest lease. The
 # tokens reserved are the sum over the live leases (a member "id:tokens" reserves them).
+# A request refused for the quota is not counted: it asked no model, and the client's
+# other requests this minute should not pay for it.
 # Returns the count, LEASED, NO_STREAM or NO_TOKENS, and the tokens this lease reserves.
 _COUNT_AND_ACQUIRE = """
 local count = 0
+local function over_quota()
+  if ARGV[1] ~= '-1' then count = redis.call('DECR', KEYS[1]) end
+  return {count, 2, 0}
+end
 if ARGV[1] ~= '-1' then
   count = redis.call('INCR', KEYS[1])
   if count == 1 then
@@ -161,10 +167,10 @@ if ARGV[7] ~= '-1' then
   local left, prompt = tonumber(ARGV[7]) - reserved, tonumber(ARGV[8])
   if ARGV[9] ~= '-1' then
     tokens = prompt + tonumber(ARGV[9])
-    if tokens > left then return {count, 2, 0} end
+    if tokens > left then return over_quota() end
   else
     local allowance = math.min(tonumber(ARGV[10]), left - prompt)
-    if allowance < 1 then return {count, 2, 0} end
+    if allowance < 1 then return over_quota() end
     tokens = prompt + allowance
   end
 end

@@ -14,7 +14,7 @@ import pytest
 from conversations import services
 from conversations.models import DailyUsage, Message
 from conversations.ratelimit import tokens_used_today
-from tests.conftest import log_in
+from tests.conftest import fresh_rate_window, log_in
 from tests.sse_client import post_stream
 from tests.test_streaming_live import wait_for
 
@@ -124,3 +124,35 @@ def test_deleting_conversations_does_not_restore_the_quota(site, alice, set_limi
 
     assert client.delete(f"/api/conversations/{conversation_id}/").status_code == 204
     assert tokens_used_today(alice) == used
+
+
+def test_a_request_refused_for_the_quota_uses_up_no_request_of_the_minute(
+    site, alice, make_api_key, set_limits
+):
+    set_limits(alice, daily_token_quota=QUOTA, requests_per_minute=1)
+    fresh_rate_window(alice)
+    client = httpx.Client(
+        base_url=site.url, headers={"Authorization": f"Bearer {make_api_key(alice)}"}, timeout=30
+    )
+
+    def ask(max_tokens: int) -> httpx.Response:
+        messages = [{"role": "user", "content": "[[devllm tokens=3]] hi"}]
+        body = {"model": "dev/dev-chat", "messages": messages, "max_tokens": max_tokens}
+        return client.post("/v1/chat/completions", json=body)
+
+    too_large = ask(QUOTA * 2)
+    assert too_large.status_code == 429
+    assert too_large.json()["error"]["type"] == "tokens"
+    # The quota's fields sit beside the minute's, in OpenAI's headers and in the IETF draft's.
+    assert too_large.headers["x-ratelimit-remaining-requests"] == "1"
+    assert too_large.headers["x-ratelimit-limit-tokens"] == str(QUOTA)
+    policy = too_large.headers["RateLimit-Policy"]
+    assert policy == f'"requests";q=1;w=60, "tokens";q={QUOTA};w=86400'
+    state = too_large.headers["RateLimit"]
+    assert state.startswith('"requests";r=1;t=') and f', "tokens";r={QUOTA};t=' in state
+
+    # The minute's one request is still there.
+    fits = ask(5)
+    assert fits.status_code == 200, fits.text
+    assert fits.headers["x-ratelimit-remaining-requests"] == "0"
+    assert ask(5).status_code == 429
