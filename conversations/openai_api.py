@@ -30,7 +30,7 @@ from conversations.encoders import (
 from conversations.exceptions import ChatError, ProviderError, UnknownModel
 from conversations.openai_schema import parse_chat_completion
 from conversations.ratelimit import RateLimited
-from conversations.responses import json_api_view, openai_error, sse_response
+from conversations.responses import json_api_view, openai_error, request_id_for, sse_response
 from conversations.streaming import TurnRun
 from conversations.turn_readers import TurnStream, follow_run
 from conversations.turn_starts import ModelAsk, begin_turn, start_run
@@ -178,4 +178,5 @@ async def complete(
 @csrf_exempt
 async def unknown_url(request: HttpRequest, path: str = "") -> HttpResponse:
     """Answer any other /v1 URL as OpenAI does, in JSON: never Django's HTML page."""
-    return openai_error(404, f"Invalid URL ({request.method} {request.path})")
+    headers = {"X-Request-ID": request_id_for(request)}
+    return openai_error(404, f"Invalid URL ({request.method} {request.path})", headers=headers)

@@ -35,11 +35,14 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 
 def request_id_for(request: HttpRequest) -> str:
-    """Return the request's X-Request-ID when it is sane, else a new one."""
-    given = request.headers.get("X-Request-ID", "")
-    if SANE_REQUEST_ID.fullmatch(given):
-        return given
-    return uuid.uuid4().hex
+    """Return the request's X-Request-ID when it is sane, else a new one; the same one for
+    the whole request, so that a view and the error handlers after it quote one ID."""
+    chosen = getattr(request, "_chatsite_request_id", None)
+    if chosen is None:
+        given = request.headers.get("X-Request-ID", "")
+        chosen = given if SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request._chatsite_request_id = chosen  # type: ignore[attr-defined]
+    return chosen
 
 
 def json_error(

@@ -35,6 +35,7 @@ from conversations.responses import (
     json_error,
     openai_error,
     render_json_error,
+    request_id_for,
     sse_response,
 )
 from conversations.turn_readers import follow_run, readers_attached
@@ -170,11 +171,12 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def _api_error(request: HttpRequest, status: int, message: str) -> HttpResponse | None:
+    headers = {"X-Request-ID": request_id_for(request)}
     if request.path.startswith("/v1/"):
         kind = "server_error" if status >= 500 else "invalid_request_error"
-        return openai_error(status, message, type=kind)
+        return openai_error(status, message, type=kind, headers=headers)
     if request.path.startswith("/api/"):
-        return json_error(status, message)
+        return json_error(status, message, headers=headers)
     return None
 
 

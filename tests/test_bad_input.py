@@ -6,6 +6,7 @@ database refuses it in text columns.
 """
 
 import json
+import re
 
 import pytest
 from django.test import Client, RequestFactory
@@ -221,3 +222,12 @@ def test_an_id_no_request_could_have_is_a_json_404_without_a_query(
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert "error" in response.json()
+    assert re.fullmatch(r"[0-9a-f]{32}", response["X-Request-ID"])
+
+
+@pytest.mark.parametrize("path", ["/v1/responses/resp_abc%00def12345", "/api/turns/a%00b/events"])
+def test_a_404_from_djangos_handler_keeps_the_request_id_the_client_sent(v1, path):
+    response = v1.get(path, headers={"X-Request-ID": "client-chosen-id-1"})
+
+    assert response.status_code == 404
+    assert response["X-Request-ID"] == "client-chosen-id-1"

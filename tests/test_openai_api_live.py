@@ -283,6 +283,8 @@ def test_unknown_v1_urls_are_openai_json_404s(site, key, method, path):
         "param": None,
         "code": None,
     }
+    # Like every answer of the API's, with the ID to quote when asking about it.
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
 
 
 def test_the_sdk_raises_not_found_for_an_unknown_endpoint(sdk):

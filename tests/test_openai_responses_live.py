@@ -362,6 +362,11 @@ def test_max_output_tokens_cuts_the_answer_and_the_response_is_incomplete(sdk, d
     assert response.usage.output_tokens == 5
     assert devllm_record(devllm, request_id_of(response.id))["max_tokens"] == 5
 
+    # An incomplete response can be continued, as on OpenAI ("go on"), in its conversation.
+    more = sdk.responses.create(model=MODEL, input="Go on.", previous_response_id=response.id)
+    assert more.status == "completed" and more.previous_response_id == response.id
+    assert answer_to(more.id).conversation_id == answer_to(response.id).conversation_id
+
 
 @pytest.mark.parametrize(
     ("fields", "param"),
