@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_ratelimit",
+    "corsheaders",
     "conversations",
     "devllm",
 ]
@@ -52,6 +53,9 @@ INSTALLED_APPS = [
 # Django's own middleware, run on the event loop where their hooks do no I/O instead of in a
 # worker thread per hook (see chatsite/middleware.py).
 MIDDLEWARE = [
+    # First, so that its preflight answers and headers are on every /v1 response, errors too.
+    # It runs on the event loop for async requests (no thread hop).
+    "corsheaders.middleware.CorsMiddleware",
     "chatsite.middleware.SecurityMiddleware",
     "chatsite.middleware.ContentSecurityPolicyMiddleware",
     "chatsite.middleware.SessionMiddleware",
@@ -61,6 +65,49 @@ MIDDLEWARE = [
     "chatsite.middleware.MessageMiddleware",
     "chatsite.middleware.XFrameOptionsMiddleware",
 ]
+
+# Cross-origin calls to /v1 from browsers (a web app using an OpenAI SDK with a user's key):
+# off unless origins are listed. Only /v1, which is authenticated by API key alone; the
+# site's session API never answers another origin. The headers are those the openai SDKs
+# send and those a client reads (request ID, limits, usage estimate).
+CORS_ALLOWED_ORIGINS = env_list("API_CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/v1/.*$"
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "user-agent",
+    "x-request-id",
+    "openai-beta",
+    "openai-organization",
+    "openai-project",
+    "x-stainless-arch",
+    "x-stainless-custom-poll-interval",
+    "x-stainless-helper-method",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-poll-helper",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
+)
+CORS_EXPOSE_HEADERS = (
+    "x-request-id",
+    "retry-after",
+    "x-usage-estimated",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    "ratelimit",
+    "ratelimit-policy",
+)
+CORS_PREFLIGHT_MAX_AGE = 600
 
 ROOT_URLCONF = "chatsite.urls"
 ASGI_APPLICATION = "chatsite.asgi.application"
