@@ -12,6 +12,7 @@ SDKs raise their own exception types (AuthenticationError, RateLimitError, ...),
 that fails before its first token is answered with the status that says why.
 """
 
+import dataclasses
 import time
 
 from django.conf import settings
@@ -95,7 +96,9 @@ async def chat_completions(
         max_chars=settings.CHAT_MAX_MESSAGE_CHARS,
         max_messages=settings.CHAT_MAX_PROMPT_MESSAGES,
     )
-    providers.get_model(completion.model)  # an unknown model costs no rate-limit request
+    # An unknown model costs no rate-limit request; an alias (a bare upstream id) is answered
+    # and saved under the model's own id.
+    completion = dataclasses.replace(completion, model=providers.get_model(completion.model).key)
     turn, admission = await begin_turn(
         user,
         lambda: services.prompt_turn_start(

@@ -14,6 +14,7 @@ repeats (instructions, metadata, ...) are kept in the cache for a day; after tha
 read back shows their defaults. Errors are OpenAI's, as on /v1/chat/completions.
 """
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -66,6 +67,9 @@ async def responses(
         max_chars=settings.CHAT_MAX_MESSAGE_CHARS,
         max_messages=settings.CHAT_MAX_PROMPT_MESSAGES,
     )
+    # An unknown model costs no rate-limit request; an alias (a bare upstream id) is answered
+    # and saved under the model's own id.
+    parsed = dataclasses.replace(parsed, model=providers.get_model(parsed.model).key)
     run, headers = await _start(user, parsed, request_id)
     meta = ResponseMeta(
         request_id=request_id, model=parsed.model, created_at=int(time.time()), echo=parsed.echo
@@ -93,7 +97,6 @@ async def _start(
 ) -> tuple[TurnRun, dict[str, str]]:
     """Start the response's turn: its prompt continues the previous response's conversation
     when it names one. Return the run and the response's headers."""
-    providers.get_model(parsed.model)  # an unknown model costs no rate-limit request
     thread: list[dict[str, str]] = []
     if parsed.previous_response_id is not None:
         thread = await sync_to_async(response_thread)(

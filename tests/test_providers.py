@@ -3,7 +3,8 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from conversations.exceptions import ProviderError
+from conversations import providers
+from conversations.exceptions import ProviderError, UnknownModel
 from conversations.providers.client import AnswerCheck, ModelChunk, parse_chunk
 from conversations.providers.config import load_endpoints_file
 
@@ -156,3 +157,32 @@ def test_an_upstream_429_keeps_its_wait():
     error = ProviderError.from_status(429, {"retry-after": "6.5"}, None)
     assert (error.status, error.retry_after) == (429, 7)
     assert ProviderError.from_status(429, {}, None).retry_after == 1
+
+
+@pytest.fixture
+def two_endpoints_file(tmp_path, settings):
+    """Endpoints where "shared" is served twice and "solo" once, read as the server reads them."""
+    path = tmp_path / "endpoints.toml"
+    path.write_text(
+        "".join(
+            f"[[endpoints]]\nname = '{name}'\nbase_url = 'http://{name}'\n"
+            + "".join(f"[[endpoints.models]]\nid = '{model}'\n" for model in models)
+            for name, models in (("one", ["shared", "solo"]), ("two", ["shared", "org/tuned"]))
+        )
+    )
+    settings.LLM_ENDPOINTS_FILE = str(path)
+    providers.endpoints.cache_clear()
+    yield
+    providers.endpoints.cache_clear()
+
+
+def test_a_model_is_found_by_its_key_or_by_an_upstream_id_one_endpoint_serves(
+    two_endpoints_file,
+):
+    assert providers.get_model("one/solo").key == "one/solo"
+    assert providers.get_model("solo").key == "one/solo"  # for clients that split on "/"
+    assert providers.get_model("org/tuned").key == "two/org/tuned"
+    with pytest.raises(UnknownModel, match="several endpoints; name one: one/shared, two/shared"):
+        providers.get_model("shared")
+    with pytest.raises(UnknownModel, match="Unknown model 'nothing'"):
+        providers.get_model("nothing")

@@ -39,10 +39,25 @@ def default_model_key() -> str:
 
 
 def get_model(key: str) -> ModelOption:
-    """Return the model with this key, or raise UnknownModel."""
-    for model in model_options():
+    """Return the model with this key, or with this upstream id when only one endpoint
+    serves that id; raise UnknownModel otherwise.
+
+    Keys are "<endpoint>/<upstream id>", as OpenRouter's are, and that is what is listed and
+    stored. Some clients read a "/" in a model id as their own provider prefix (the OpenAI
+    Agents SDK: "Unknown prefix: dev"), so a model is also reachable by its upstream id
+    alone ("dev-chat"), which such clients pass through as it is."""
+    options = model_options()
+    for model in options:
         if model.key == key:
             return model
+    serving = [model for model in options if model.upstream_id == key]
+    if len(serving) == 1:
+        return serving[0]
+    if serving:
+        keys = ", ".join(model.key for model in serving)
+        raise UnknownModel(
+            f"Model {key!r} is served by several endpoints; name one: {keys}.", field="model"
+        )
     raise UnknownModel(f"Unknown model {key!r}.", field="model")
 
 
