@@ -17,10 +17,6 @@ class Conversation(models.Model):
     # The model key, "<endpoint>/<upstream model id>", used for the conversation's next turn.
     model = models.CharField(max_length=200)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.WEB)
-    # API conversations only: a hash of the messages a client would send back to continue
-    # this thread (see conversations.threads). Empty while an answer is streaming, so that
-    # no other call can continue the thread until its answer is known.
-    thread_hash = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -32,7 +28,6 @@ class Conversation(models.Model):
             models.Index(
                 fields=["owner", "source", "-updated_at"], name="conv_owner_source_updated_idx"
             ),
-            models.Index(fields=["owner", "thread_hash"], name="conv_owner_thread_idx"),
         ]
 
     def __str__(self) -> str:
@@ -98,9 +93,10 @@ class Message(models.Model):
     # the file says later.
     system_prompt = models.TextField(blank=True)
     error = models.TextField(blank=True)
-    # Web chats are trees: each message follows its parent (a question its answer, an answer
-    # the question before). Regenerating adds a sibling answer, editing a sibling question;
-    # siblings are the versions the chat page shows as "< 1/2 >". API threads leave it empty.
+    # Conversations are trees: each message follows its parent (a question its answer, an
+    # answer the question before). Regenerating adds a sibling answer, editing a sibling
+    # question; siblings are the versions the chat page shows as "< 1/2 >". An API call that
+    # sends a thread's history again branches it the same way (conversations.threads).
     parent = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
     )
@@ -108,6 +104,14 @@ class Message(models.Model):
     # another version chosen): it leaves the thread and the model's context, but stays in
     # the database as a record, and comes back when its version is shown again.
     superseded_at = models.DateTimeField(null=True, blank=True)
+    # API conversations only: the hash of the thread up to and including this message, as a
+    # client sends it back (conversations.threads), which later calls' histories are matched
+    # against. Empty on web chats, and on answers that did not complete (a client retries
+    # their prompt instead). `merged_thread_hash`, on an answer that continued a prefill (the
+    # prompt ended with an assistant message), is the same thread with the prefill and the
+    # answer as one assistant message, which is how many clients send it back.
+    thread_hash = models.CharField(max_length=64, blank=True, default="")
+    merged_thread_hash = models.CharField(max_length=64, blank=True, default="")
     # A streaming answer's last sign of life: its runner checkpoints the partial text and
     # refreshes this every few seconds. A stale one means the process running it is gone.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -134,6 +138,17 @@ class Message(models.Model):
             models.Index(fields=["user", "-created_at"], name="msg_user_created_idx"),
             models.Index(fields=["status", "-created_at"], name="msg_status_created_idx"),
             models.Index(fields=["upstream_id"], name="msg_upstream_idx"),
+            # An API call's history is looked up among the user's thread hashes.
+            models.Index(
+                fields=["user", "thread_hash"],
+                condition=~models.Q(thread_hash=""),
+                name="msg_user_thread_idx",
+            ),
+            models.Index(
+                fields=["user", "merged_thread_hash"],
+                condition=~models.Q(merged_thread_hash=""),
+                name="msg_user_merged_thread_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -14,13 +14,6 @@ from conversations.admin_search import TEXT_SEARCH_CONFIG, message_text_vector
 from conversations.exceptions import ConversationNotFound, TurnNotFound
 from conversations.models import Conversation, Message
 
-UNFINISHED_OR_FAILED = (
-    Message.Status.STREAMING,
-    Message.Status.STOPPED,
-    Message.Status.FAILED,
-    Message.Status.INTERRUPTED,
-)
-
 
 def conversation_list(
     *, user: AbstractBaseUser, source: str | None = None
@@ -172,7 +165,7 @@ class Versions:
 
 
 class MessageTree:
-    """A web chat's messages as the tree their parents make: versions and branches."""
+    """A conversation's messages as the tree their parents make: versions and branches."""
 
     def __init__(self, nodes: list[TreeNode]) -> None:
         self.messages = {node.pk: node for node in nodes}
@@ -191,15 +184,19 @@ class MessageTree:
             next_id=siblings[i + 1] if i + 1 < len(siblings) else None,
         )
 
-    def branch_through(self, pk: int) -> list[int]:
-        """The messages from the root to a leaf through this one: up by parents; down, at
-        each step the child shown now, or else the one shown most recently."""
+    def path_to(self, pk: int) -> list[int]:
+        """The messages from the root down to this one, by parents."""
         up = []
         node: TreeNode | None = self.messages[pk]
         while node is not None:
             up.append(node.pk)
             node = self.messages.get(node.parent_id) if node.parent_id is not None else None
-        branch = list(reversed(up))
+        return list(reversed(up))
+
+    def branch_through(self, pk: int) -> list[int]:
+        """The messages from the root to a leaf through this one: up by parents; down, at
+        each step the child shown now, or else the one shown most recently."""
+        branch = self.path_to(pk)
         children = self.children.get(pk)
         while children:
             chosen = max(children, key=_last_shown_first)
@@ -227,11 +224,10 @@ def conversation_thread(*, conversation: Conversation) -> list[Message]:
     when the thread has answers from more than one model)."""
     labels = {model.key: model.label for model in providers.model_options()}
     messages = list(conversation_messages(conversation=conversation))
-    is_web = conversation.source == Conversation.Source.WEB
-    tree = message_tree(conversation=conversation) if is_web else None
+    tree = message_tree(conversation=conversation)
     models = {m.model for m in messages if m.role == Message.Role.ASSISTANT and m.model}
     for message in messages:
-        versions = tree.versions(message.pk) if tree is not None else None
+        versions = tree.versions(message.pk)
         message.versions = versions if versions and versions.count > 1 else None
         message.show_model = len(models) > 1 and message.role == Message.Role.ASSISTANT
         message.model_label = labels.get(message.model, message.model)
@@ -242,16 +238,6 @@ def last_user_message(*, conversation: Conversation) -> Message | None:
     return (
         conversation_messages(conversation=conversation)
         .filter(role=Message.Role.USER)
-        .order_by("-pk")
-        .first()
-    )
-
-
-def last_prompt_message(*, conversation: Conversation) -> Message | None:
-    """Return the last message a continuation of this API thread answers: the newest one
-    that is not a failed or stopped answer."""
-    return (
-        conversation.messages.exclude(is_answer=True, status__in=UNFINISHED_OR_FAILED)
         .order_by("-pk")
         .first()
     )

@@ -1,5 +1,6 @@
 """Writes: starting a turn before the model is called, and saving it when its stream ends."""
 
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from operator import attrgetter
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -91,17 +92,19 @@ def prompt_turn_start(
     messages: list[dict[str, str]],
     request_id: str,
 ) -> StartedTurn:
-    """Save an API call's prompt and an empty answer, continuing the API thread it extends.
+    """Save an API call's prompt and an empty answer, in the API conversation it continues.
 
     `messages` are already validated ({"role", "content"} with text content); they go to the
-    model exactly as given. When they begin with the messages of one of the user's API
-    conversations (see conversations.threads), only the messages after that prefix are saved,
-    in that conversation; otherwise they all start a new one.
+    model exactly as given. When they begin with a thread of one of the user's API
+    conversations (see conversations.threads), only the messages after it are saved there,
+    following the message that ends it: the thread grows, or, from an earlier message (the
+    same history sent again, or a later message changed), branches, the branch it leaves
+    kept as a version. Otherwise they all start a new conversation.
     """
     model = providers.get_model(model_key)
     hashes = threads.prefix_hashes(messages)
     with _one_answer_per_request(request_id), transaction.atomic():
-        conversation, known = _api_thread(user, hashes, model.key, messages)
+        conversation, follows, known = _api_thread(user, hashes, model.key, messages)
         new_messages = [
             Message(
                 conversation=conversation,
@@ -109,17 +112,23 @@ def prompt_turn_start(
                 request_id=request_id,
                 role=m["role"],
                 content=m["content"],
+                thread_hash=hashes[known + i],
             )
-            for m in messages[known:]
+            for i, m in enumerate(messages[known:])
         ]
-        # The new prompt messages and the answer's placeholder: one INSERT.
-        *prompt, answer = Message.objects.bulk_create(
-            [*new_messages, _answer_placeholder(conversation, model, request_id)]
-        )
-        # No new message: the whole prompt is saved already (a retry after a failed answer).
-        last_prompt_message = (
-            prompt[-1] if prompt else selectors.last_prompt_message(conversation=conversation)
-        )
+        answer = _answer_placeholder(conversation, model, request_id)
+        rows = [*new_messages, answer]
+        rows[0].parent = follows
+        # The new prompt messages and the answer's placeholder: one INSERT, then each one's
+        # parent, the row before it (a row's parent must be saved first).
+        Message.objects.bulk_create(rows)
+        for before, row in itertools.pairwise(rows):
+            row.parent = before
+        if len(rows) > 1:
+            Message.objects.bulk_update(rows[1:], ["parent"])
+        # The prompt's last message: the last one sent, saved now or before (a retry).
+        last_prompt_message = new_messages[-1] if new_messages else follows
+        prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else None
         return _started(
             conversation,
             last_prompt_message,
@@ -127,25 +136,17 @@ def prompt_turn_start(
             model,
             messages,
             prompt_hash=hashes[-1],
+            prefill=prefill,
+            before_prefill=hashes[-2] if prefill is not None and len(hashes) > 1 else "",
         )
 
 
 def _api_thread(
     user: AbstractBaseUser, hashes: list[str], model_key: str, messages: list[dict[str, str]]
-) -> tuple[Conversation, int]:
-    """Return the API conversation these messages continue, locked, and how many of them it
-    holds already; or a new conversation and 0.
-
-    The thread's hash is cleared until its answer ends, so that a concurrent call with the
-    same history starts a conversation of its own instead of interleaving with this one.
-    """
-    position = {digest: i for i, digest in enumerate(hashes)}
-    candidates = Conversation.objects.select_for_update().filter(
-        owner=user, source=Conversation.Source.API, thread_hash__in=hashes
-    )
-    found = max(
-        candidates, key=lambda c: (position[c.thread_hash], c.updated_at, c.pk), default=None
-    )
+) -> tuple[Conversation, Message | None, int]:
+    """Return the API conversation these messages continue, locked; the message they follow
+    there (None in a new conversation); and how many of them it holds already (0: new)."""
+    found = _thread_point(user, hashes, messages)
     if found is None:
         first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
         conversation = Conversation.objects.create(
@@ -154,11 +155,60 @@ def _api_thread(
             model=model_key,
             source=Conversation.Source.API,
         )
-        return conversation, 0
-    known = position[found.thread_hash] + 1
-    found.model, found.thread_hash = model_key, ""
-    found.save(update_fields=["model", "thread_hash", "updated_at"])
-    return found, known
+        return conversation, None, 0
+    follows, position = found
+    conversation = _locked_conversation(user, follows.conversation_id, model_key)
+    _show_branch_to(conversation, follows)
+    return conversation, follows, position + 1
+
+
+def _thread_point(
+    user: AbstractBaseUser, hashes: list[str], messages: list[dict[str, str]]
+) -> tuple[Message, int] | None:
+    """The saved message that ends the longest prefix of `messages` a call may continue
+    from (see conversations.threads), and its position in them; the newest on a tie."""
+    position = {digest: i for i, digest in enumerate(hashes)}
+    followed = Message.objects.filter(
+        parent=OuterRef("pk"), purpose=Message.Purpose.CHAT, superseded_at__isnull=True
+    )
+    candidates = (
+        Message.objects.filter(user=user, conversation__source=Conversation.Source.API)
+        .filter(Q(thread_hash__in=hashes) | Q(merged_thread_hash__in=hashes))
+        .only("pk", "conversation_id", "thread_hash", "merged_thread_hash", "superseded_at")
+        # Whether the thread shown goes on after it (if not, it is the thread's end).
+        .annotate(followed=Exists(followed))
+    )
+    ranked = [
+        (max(position.get(m.thread_hash, -1), position.get(m.merged_thread_hash, -1)), m.pk, m)
+        for m in candidates
+    ]
+    for at, _, message in sorted(ranked, key=lambda r: (r[0], r[1]), reverse=True):
+        if threads.reaches_assistant(messages, at) or (
+            at == len(messages) - 1 and _only_failed_answers(message)
+        ):
+            return message, at
+    return None
+
+
+def _only_failed_answers(prompt_end: Message) -> bool:
+    """Whether the message was answered, and every answer failed or stopped: the same
+    history sent again is then a retry in its conversation, not a call of its own."""
+    statuses = set(
+        Message.objects.filter(parent=prompt_end, is_answer=True).values_list("status", flat=True)
+    )
+    return bool(statuses) and not statuses & {Message.Status.COMPLETED, Message.Status.STREAMING}
+
+
+def _show_branch_to(conversation: Conversation, message: Message) -> None:
+    """Make `message` the end of the thread shown, ready for what follows it: what followed
+    it before, and any other branch shown, becomes a version the thread no longer shows."""
+    if message.superseded_at is None and not message.followed:
+        return  # the thread grows from its end: the usual case
+    tree = selectors.message_tree(conversation=conversation)
+    path = set(tree.path_to(message.pk))
+    showing = {pk for pk, node in tree.messages.items() if node.superseded_at is None}
+    _supersede(Message.objects.filter(pk__in=showing - path))
+    Message.objects.filter(pk__in=path - showing).update(superseded_at=None)
 
 
 def turn_regenerate(
@@ -366,6 +416,8 @@ def _started(
     replaces: tuple[int, ...] = (),
     *,
     prompt_hash: str = "",
+    prefill: str | None = None,
+    before_prefill: str = "",
 ) -> StartedTurn:
     return StartedTurn(
         request_id=answer.request_id,
@@ -378,6 +430,8 @@ def _started(
         history=history,
         replaces=replaces,
         prompt_hash=prompt_hash,
+        prefill=prefill,
+        before_prefill_hash=before_prefill,
     )
 
 
@@ -446,11 +500,18 @@ def save_finished_turn(turn: FinishedTurn) -> bool:
         "error": turn.error,
         "heartbeat_at": None,
     }
-    changes: dict[str, object] = {"updated_at": timezone.now()}
-    if turn.prompt_hash:  # an API thread: a client may now continue it
-        changes["thread_hash"] = threads.hash_after_answer(
+    if turn.prompt_hash:  # an API thread: a client may now continue it from this answer
+        fields["thread_hash"] = threads.hash_after_answer(
             prompt_hash=turn.prompt_hash, status=turn.status, content=turn.content
         )
+        if turn.prefill is not None:
+            fields["merged_thread_hash"] = threads.hash_after_prefilled_answer(
+                before_prefill=turn.before_prefill_hash,
+                prefill=turn.prefill,
+                status=turn.status,
+                content=turn.content,
+            )
+    changes: dict[str, object] = {"updated_at": timezone.now()}
     if connection.vendor == "postgresql" and pg_saves.save_streaming_answer(
         answer_id=turn.assistant_message_id,
         fields=fields,

@@ -203,6 +203,8 @@ class TurnAccumulator:
             error=error,
             prompt_hash=turn.prompt_hash,
             reasoning_ms=self.reasoning_ms(),
+            prefill=turn.prefill,
+            before_prefill_hash=turn.before_prefill_hash,
         )
 
 

@@ -19,8 +19,12 @@ class StartedTurn:
     history: list[dict[str, str]]
     # Messages this turn hid from the thread (a regenerated answer, an edited question).
     replaces: tuple[int, ...] = ()
-    # API threads only: the hash of the prompt, which the answer extends (see threads.py).
+    # API threads only: the hash of the prompt, which the answer extends (see threads.py);
+    # and when the prompt ended with an assistant message (a prefill the model continues),
+    # that message and the hash of the thread before it.
     prompt_hash: str = ""
+    prefill: str | None = None
+    before_prefill_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +52,7 @@ class FinishedTurn:
     # From the first reasoning to the first text (or the end); None without reasoning.
     # Last, with a default: spooled turns written before it still load.
     reasoning_ms: int | None = None
+    # As on StartedTurn (API threads: a prefill the answer continued); with defaults, after
+    # the others, for the same reason.
+    prefill: str | None = None
+    before_prefill_hash: str = ""

@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 QUESTIONS = ["What is Python?", "And Django?", "And streaming?"]
+USER_4 = {"role": "user", "content": "And tests?"}
 
 
 @pytest.fixture
@@ -23,10 +24,10 @@ def sdk(site, alice, make_api_key):
     return openai_client(site, make_api_key(alice))
 
 
-def ask(sdk, messages: list[dict], *, stream: bool) -> tuple[str, str]:
+def ask(sdk, messages: list[dict], *, stream: bool, **extra) -> tuple[str, str]:
     """Send one call as a chat client does; return (request ID, answer text)."""
     if not stream:
-        completion = sdk.chat.completions.create(model="dev/dev-chat", messages=messages)
+        completion = sdk.chat.completions.create(model="dev/dev-chat", messages=messages, **extra)
         return request_id_of(completion.id), completion.choices[0].message.content
     chunks = list(
         sdk.chat.completions.create(
@@ -34,6 +35,7 @@ def ask(sdk, messages: list[dict], *, stream: bool) -> tuple[str, str]:
             messages=messages,
             stream=True,
             stream_options={"include_usage": True},
+            **extra,
         )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -150,3 +152,100 @@ def test_another_users_identical_history_never_joins_this_users_thread(
     assert Conversation.objects.filter(owner=alice).count() == 1
     assert Conversation.objects.filter(owner=bob).count() == 1
     assert Conversation.objects.get(owner=alice).messages.count() == 2
+
+
+def shown_and_hidden(user) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The user's one API conversation: the thread shown, and the versions it no longer shows."""
+    (conversation,) = Conversation.objects.filter(owner=user, source=Conversation.Source.API)
+    rows = conversation.messages.order_by("pk")
+    shown = list(rows.filter(superseded_at__isnull=True).values_list("role", "content"))
+    hidden = list(rows.filter(superseded_at__isnull=False).values_list("role", "content"))
+    return shown, hidden
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streaming", "not-streaming"])
+def test_the_same_history_sent_again_is_a_new_version_of_its_answer(sdk, alice, stream):
+    turns = converse(sdk, stream=stream)
+    history = [SYSTEM]
+    for question, (_, answer) in zip(QUESTIONS, turns, strict=True):
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+    # Regenerate the last answer: the turn-3 history again, as a client's "retry" button does.
+    # (A shorter one, max_tokens being no part of the history, so that the two differ.)
+    _, again = ask(sdk, history[:-1], stream=stream, max_tokens=3)
+    assert again != turns[2][1]
+    # Then go on from the new version.
+    _, fourth = ask(
+        sdk, [*history[:-1], {"role": "assistant", "content": again}, USER_4], stream=stream
+    )
+
+    shown, hidden = shown_and_hidden(alice)
+    assert shown == [
+        ("system", SYSTEM["content"]),
+        ("user", QUESTIONS[0]),
+        ("assistant", turns[0][1]),
+        ("user", QUESTIONS[1]),
+        ("assistant", turns[1][1]),
+        ("user", QUESTIONS[2]),
+        ("assistant", again),
+        ("user", USER_4["content"]),
+        ("assistant", fourth),
+    ]
+    assert hidden == [("assistant", turns[2][1])]  # kept, as a version
+    first, second = Message.objects.filter(user=alice, is_answer=True).order_by("pk")[2:4]
+    assert first.parent_id == second.parent_id  # two versions of one question's answer
+
+
+def test_a_thread_continued_from_an_earlier_version_shows_that_branch_again(sdk, alice):
+    _, river = ask(sdk, [{"role": "user", "content": "Name a river."}], stream=False)
+    asked = [
+        {"role": "user", "content": "Name a river."},
+        {"role": "assistant", "content": river},
+        {"role": "user", "content": "And a lake?"},
+    ]
+    _, first = ask(sdk, asked, stream=False)
+    # A regenerate (shorter, so that the versions differ): the second version is shown.
+    _, second = ask(sdk, asked, stream=False, max_tokens=3)
+    assert second != first
+
+    # The client goes on with the first version, as a client holding the older reply does.
+    _, answer = ask(sdk, [*asked, {"role": "assistant", "content": first}, USER_4], stream=False)
+
+    shown, hidden = shown_and_hidden(alice)
+    assert shown == [
+        *[(m["role"], m["content"]) for m in asked],
+        ("assistant", first),
+        ("user", USER_4["content"]),
+        ("assistant", answer),
+    ]
+    assert hidden == [("assistant", second)]
+
+
+def test_a_prefill_sent_back_merged_with_its_continuation_continues_the_thread(sdk, alice):
+    prompt = [
+        {"role": "user", "content": "[[devllm echo]] Write a haiku"},
+        {"role": "assistant", "content": "Autumn moonlight - "},
+    ]
+    _, continuation = ask(sdk, prompt, stream=True)
+    merged = {"role": "assistant", "content": prompt[1]["content"] + continuation}
+
+    _, answer = ask(sdk, [prompt[0], merged, USER_4], stream=False)
+
+    shown, hidden = shown_and_hidden(alice)  # one conversation, nothing copied
+    assert shown == [
+        ("user", prompt[0]["content"]),
+        ("assistant", prompt[1]["content"]),
+        ("assistant", continuation),
+        ("user", USER_4["content"]),
+        ("assistant", answer),
+    ]
+    assert hidden == []
+
+
+def test_calls_that_only_share_an_opening_stay_conversations_of_their_own(sdk, alice):
+    opening = [SYSTEM, {"role": "user", "content": "Summarise: the sky is blue."}]
+    ask(sdk, opening, stream=False)
+    ask(sdk, opening, stream=False)  # the same one-shot call again: not a regenerate
+    ask(sdk, [SYSTEM, {"role": "user", "content": "Summarise: grass is green."}], stream=False)
+
+    assert Conversation.objects.filter(owner=alice, source="api").count() == 3
