@@ -6,7 +6,8 @@ them. Each process keeps the turns it runs in a registry (readers of a local tur
 here). A signal goes to every process; the one that runs the turn acts on it, the others
 find nothing to do.
 
-* `request_stop` (the control lane): stop the turn (Stop).
+* `request_stop` (the control lane): stop the turn (Stop); a turn that has not started yet
+  is stopped as it starts (a Stop pressed a moment after Enter).
 * `signal_reader` (the readers lane): readers in another process attached (+1) or left
   (-1), netted per turn over READER_SIGNAL_DELAY, so that the turn's disconnect policy counts
   them like readers of its own. A process that dies with readers attached never sends their
@@ -15,6 +16,7 @@ find nothing to do.
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from conversations import bus
@@ -30,11 +32,32 @@ READER = "turn.reader"
 
 _running: dict[tuple[int, str], "TurnRun"] = {}
 
+# Stops for turns this process does not run (yet). A page that chose its request ID can press
+# Stop a moment after Enter, before its own request has started the turn: the turn then ran
+# on, charged, and nobody wanted it (an audit: 4 of 6 tries). Each process keeps such stops
+# for EARLY_STOP_SECONDS, and a turn that starts here within them stops at once. At most
+# EARLY_STOPS_MAX, the oldest going first: a flood of stops for made-up IDs cannot grow it.
+EARLY_STOP_SECONDS = 60.0
+EARLY_STOPS_MAX = 10_000
+_early_stops: dict[tuple[int, str], float] = {}
+
 
 def register(run: "TurnRun") -> None:
-    """Note a turn this process runs, so that a Stop from anywhere can reach it."""
-    _running[(run.turn.user_id, run.turn.request_id)] = run
+    """Note a turn this process runs, so that a Stop from anywhere can reach it; one whose
+    Stop came first is stopped now."""
+    key = (run.turn.user_id, run.turn.request_id)
+    _running[key] = run
     bus.start()
+    stopped_at = _early_stops.pop(key, None)
+    if stopped_at is not None and time.monotonic() - stopped_at < EARLY_STOP_SECONDS:
+        run.stop()
+
+
+def _remember_stop(key: tuple[int, str]) -> None:
+    _early_stops.pop(key, None)
+    _early_stops[key] = time.monotonic()  # dicts keep insertion order: the oldest first
+    while len(_early_stops) > EARLY_STOPS_MAX:
+        del _early_stops[next(iter(_early_stops))]
 
 
 def unregister(run: "TurnRun") -> None:
@@ -91,9 +114,11 @@ def find(*, user_id: int, request_id: str) -> "TurnRun | None":
 
 
 def stop_here(*, user_id: int, request_id: str) -> bool:
-    """Stop the user's turn if this process runs it; return whether it did."""
+    """Stop the user's turn if this process runs it, and return True; else keep the Stop
+    for a while, in case the turn is about to start here (see EARLY_STOP_SECONDS)."""
     run = find(user_id=user_id, request_id=request_id)
     if run is None:
+        _remember_stop((user_id, request_id))
         return False
     run.stop()
     return True

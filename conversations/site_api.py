@@ -42,7 +42,7 @@ from conversations.auth import api_key_or_session_user
 from conversations.chat_requests import message_id_of
 from conversations.encoders import EventEncoder
 from conversations.eventlog import TurnLogGap, TurnLogNotFound
-from conversations.exceptions import InvalidChatRequest, TurnEventsGone
+from conversations.exceptions import InvalidChatRequest, TurnEventsGone, TurnNotFound
 from conversations.models import Conversation, Message
 from conversations.ratelimit import check_search_rate, count_attach, searching
 from conversations.responses import json_api_view, render_json_error, sse_response
@@ -314,10 +314,17 @@ async def turn_stop(
     """Stop one of the user's answers wherever it runs, and say how it ended.
 
     The model's stream is closed at once and the partial answer saved as stopped; stopping
-    an answer that already ended changes nothing."""
-    answer = await sync_to_async(selectors.answer_for_request)(
-        user=user, request_id=turn_request_id
-    )
+    an answer that already ended changes nothing. An answer not found is a 404, another
+    user's too; but the Stop is kept for a minute all the same, for the user's own answer
+    only: a page that chose its request ID can press Stop a moment after sending, while its
+    request is still on its way, and that answer then stops as it starts."""
+    try:
+        answer = await sync_to_async(selectors.answer_for_request)(
+            user=user, request_id=turn_request_id
+        )
+    except TurnNotFound:
+        await running_turns.request_stop(user_id=user.pk, request_id=turn_request_id)
+        raise
     if answer.status == Message.Status.STREAMING:
         await running_turns.stop_and_wait(answer)
     return JsonResponse({"request_id": answer.request_id, "status": answer.status})

@@ -1,5 +1,6 @@
 """The chat page in a real browser: Playwright driving Debian's Chromium against daphne."""
 
+import re
 import time
 
 import pytest
@@ -130,3 +131,33 @@ def test_a_user_creates_copies_and_revokes_an_api_key(page):
     row.get_by_role("button", name="Revoke notebook").click()
     page.locator("#revoke-dialog").get_by_role("button", name="Revoke").click()  # confirm
     expect(page.locator("tr", has_text="notebook")).to_contain_text("Revoked")
+
+
+@pytest.mark.parametrize("after_ms", [0, 20, 50])
+def test_escape_a_moment_after_enter_stops_the_answer_on_the_server(page, alice, after_ms):
+    """The page chooses the request ID before it sends, so its Stop can name the answer
+    even when it overtakes the request itself; the server then stops the answer as it
+    starts. Before, 4 of 6 such answers ran on to the end, each one charged."""
+    page.fill("#message-input", "[[devllm tokens=30 delay_ms=30]] A story, please.")
+    page.press("#message-input", "Enter")
+    page.wait_for_timeout(after_ms)
+    page.keyboard.press("Escape")
+
+    answer = page.locator("article.message-assistant").last
+    expect(answer).to_have_attribute("data-status", "stopped")
+    expect(page.locator("#message-input")).to_be_enabled()
+
+    def ended():
+        return Message.objects.filter(user=alice, is_answer=True).exclude(status="streaming")
+
+    deadline = time.monotonic() + 10
+    while not ended().exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (saved,) = ended()
+    assert saved.status == "stopped"
+    # The message stays where it was saved, as in any chat app: in its conversation, shown.
+    expect(page).to_have_url(re.compile(rf"/chat/{saved.conversation_id}/$"))
+    expect(page.locator("article.message-user").last).to_contain_text("A story, please.")
+    expect(page.locator("#message-input")).to_have_value("")
+    time.sleep(1.5)  # long enough for the whole answer, had it run on
+    assert Message.objects.get(pk=saved.pk).status == "stopped"

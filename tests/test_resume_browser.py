@@ -13,6 +13,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from conversations.models import Message
 from tests.conftest import log_in, log_in_browser
+from tests.tcp_proxy import TcpProxy
 from tests.test_streaming_live import devllm_record, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -257,3 +258,60 @@ def test_a_native_event_source_follows_a_turn_to_its_end(page, site):
     assert answer.status == Message.Status.COMPLETED
     assert "".join(event["data"]["content"] for event in events[1:-1]) == answer.content
     assert answer.content == payload["message"].split("]] ", 1)[1]
+
+
+@pytest.fixture
+def proxied_page(browser, site, alice):
+    """A page that reaches the site through a TCP proxy the test can cut."""
+    proxy = TcpProxy(int(site.url.rsplit(":", 1)[1]))
+    context = browser.new_context(base_url=proxy.url)
+    page = context.new_page()
+    log_in_browser(page, "alice")
+    page.wait_for_url("**/chat/")
+    yield page, proxy
+    context.close()
+    proxy.close()
+
+
+def test_a_connection_cut_for_seconds_is_followed_again_to_the_saved_answer(proxied_page):
+    """The page used to give up after four tries in about 6 s, showing "Failed" while the
+    server finished the answer (and its Retry then asked for a second one)."""
+    page, proxy = proxied_page
+    send(page, long_prompt(words=60, delay_ms=100))
+    answer = last_answer(page)
+    expect(body(answer)).to_contain_text("w3", timeout=10_000)
+    conversation = conversation_id(page)
+
+    proxy.cut()  # every connection drops, and new ones are refused: a dead network
+    page.wait_for_timeout(7_000)
+    expect(answer).to_have_attribute("data-status", "streaming")  # still waiting, not failed
+    proxy.restore()
+
+    expect(answer).to_have_attribute("data-status", "completed", timeout=END_MS)
+    saved = wait_until_saved(conversation)
+    assert saved.status == "completed"
+    expect(body(answer)).to_have_text(saved.content)
+    assert Message.objects.filter(conversation_id=conversation, is_answer=True).count() == 1
+
+
+def test_a_page_that_went_offline_follows_the_answer_again_as_soon_as_it_is_online(
+    proxied_page,
+):
+    page, proxy = proxied_page
+    send(page, long_prompt(words=40, delay_ms=100))
+    answer = last_answer(page)
+    expect(body(answer)).to_contain_text("w3", timeout=10_000)
+    conversation = conversation_id(page)
+
+    # The browser goes offline (the emulation leaves open streams alone: the proxy cuts it).
+    page.context.set_offline(True)
+    proxy.cut()
+    page.wait_for_timeout(8_000)  # the answer ends on the server meanwhile
+    saved = wait_until_saved(conversation)
+    expect(answer).to_have_attribute("data-status", "streaming")
+    proxy.restore()
+    page.context.set_offline(False)
+
+    # Back online, the page re-attaches at once, not after its next pause (8 s by then).
+    expect(answer).to_have_attribute("data-status", "completed", timeout=3_000)
+    expect(body(answer)).to_have_text(saved.content)

@@ -9,12 +9,20 @@ stream with a `done` event whose status is stopped.
 import threading
 import time
 
+import httpx
 import pytest
 
 from conversations.models import Message
 from tests.conftest import log_in, two_sites_sharing_redis
 from tests.sse_client import SseReader, parse_events
 from tests.test_streaming_live import devllm_record, wait_for
+
+
+def model_saw(devllm, request_id: str) -> dict | None:
+    """The development server's record of a request, or None if it never got one."""
+    response = httpx.get(f"{devllm.url}/_devllm/requests/{request_id}")
+    return response.json() if response.status_code == 200 else None
+
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -171,3 +179,54 @@ def test_a_stop_ends_every_readers_stream_with_the_stopped_done_event(
     assert answer.status == "stopped"
     assert "".join(e.data["content"] for e in on_b_events if e.name == "delta") == answer.content
     assert [e.id for e in on_b_events] == list(range(1, len(on_b_events) + 1))
+
+
+@pytest.mark.parametrize("where", ["same process", "another process"])
+def test_a_stop_that_overtakes_its_request_stops_the_answer_as_it_starts(
+    process_a_and_b, devllm, alice, bob, where
+):
+    """A page chose the request ID and pressed Stop before its request reached the server."""
+    a, b = process_a_and_b
+    on_a = log_in(a.url, "alice")
+    stopping = on_a if where == "same process" else log_in(b.url, "alice")
+    request_id = "page-chosen-0123456789abcdef"
+
+    early = stopping.post(f"/api/turns/{request_id}/stop")
+    time.sleep(0.2)  # the Stop crosses to the other process through the channel layer
+    with on_a.stream(
+        "POST",
+        "/chat/stream/",
+        json={"message": LONG_ANSWER, "model": "dev/dev-chat"},
+        headers={"X-Request-ID": request_id},
+    ) as response:
+        events = SseReader(response).read()
+
+    assert early.status_code == 404  # not found (yet), as an unknown answer always is
+    assert [e.name for e in events] == ["start", "done"]
+    assert events[0].data["request_id"] == request_id
+    assert events[-1].data["status"] == "stopped"
+    answer = Message.objects.get(request_id=request_id, is_answer=True)
+    assert (answer.status, answer.content) == ("stopped", "")
+    # The user's message is kept; the model was never asked, or was hung up on at once.
+    assert Message.objects.get(request_id=request_id, role="user").content == LONG_ANSWER
+    record = model_saw(devllm, request_id)
+    assert record is None or not record["finished"]
+
+
+def test_another_users_early_stop_does_not_reach_an_answer_with_that_id(
+    process_a_and_b, alice, bob
+):
+    a, b = process_a_and_b
+    request_id = "guessed-by-bob-0123456789"
+    assert log_in(b.url, "bob").post(f"/api/turns/{request_id}/stop").status_code == 404
+    time.sleep(0.2)
+
+    with log_in(a.url, "alice").stream(
+        "POST",
+        "/chat/stream/",
+        json={"message": "[[devllm tokens=5]] Hello"},
+        headers={"X-Request-ID": request_id},
+    ) as response:
+        events = SseReader(response).read()
+
+    assert (events[-1].name, events[-1].data["status"]) == ("done", "completed")

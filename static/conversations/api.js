@@ -105,11 +105,28 @@ async function send(url, { method, body, signal, accept = "application/json", ex
 }
 
 /**
- * POST a chat request and return the event-stream response once the server accepted it.
- * Throws RequestError when it did not (validation, rate limit, expired session ...).
+ * A new request ID, chosen by the page before it sends, so that a Stop pressed at once can
+ * name the answer before the server has said anything (32 hex digits, as the server's own).
+ * From getRandomValues, which works where randomUUID does not (plain HTTP on a LAN address).
  */
-export async function openChatStream(url, body, signal) {
-  const response = await send(url, { method: "POST", body, signal, accept: "text/event-stream" });
+export function newRequestId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * POST a chat request under `requestId` and return the event-stream response once the
+ * server accepted it. Throws RequestError when it did not (validation, rate limit, expired
+ * session ...).
+ */
+export async function openChatStream(url, body, signal, requestId) {
+  const response = await send(url, {
+    method: "POST",
+    body,
+    signal,
+    accept: "text/event-stream",
+    extraHeaders: { "X-Request-ID": requestId },
+  });
   if (!response.ok) {
     throw await errorFromResponse(response);
   }

@@ -5,6 +5,7 @@
 
 import {
   getConversation,
+  newRequestId,
   openChatStream,
   openTurnEvents,
   showVersion,
@@ -44,13 +45,35 @@ export { createSseParser } from "./sse.js";
 // How long a stale tab shows why it will not act before it reloads the conversation.
 const STALE_RELOAD_MS = 2500;
 // A dropped stream is re-attached (the answer goes on being written on the server): at once,
-// then after growing pauses, this many times in a row before giving up.
-const REATTACH_ATTEMPTS = 4;
-const REATTACH_PAUSE_MS = 1000;
+// then after pauses that double up to REATTACH_MAX_PAUSE_MS, and at once when the browser is
+// back online, for as long as the answer may still be written: the server says when it has
+// ended. A page that gave up after a few seconds showed "Failed" while the answer finished,
+// and its Retry asked for a second one.
+const REATTACH_PAUSE_MS = 500;
+const REATTACH_MAX_PAUSE_MS = 10_000;
+const REATTACH_GIVE_UP_MS = 15 * 60 * 1000;
+const CONNECTION_LOST =
+  "The connection was lost. Retry to follow the answer, or reload the page to see it.";
+// After a Stop, how long the stream may take to end by itself (with the stopped answer's last
+// event, and where the message was saved) before the page closes it.
+const STOP_GRACE_MS = 3000;
 // A generated title comes a moment after the first answer: checked this many times, so far
 // apart.
 const TITLE_CHECKS = 5;
 const TITLE_CHECK_PAUSE_MS = 1500;
+
+/** Wait `ms`, or less: until the browser is back online, when it was offline. */
+function pauseUntilOnline(ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener("online", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    window.addEventListener("online", done);
+  });
+}
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -271,7 +294,9 @@ function initChat() {
       turn.lastEventId = eventId;
     }
     const handler = handlers[event];
-    if (!handler || turn.stopped || turn.finished) {
+    // After a Stop only `start` counts: it says where the message was saved, when the Stop
+    // came before the server had said anything.
+    if (!handler || ((turn.stopped || turn.finished) && event !== "start")) {
       return;
     }
     const payload = parseJson(data);
@@ -323,7 +348,7 @@ function initChat() {
     try {
       let response;
       try {
-        response = await openChatStream(streamUrl, body, turn.controller.signal);
+        response = await openChatStream(streamUrl, body, turn.controller.signal, turn.requestId);
       } catch (error) {
         if (!turn.stopped) {
           reject(turn, error.message || "The request failed.");
@@ -358,7 +383,8 @@ function initChat() {
       onReject,
       restoreText,
       controller: new AbortController(),
-      requestId: null,
+      // Chosen here, so that Stop can name the answer before the server says anything.
+      requestId: newRequestId(),
       lastEventId: 0,
       started: false,
       stopped: false,
@@ -373,6 +399,10 @@ function initChat() {
   }
 
   function endTurn(turn) {
+    if (turn?.stopped && !turn.started && turn.restoreText) {
+      // Stopped before the server saw the message: keep the text at hand.
+      composer.restore(turn.restoreText);
+    }
     active = null;
     setBusy(false);
     updateModelLabels(thread);
@@ -476,17 +506,33 @@ function initChat() {
    * stream yet: `response` null) is followed from the last event received.
    */
   async function follow(turn, response) {
+    if (response !== null && turn.stopped && !turn.started) {
+      // Stopped before the server said anything: read on only to learn where the message
+      // was saved (its `start`); the stream ends by itself with the stopped answer.
+      try {
+        await readEventStream(response, (event) => handleEvent(turn, event));
+      } catch {
+        // Closed after STOP_GRACE_MS, or the connection broke: the text is restored.
+      }
+      return;
+    }
     let attempt = 0;
+    let lostAt = null;
     while (!turn.stopped && !turn.finished) {
       if (response === null) {
-        if (!turn.requestId || !eventsUrlTemplate || attempt >= REATTACH_ATTEMPTS) {
-          finish(turn, STATUS.FAILED, {
-            error: "The connection was interrupted. Reload the page to see the answer.",
-          });
+        lostAt ??= Date.now();
+        if (!turn.requestId || !eventsUrlTemplate || Date.now() - lostAt > REATTACH_GIVE_UP_MS) {
+          finish(turn, STATUS.FAILED, { error: CONNECTION_LOST });
+          if (turn.requestId) {
+            // Its Retry follows the answer again, never asks for another one.
+            turn.assistant.dataset.requestId = turn.requestId;
+            turn.assistant.dataset.lostConnection = "";
+          }
           return;
         }
         if (attempt > 0) {
-          await sleep(REATTACH_PAUSE_MS * attempt);
+          const pause = Math.min(REATTACH_PAUSE_MS * 2 ** (attempt - 1), REATTACH_MAX_PAUSE_MS);
+          await pauseUntilOnline(navigator.onLine ? pause : REATTACH_GIVE_UP_MS);
         }
         attempt += 1;
         try {
@@ -522,8 +568,37 @@ function initChat() {
       response = null;
       if (turn.lastEventId > before) {
         attempt = 0;
+        lostAt = null;
       }
     }
+  }
+
+  /** Follow again an answer whose connection was lost: the server may have finished it. */
+  async function refollow(assistant) {
+    if (active || !assistant.dataset.requestId) {
+      return;
+    }
+    delete assistant.dataset.lostConnection;
+    delete assistant.dataset.error;
+    const user = previousUserArticle(assistant);
+    // Followed from its first event, the answer is drawn again as it streams.
+    setOutcome(assistant, { status: STATUS.STREAMING });
+    const turn = beginTurn({ user, assistant });
+    turn.requestId = assistant.dataset.requestId;
+    turn.started = true;
+    try {
+      await follow(turn, null);
+    } finally {
+      endTurn(turn);
+    }
+  }
+
+  function previousUserArticle(assistant) {
+    let user = assistant.previousElementSibling;
+    while (user && !user.matches('article.message[data-role="user"]')) {
+      user = user.previousElementSibling;
+    }
+    return user;
   }
 
   /**
@@ -536,11 +611,7 @@ function initChat() {
     if (!streaming || !assistant.dataset.requestId) {
       return;
     }
-    let user = assistant.previousElementSibling;
-    while (user && !user.matches('article.message[data-role="user"]')) {
-      user = user.previousElementSibling;
-    }
-    const turn = beginTurn({ user, assistant });
+    const turn = beginTurn({ user: previousUserArticle(assistant), assistant });
     turn.requestId = assistant.dataset.requestId;
     turn.started = true;
     try {
@@ -689,20 +760,18 @@ function initChat() {
     if (!turn.finished) {
       finish(turn, STATUS.STOPPED);
     }
-    if (!turn.started && turn.restoreText) {
-      // The server may never have seen the message: keep the text at hand.
-      composer.restore(turn.restoreText);
-    }
     if (!turn.requestId || !stopUrlTemplate) {
       turn.controller.abort();
       return;
     }
-    // Ask the server to stop the answer wherever it runs (it answers once the partial answer
-    // is saved), then close this stream; closing it alone would stop it too, but only from
-    // this connection.
+    // Ask the server to stop the answer wherever it runs, even before it has started (the
+    // page chose its request ID: a Stop that overtakes its own request still stops it). The
+    // stream then ends by itself, saying where the message was saved; it is closed here only
+    // if it has not ended soon after (closing it alone would stop the answer too, but only
+    // from this connection).
     stopTurn(stopUrlTemplate, turn.requestId)
       .catch(() => {})
-      .finally(() => turn.controller.abort());
+      .finally(() => setTimeout(() => turn.controller.abort(), STOP_GRACE_MS));
   }
 
   // --- message actions -----------------------------------------------------
@@ -721,6 +790,8 @@ function initChat() {
       }
     } else if (action === "edit") {
       startEditing(article);
+    } else if (action === "retry" && "lostConnection" in article.dataset) {
+      refollow(article);
     } else if (action === "regenerate" || action === "retry") {
       regenerate(article);
     } else if (action === "version" && button.dataset.target) {
