@@ -211,3 +211,43 @@ def test_markdown_that_changes_shape_as_it_streams_renders_as_a_whole_render(pag
     problems = page.evaluate(STREAM_TRICKY, [TRICKY, 3])
     assert not problems, "\n".join(problems)
     assert page.evaluate("typeof window.__pwned") == "undefined"
+
+
+WIDE_TABLE = "\n".join(
+    [
+        "| " + " | ".join(f"Heading {n}" for n in range(1, 9)) + " |",
+        "|" + "---|" * 8,
+        "| " + " | ".join(["internationalization considerations"] * 8) + " |",
+    ]
+)
+
+# Each word of the table's cells: whether it lies on one line (a word broken letter by
+# letter has a rectangle per line), and whether the table scrolls sideways.
+TABLE_LAYOUT = """() => {
+  const table = document.querySelector("article.message-assistant .markdown table");
+  const broken = [];
+  for (const cell of table.querySelectorAll("th, td")) {
+    const text = cell.firstChild;
+    for (const match of text.textContent.matchAll(/\\S+/g)) {
+      const range = document.createRange();
+      range.setStart(text, match.index);
+      range.setEnd(text, match.index + match[0].length);
+      if (range.getClientRects().length > 1) broken.push(match[0]);
+    }
+  }
+  return { broken, scrolls: table.scrollWidth > table.clientWidth };
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
+def test_a_wide_table_scrolls_sideways_with_its_words_whole(page: Page, width):
+    page.set_viewport_size({"width": width, "height": 800})
+    page.fill("#message-input", f"[[devllm echo]] {WIDE_TABLE}")
+    page.press("#message-input", "Enter")
+    answer = page.locator("article.message-assistant").last
+    expect(answer).to_have_attribute("data-status", "completed")
+
+    layout = answer.page.evaluate(TABLE_LAYOUT)
+
+    assert layout["broken"] == []
+    assert layout["scrolls"]
