@@ -179,3 +179,47 @@ def test_each_answer_names_its_model_once_the_chat_uses_two(page):
     expect(page.locator(".message-model")).to_have_text(["Dev chat", "Dev reasoner"])
     page.reload()
     expect(page.locator(".message-model")).to_have_text(["Dev chat", "Dev reasoner"])
+
+
+# How visible an element is: its opacity times its ancestors' (opacity is not inherited).
+SEEN_OPACITY = """(element) => {
+  let seen = 1;
+  for (let e = element; e; e = e.parentElement) seen *= Number(getComputedStyle(e).opacity);
+  return seen;
+}"""
+
+
+def test_a_questions_versions_show_without_hovering_and_no_hidden_row_pushes_apart(page):
+    """On a desktop the actions show on hover, but the versions always do (they were
+    invisible until hovered), and a question's hidden row no longer leaves a ~60 px gap
+    before its answer."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    send(page, "[[devllm echo]] alpha")
+    finished(page)
+    send(page, "[[devllm echo]] beta")
+    finished(page)
+    question = page.locator("article.message-user").last
+    question.hover()
+    question.get_by_role("button", name="Edit message").click()
+    page.fill(".message-editor-input", "[[devllm echo]] gamma")
+    page.press(".message-editor-input", "Enter")
+    finished(page)
+    page.mouse.move(5, 5)  # away from every message
+    page.locator("#message-input").focus()
+    page.wait_for_timeout(400)  # past the actions' fade (0.15 s)
+
+    first, edited = page.locator("article.message-user").first, question
+    versions = edited.locator(".message-versions")
+    expect(versions.locator(".version-status")).to_have_text("2 / 2")
+    assert versions.evaluate(SEEN_OPACITY) == 1
+    edit = first.get_by_role("button", name="Edit message")
+    assert edit.evaluate(SEEN_OPACITY) == 0  # until hovered
+
+    gap = page.evaluate(
+        """() => {
+          const question = document.querySelector("article.message-user .message-body");
+          const answer = document.querySelectorAll("article.message-assistant")[0];
+          return answer.getBoundingClientRect().top - question.getBoundingClientRect().bottom;
+        }"""
+    )
+    assert gap <= 44, f"{gap} px between a question and its answer"
