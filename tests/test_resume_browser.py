@@ -315,3 +315,51 @@ def test_a_page_that_went_offline_follows_the_answer_again_as_soon_as_it_is_onli
     # Back online, the page re-attaches at once, not after its next pause (8 s by then).
     expect(answer).to_have_attribute("data-status", "completed", timeout=3_000)
     expect(body(answer)).to_have_text(saved.content)
+
+
+# Set up before the page's own scripts: whether the waiting dots ever replace an answer.
+WATCH_FOR_WAITING_DOTS = """
+window.__sawWaitingDots = false;
+new MutationObserver(() => {
+  if (document.querySelector("article.message-assistant .waiting-indicator")) {
+    window.__sawWaitingDots = true;
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+DISTANCE_FROM_BOTTOM = """() => {
+  const thread = document.querySelector("#thread");
+  return thread.scrollHeight - thread.scrollTop - thread.clientHeight;
+}"""
+
+
+def test_after_a_reload_mid_answer_the_view_follows_it_without_a_flash(context, page):
+    page.set_viewport_size({"width": 1000, "height": 500})
+    send(page, long_prompt(words=400, delay_ms=25))
+    answer = last_answer(page)
+    expect(body(answer)).to_contain_text("w60", timeout=10_000)
+    # Reload once the server's row holds part of the answer (checkpointed every 2 s).
+    wait_for(
+        lambda: Message.objects.filter(
+            conversation_id=conversation_id(page), is_answer=True, content__contains="w60"
+        ).exists(),
+        timeout=10,
+    )
+
+    page.add_init_script(WATCH_FOR_WAITING_DOTS)
+    page.reload()
+    answer = last_answer(page)
+    expect(answer).to_have_attribute("data-status", "streaming")
+    expect(body(answer)).to_contain_text("w60")  # what the server had, at once
+
+    distances = []
+    while answer.get_attribute("data-status") == "streaming":
+        distances.append(page.evaluate(DISTANCE_FROM_BOTTOM))
+        page.wait_for_timeout(150)
+    expect(answer).to_have_attribute("data-status", "completed", timeout=END_MS)
+
+    # The partial answer never gave way to the waiting dots.
+    assert page.evaluate("window.__sawWaitingDots") is False
+    # The re-attached stream is followed: the view stays at the bottom as the answer grows.
+    assert len(distances) >= 5 and max(distances) <= 48, distances
+    expect(page.locator("#jump-to-latest")).to_be_hidden()

@@ -409,13 +409,14 @@ export function createMarkdownView(element, { onRender } = {}) {
   const blocks = new BlockRenderer(element);
   let text = "";
   let frame = 0;
+  let afterRender = onRender;
 
   function render(final) {
     const start = performance.now();
     frame = 0;
     const cost = blocks.render(text, final);
-    if (onRender) {
-      onRender();
+    if (afterRender) {
+      afterRender();
     }
     // After onRender: following the answer reads its height, so the layout is counted too.
     measureRender(start, { ...cost, length: text.length, final });
@@ -424,6 +425,11 @@ export function createMarkdownView(element, { onRender } = {}) {
   return {
     get text() {
       return text;
+    },
+    /** What to call after each render (following the answer); a view made when the page
+     * loaded has none until a stream it shows begins. */
+    set onRender(callback) {
+      afterRender = callback;
     },
     set(next) {
       text = next || "";

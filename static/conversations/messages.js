@@ -57,6 +57,9 @@ function bodyView(article, onRender) {
   const state = stateOf(article);
   if (!state.body) {
     state.body = createMarkdownView(messageBody(article), { onRender });
+  } else if (onRender) {
+    // Made when the page loaded (an answer still being written): now it follows a stream.
+    state.body.onRender = onRender;
   }
   return state.body;
 }
@@ -100,6 +103,9 @@ export function cancelRendering(article) {
 // --- waiting and thinking --------------------------------------------------
 
 export function showWaitingIndicator(article) {
+  if (messageBody(article).textContent.trim()) {
+    return; // an answer resumed after a reload keeps what it shows until its events come
+  }
   const waiting = document.createElement("span");
   waiting.className = "waiting-indicator";
   waiting.setAttribute("role", "img");
@@ -164,6 +170,8 @@ export function setReasoningText(article, text, onRender) {
   const state = stateOf(article);
   if (!state.reasoning) {
     state.reasoning = createMarkdownView(details.querySelector(".reasoning-body"), { onRender });
+  } else if (onRender) {
+    state.reasoning.onRender = onRender;
   }
   state.reasoning.set(text);
 }
