@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 # The user admin with its unlock action; it registers itself on import.
 import conversations.admin_accounts  # noqa: F401
-from conversations import admin_live, admin_search, apikeys, exports, usage
+from conversations import admin_live, admin_search, apikeys, exports, providers, usage
 from conversations.models import ApiKey, Conversation, Message, TurnAudit, UserLimits
 
 # Far enough apart for any real period, and far enough from the calendar's ends that a period
@@ -77,6 +77,31 @@ class LastStatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value():
             return queryset.filter(last_status=self.value())
+        return queryset
+
+
+class MessageModelFilter(admin.SimpleListFilter):
+    """By model, each by its label; messages a client sent (which name no model) have a
+    choice of their own. Django's default for the field lists them as a link with no text."""
+
+    title = "model"
+    parameter_name = "model"
+    NONE = "-"
+
+    def lookups(self, request, model_admin):
+        labels = {option.key: option.label for option in providers.model_options()}
+        keys = Message.objects.exclude(model="").values_list("model", flat=True).distinct()
+        choices = [(key, f"{labels[key]} ({key})" if key in labels else key) for key in keys]
+        return [
+            *sorted(choices, key=lambda c: c[1].lower()),
+            (self.NONE, "None (sent by a client)"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NONE:
+            return queryset.filter(model="")
+        if self.value():
+            return queryset.filter(model=self.value())
         return queryset
 
 
@@ -270,7 +295,7 @@ class MessageAdmin(RecordAdmin):
         "completion_tokens",
         "created_at",
     )
-    list_filter = ("status", "role", "model", "created_at")
+    list_filter = ("status", "role", MessageModelFilter, "created_at")
     search_fields = ("=request_id", "=upstream_id", "user__username")
     list_select_related = ("user", "conversation")
     date_hierarchy = "created_at"

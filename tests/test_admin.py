@@ -1,5 +1,7 @@
 """Staff review saved conversations in the admin."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -58,3 +60,28 @@ def test_plain_user_cannot_reach_the_admin(alice):
     client = Client()
     client.force_login(alice)
     assert client.get("/admin/conversations/conversation/").status_code == 302
+
+
+def test_message_list_filters_by_model_with_a_named_link_for_each_choice(staff_client, saved_turn):
+    Message.objects.filter(role="assistant").update(model="dev/dev-chat")
+
+    response = staff_client.get("/admin/conversations/message/")
+
+    links = re.findall(r'<a href="\?model=([^"]*)"[^>]*>([^<]*)</a>', response.content.decode())
+    assert links, "no model filter"
+    assert all(text.strip() for _, text in links), links  # no link without text
+    assert ("dev%2Fdev-chat", "Dev chat (development server) (dev/dev-chat)") in links
+    by_model = staff_client.get("/admin/conversations/message/", {"model": "dev/dev-chat"})
+    assert by_model.context["cl"].result_count == 1
+    sent = staff_client.get("/admin/conversations/message/", {"model": "-"})
+    assert [m.role for m in sent.context["cl"].result_list] == ["user"]
+
+
+@pytest.mark.parametrize(
+    "url", ["/admin/conversations/conversation/usage/", "/admin/conversations/message/running/"]
+)
+def test_the_staff_pages_of_our_own_have_djangos_breadcrumb_list(staff_client, url):
+    content = staff_client.get(url).content.decode()
+
+    assert '<ol class="breadcrumbs">' in content
+    assert '<li aria-current="page">' in content

@@ -51,7 +51,8 @@ def test_staff_watch_and_stop_an_answer_running_on_another_process(
     expect(page.locator(".running-state")).to_contain_text("Live")
     expect(page.locator(".running-empty")).to_be_visible()
 
-    owner, request_id = start_answer(a)
+    # Markdown, which Watch shows rendered as its owner sees it (the words come one by one).
+    owner, request_id = start_answer(a, LONG_ANSWER.replace("]] w1", "]] **Bold** w1", 1))
 
     row = page.locator(f'#running-turns tr[data-request-id="{request_id}"]')
     expect(row.locator(".running-user")).to_have_text("alice")
@@ -68,10 +69,20 @@ def test_staff_watch_and_stop_an_answer_running_on_another_process(
     row.get_by_role("button", name="Watch").click()
     watched = page.locator(".running-watch-answer")
     expect(watched).to_contain_text("w1 w2 w3")
+    expect(watched.locator("strong")).to_have_text("Bold")
+    assert "**" not in watched.inner_text()
     expect(page.locator(".running-watch-state")).to_have_text("Watching…")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "admin-running-answers.png"), full_page=True)
 
+    # Stop asks first: dismissed, the answer goes on.
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    row.get_by_role("button", name="Stop").click()
+    assert asked and "Stop alice's answer" in asked[0]
+    page.wait_for_timeout(500)
+    assert Message.objects.get(request_id=request_id, is_answer=True).status == "streaming"
+    page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Stop").click()
 
     expect(page.locator(".running-watch-state")).to_have_text("Ended: stopped")
@@ -79,7 +90,7 @@ def test_staff_watch_and_stop_an_answer_running_on_another_process(
     expect(page.locator(".running-empty")).to_be_visible()
     answer = Message.objects.get(request_id=request_id, is_answer=True)
     assert answer.status == "stopped"
-    assert watched.inner_text().strip() == answer.content.strip()
+    assert watched.inner_text().strip() == answer.content.replace("**", "").strip()
     assert wait_for(lambda: devllm_record(devllm, request_id)["client_disconnected"])
 
     # The audit records, in the admin: both actions, then only the Stop.

@@ -1,8 +1,10 @@
 // The admin's live view of running answers. The list comes from one EventSource fed by the
 // server's channel layer (`hello` starts afresh, `turn` adds or updates a row, `ended`
 // removes it); watching an answer opens a second EventSource on that answer's own events
-// (start, reasoning, delta, then done or error), the same events its owner gets. Text is
-// shown as text: nothing an answer contains is parsed as HTML here.
+// (start, reasoning, delta, then done or error), the same events its owner gets. The answer
+// is rendered as its owner sees it, through the chat's Markdown renderer and sanitizer
+// (nothing in it can run); everything else is shown as text.
+import { createMarkdownView } from "./markdown.js";
 
 const root = document.querySelector(".running");
 const tbody = root.querySelector("#running-turns tbody");
@@ -119,6 +121,9 @@ function watch(key) {
   const answer = panel.querySelector(".running-watch-answer");
   const reasoning = panel.querySelector(".running-watch-reasoning");
   answer.textContent = "";
+  // As its owner sees it: the chat's own renderer and sanitizer, one frame at a time.
+  const view = createMarkdownView(answer);
+  let text = "";
   reasoning.hidden = true;
   reasoning.querySelector(".running-watch-text").textContent = "";
   const watchState = panel.querySelector(".running-watch-state");
@@ -127,13 +132,15 @@ function watch(key) {
 
   const source = new EventSource(turn.watch_url);
   watching = { key, source };
-  const ended = (text) => {
-    watchState.textContent = text;
+  const ended = (state) => {
+    view.flush();
+    watchState.textContent = state;
     panel.classList.add("running-watch-ended");
     source.close();
   };
   source.addEventListener("delta", (event) => {
-    answer.append(JSON.parse(event.data).content);
+    text += JSON.parse(event.data).content;
+    view.set(text);
   });
   source.addEventListener("reasoning", (event) => {
     reasoning.hidden = false;
@@ -177,6 +184,11 @@ panel.querySelector(".running-watch-close").addEventListener("click", () => {
 // --- stopping one --------------------------------------------------------------------
 
 async function stop(turn, stopButton) {
+  // Someone else's answer, cut short for good: ask first.
+  const about = `${turn.user}'s answer (request ${turn.request_id})`;
+  if (!window.confirm(`Stop ${about}? The user sees it end as stopped.`)) {
+    return;
+  }
   stopButton.disabled = true;
   try {
     const response = await fetch(turn.stop_url, {
