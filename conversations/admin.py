@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 # The user admin with its unlock action; it registers itself on import.
 import conversations.admin_accounts  # noqa: F401
-from conversations import admin_live, admin_search, apikeys, exports, providers, usage
+from conversations import admin_live, admin_search, apikeys, exports, providers, selectors, usage
 from conversations.models import ApiKey, Conversation, Message, TurnAudit, UserLimits
 
 # Far enough apart for any real period, and far enough from the calendar's ends that a period
@@ -103,6 +103,22 @@ class MessageModelFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(model=self.value())
         return queryset
+
+
+def _mark_versions(transcript: list[Message], tree: "selectors.MessageTree") -> None:
+    """Give each message of a transcript listed flat (every version, in order) where it
+    stands: `versions` ("2 of 3") when it has others, and `answers` the question an answer
+    version answers, so a reviewer can tell the branches apart."""
+    for message in transcript:
+        message.versions = None
+        message.answers = None
+        if message.pk not in tree.messages:
+            continue  # a generated title: no part of the thread
+        versions = tree.versions(message.pk)
+        if versions.count > 1:
+            message.versions = versions
+            if message.role == Message.Role.ASSISTANT:
+                message.answers = message.parent_id
 
 
 def last_answer(field: str) -> Subquery:
@@ -211,6 +227,7 @@ class ConversationAdmin(RecordAdmin):
         conversation = self.get_object(request, object_id) if can_read else None
         if conversation is not None:
             transcript = list(conversation.messages.select_related("user").order_by("pk"))
+            _mark_versions(transcript, selectors.message_tree(conversation=conversation))
         extra_context = {
             **(extra_context or {}),
             "transcript": transcript,

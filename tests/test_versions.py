@@ -6,6 +6,7 @@ import importlib
 
 import pytest
 from django.apps import apps as django_apps
+from django.test import Client
 
 from conversations import selectors, services
 from conversations.exceptions import ConversationNotFound, InvalidChatRequest, StaleConversation
@@ -307,3 +308,21 @@ def test_a_generated_titles_call_is_no_version_of_anything(alice):
     assert shown(cid) == ["Q1", "A1", "Q2", "A2"]
     thread = selectors.conversation_thread(conversation=Conversation.objects.get(pk=cid))
     assert all(m.versions is None for m in thread)
+
+
+def test_the_admin_transcript_says_which_version_each_is_and_what_it_answers(alice, make_user):
+    first, _ = two_turns(alice)
+    answer(regenerate(alice, first.conversation_id, "req-v-r1"), "A2 again")
+    admin = make_user("root", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(admin)
+
+    page = client.get(
+        f"/admin/conversations/conversation/{first.conversation_id}/change/"
+    ).content.decode()
+
+    question = Message.objects.get(content="Q2")
+    answering = f'answering <a href="#message-{question.pk}">message {question.pk}</a>'
+    assert f"Version 1 of 2, {answering}" in page
+    assert f"Version 2 of 2, {answering}" in page
+    assert page.count("Version ") == 2  # Q1, A1 and Q2 have no other version
