@@ -583,3 +583,46 @@ def test_screenshots_of_the_chat_in_light_and_dark_on_desktop_and_phone(page, al
 
     for path in shots:
         assert path.stat().st_size > 10_000, f"{path.name} looks empty"
+
+
+# The selected model's name as its <select> draws it: whether the box is wide enough.
+MODEL_NAME_FITS = """(select) => {
+  const probe = document.createElement("span");
+  const style = getComputedStyle(select);
+  probe.style.font = style.font;
+  probe.style.position = "absolute";
+  probe.style.whiteSpace = "nowrap";
+  probe.textContent = select.selectedOptions[0].textContent;
+  document.body.append(probe);
+  const needed = probe.getBoundingClientRect().width;
+  probe.remove();
+  // The text, its padding and the arrow (about 1.5 em) must fit in the box.
+  const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return needed + 1.5 * parseFloat(style.fontSize) <= room;
+}"""
+
+
+def test_on_a_phone_one_bar_heads_the_chat_and_the_account_links_are_in_the_drawer(page):
+    page.set_viewport_size({"width": 390, "height": 844})
+
+    bars = page.locator("header").evaluate_all(
+        "headers => headers.filter(h => h.offsetHeight).map(h => h.offsetHeight)"
+    )
+    assert len(bars) == 1 and bars[0] <= 56, bars
+    assert page.locator("#model-select").evaluate(MODEL_NAME_FITS)
+    expect(page.get_by_label("Model")).to_be_visible()  # still named for screen readers
+
+    page.get_by_role("button", name="Show conversations").click()
+    drawer = page.locator("#sidebar")
+    keys = drawer.get_by_role("link", name="API keys")
+    expect(keys).to_be_in_viewport()
+    assert keys.bounding_box()["height"] >= 44
+    expect(drawer.get_by_role("button", name="Log out")).to_be_in_viewport()
+
+    # On a desktop the header is back, its link a target of 24 px at least.
+    page.keyboard.press("Escape")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    header_keys = page.locator(".site-header").get_by_role("link", name="API keys")
+    expect(header_keys).to_be_visible()
+    assert header_keys.bounding_box()["height"] >= 24
+    expect(drawer.locator(".sidebar-account")).to_be_hidden()
