@@ -626,3 +626,44 @@ def test_on_a_phone_one_bar_heads_the_chat_and_the_account_links_are_in_the_draw
     expect(header_keys).to_be_visible()
     assert header_keys.bounding_box()["height"] >= 24
     expect(drawer.locator(".sidebar-account")).to_be_hidden()
+
+
+def test_a_stale_tab_keeps_the_message_it_could_not_send_through_its_reload(page):
+    send(page, "[[devllm tokens=3]] Tell me about tabs.")
+    wait_until_finished(page)
+    stale = page.context.new_page()
+    stale.goto(page.url)
+    expect(stale.locator("article.message-assistant")).to_have_count(1)
+
+    # The first tab goes on; the second, stale, tries to send after a turn it never saw.
+    send(page, "[[devllm tokens=3]] And windows?")
+    wait_until_finished(page)
+    draft = "A long message I typed with care, which must not be lost."
+    stale.fill("#message-input", draft)
+    stale.press("#message-input", "Enter")
+
+    expect(stale.locator("#composer-error")).to_contain_text("changed since this page showed it")
+    # It reloads to show the conversation as it is, with the message still in the box.
+    expect(stale.locator("article.message-assistant")).to_have_count(2, timeout=10_000)
+    expect(stale.locator("#message-input")).to_have_value(draft)
+    stale.close()
+
+
+def test_drafts_are_kept_per_conversation_through_a_reload_and_go_when_sent(page):
+    send(page, "[[devllm tokens=3]] First chat.")
+    wait_until_finished(page)
+    first = page.url
+    page.fill("#message-input", "half a thought for the first chat")
+
+    page.goto("/chat/")  # a new chat has a draft of its own
+    expect(page.locator("#message-input")).to_have_value("")
+    page.fill("#message-input", "an opening for a new chat")
+    page.reload()
+    expect(page.locator("#message-input")).to_have_value("an opening for a new chat")
+
+    page.goto(first)
+    expect(page.locator("#message-input")).to_have_value("half a thought for the first chat")
+    page.press("#message-input", "Enter")  # sent: the draft goes
+    wait_until_finished(page)
+    page.reload()
+    expect(page.locator("#message-input")).to_have_value("")

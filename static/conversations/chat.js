@@ -38,6 +38,7 @@ import { createScrollFollower } from "./scroll.js";
 import { readEventStream } from "./sse.js";
 import { createSidebar } from "./sidebar.js";
 import { initShortcuts } from "./shortcuts.js";
+import { loadDraft, pruneDrafts, saveDraft } from "./drafts.js";
 import { keepUnsaved, keptText, pruneUnsaved, restoreUnsaved } from "./unsaved.js";
 
 export { createSseParser } from "./sse.js";
@@ -117,6 +118,16 @@ function initChat() {
     onSend: send,
     onStop: stop,
   });
+  // What is typed is kept as the conversation's draft, in this browser (drafts.js).
+  form.querySelector("#message-input").addEventListener("input", () => {
+    saveDraft(currentConversationId(), composer.value);
+  });
+
+  /** Put a message's text back in the box (a refused or stopped send), and keep it. */
+  function restoreText(text) {
+    composer.restore(text);
+    saveDraft(currentConversationId(), composer.value);
+  }
 
   function currentConversationId() {
     const id = Number.parseInt(form.dataset.conversationId || "", 10);
@@ -401,7 +412,7 @@ function initChat() {
   function endTurn(turn) {
     if (turn?.stopped && !turn.started && turn.restoreText) {
       // Stopped before the server saw the message: keep the text at hand.
-      composer.restore(turn.restoreText);
+      restoreText(turn.restoreText);
     }
     active = null;
     setBusy(false);
@@ -634,6 +645,7 @@ function initChat() {
     removePlaceholder();
     thread.append(user, assistant);
     composer.value = "";
+    saveDraft(currentConversationId(), "");
     runTurn({
       body: {
         message: text,
@@ -645,7 +657,7 @@ function initChat() {
       user,
       assistant,
       created: [user, assistant],
-      onReject: () => composer.restore(text),
+      onReject: () => restoreText(text),
       restoreText: text,
     });
   }
@@ -818,6 +830,10 @@ function initChat() {
   // --- the page as the server rendered it ----------------------------------
 
   pruneUnsaved();
+  pruneDrafts();
+  if (!composer.value) {
+    composer.value = loadDraft(currentConversationId());
+  }
   for (const article of thread.querySelectorAll("article.message")) {
     hydrateMessage(article);
     restoreUnsaved(article, messageText(article));
