@@ -90,6 +90,17 @@ def page(browser, site, alice) -> Page:
     assert not problems, problems
 
 
+def open_elsewhere(browser, site, url: str) -> Page:
+    """The same chat open on another device (its own browser context, logged in): it hears
+    nothing of this browser's tabs, so it goes stale when the chat changes here."""
+    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 800})
+    elsewhere = context.new_page()
+    log_in_browser(elsewhere, "alice")
+    elsewhere.wait_for_url("**/chat/")
+    elsewhere.goto(url)
+    return elsewhere
+
+
 def send(page: Page, text: str) -> None:
     page.fill("#message-input", text)
     page.press("#message-input", "Enter")
@@ -320,11 +331,10 @@ def test_regenerate_replaces_the_last_answer(page):
     assert Message.objects.filter(pk=first_id).exists(), "the old answer is kept as a record"
 
 
-def test_a_stale_tab_refuses_to_regenerate_and_reloads_instead(page):
+def test_a_stale_tab_refuses_to_regenerate_and_reloads_instead(page, browser, site):
     send(page, "[[devllm delay_ms=5]] Tell me about tabs.")
     first_id = wait_until_finished(page).get_attribute("data-message-id")
-    stale = page.context.new_page()
-    stale.goto(page.url)
+    stale = open_elsewhere(browser, site, page.url)
     expect(last_answer(stale)).to_have_attribute("data-message-id", first_id)
 
     # The first tab replaces the answer; the second still shows the old one.
@@ -341,7 +351,7 @@ def test_a_stale_tab_refuses_to_regenerate_and_reloads_instead(page):
     assert (
         Message.objects.filter(conversation__owner__username="alice", is_answer=True).count() == 2
     )
-    stale.close()
+    stale.context.close()
 
 
 def test_edit_and_resend_the_last_message(page):
@@ -628,11 +638,10 @@ def test_on_a_phone_one_bar_heads_the_chat_and_the_account_links_are_in_the_draw
     expect(drawer.locator(".sidebar-account")).to_be_hidden()
 
 
-def test_a_stale_tab_keeps_the_message_it_could_not_send_through_its_reload(page):
+def test_a_stale_tab_keeps_the_message_it_could_not_send_through_its_reload(page, browser, site):
     send(page, "[[devllm tokens=3]] Tell me about tabs.")
     wait_until_finished(page)
-    stale = page.context.new_page()
-    stale.goto(page.url)
+    stale = open_elsewhere(browser, site, page.url)
     expect(stale.locator("article.message-assistant")).to_have_count(1)
 
     # The first tab goes on; the second, stale, tries to send after a turn it never saw.
@@ -646,7 +655,7 @@ def test_a_stale_tab_keeps_the_message_it_could_not_send_through_its_reload(page
     # It reloads to show the conversation as it is, with the message still in the box.
     expect(stale.locator("article.message-assistant")).to_have_count(2, timeout=10_000)
     expect(stale.locator("#message-input")).to_have_value(draft)
-    stale.close()
+    stale.context.close()
 
 
 def test_drafts_are_kept_per_conversation_through_a_reload_and_go_when_sent(page):
@@ -667,3 +676,31 @@ def test_drafts_are_kept_per_conversation_through_a_reload_and_go_when_sent(page
     wait_until_finished(page)
     page.reload()
     expect(page.locator("#message-input")).to_have_value("")
+
+
+def test_a_turn_sent_in_one_tab_appears_live_in_another_showing_that_chat(page):
+    send(page, "[[devllm tokens=3]] First.")
+    wait_until_finished(page)
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.locator("article.message-assistant")).to_have_count(1)
+    other.evaluate("window.__sameDocument = true")  # gone if the tab reloads
+
+    send(page, "[[devllm echo delay_ms=60]] one two three four five six seven eight")
+
+    shown = other.locator("article.message-assistant").last
+    expect(other.locator("article.message-user").last.locator(".message-body")).to_have_text(
+        "[[devllm echo delay_ms=60]] one two three four five six seven eight"
+    )
+    expect(shown).to_have_attribute("data-status", "streaming")
+    expect(shown).to_have_attribute("data-status", "completed", timeout=15_000)
+    expect(shown.locator(".message-body")).to_have_text("one two three four five six seven eight")
+    assert other.evaluate("window.__sameDocument") is True
+    # Not stale: its own next message continues the thread.
+    other.fill("#message-input", "[[devllm tokens=2]] From the other tab.")
+    other.press("#message-input", "Enter")
+    expect(other.locator("article.message-assistant").last).to_have_attribute(
+        "data-status", "completed", timeout=15_000
+    )
+    expect(other.locator("#composer-error")).to_be_hidden()
+    other.close()

@@ -229,6 +229,9 @@ function initChat() {
     turn.hidden = [];
 
     const conversationId = data.conversation;
+    if (turn.action && conversationId !== undefined && conversationId !== null) {
+      announceTurn(turn, conversationId, data.title || "");
+    }
     if (conversationId !== undefined && conversationId !== null) {
       const wasNew = currentConversationId() === null;
       turn.newConversation = wasNew;
@@ -353,6 +356,8 @@ function initChat() {
     const turn = beginTurn({ user, assistant, created, hidden, onReject, restoreText });
     // A regenerate or an edit makes a new version: the switchers are refreshed at the end.
     turn.branched = body.action !== "send";
+    turn.action = body.action; // told to this browser's other tabs once it starts
+
     assistant.dataset.model = body.model;
     assistant.dataset.modelLabel = modelSelect.selectedOptions[0]?.textContent || body.model;
 
@@ -581,6 +586,60 @@ function initChat() {
         attempt = 0;
         lostAt = null;
       }
+    }
+  }
+
+  // --- this browser's other tabs ------------------------------------------
+
+  // A turn started here is told to the other tabs of this browser: one showing the same
+  // conversation shows it growing, without a reload (it was stale until its next send was
+  // refused, and reloaded); the others' sidebars list a new chat.
+  const otherTabs = "BroadcastChannel" in window ? new BroadcastChannel("chatsite:turns") : null;
+
+  function announceTurn(turn, conversationId, title) {
+    const text = turn.action === "send" ? messageText(turn.user) : "";
+    otherTabs?.postMessage({
+      conversation: conversationId,
+      isNew: currentConversationId() === null,
+      title,
+      requestId: turn.requestId,
+      action: turn.action,
+      text,
+    });
+    turn.action = null; // once
+  }
+
+  otherTabs?.addEventListener("message", ({ data }) => {
+    if (!data || typeof data.conversation !== "number") {
+      return;
+    }
+    if (data.isNew) {
+      sidebar.upsert(data.conversation, data.title);
+    }
+    if (data.conversation !== currentConversationId() || active) {
+      return; // busy here: this page's next send is refused as stale, and it reloads
+    }
+    if (data.action !== "send") {
+      // A regenerate or an edit changed the thread: show it as it is now (the draft stays).
+      window.location.reload();
+      return;
+    }
+    followOtherTabsTurn(data.requestId, data.text);
+  });
+
+  async function followOtherTabsTurn(requestId, text) {
+    removePlaceholder();
+    const user = createMessageArticle("user", STATUS.COMPLETED);
+    setUserText(user, text);
+    const assistant = createMessageArticle("assistant", STATUS.STREAMING);
+    assistant.dataset.requestId = requestId;
+    thread.append(user, assistant);
+    const turn = beginTurn({ user, assistant });
+    turn.requestId = requestId;
+    try {
+      await follow(turn, null);
+    } finally {
+      endTurn(turn);
     }
   }
 
