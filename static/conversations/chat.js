@@ -124,7 +124,7 @@ function initChat() {
   });
 
   /** Put a message's text back in the box (a refused or stopped send), and keep it. */
-  function restoreText(text) {
+  function putTextBack(text) {
     composer.restore(text);
     saveDraft(currentConversationId(), composer.value);
   }
@@ -417,7 +417,7 @@ function initChat() {
   function endTurn(turn) {
     if (turn?.stopped && !turn.started && turn.restoreText) {
       // Stopped before the server saw the message: keep the text at hand.
-      restoreText(turn.restoreText);
+      putTextBack(turn.restoreText);
     }
     active = null;
     setBusy(false);
@@ -716,7 +716,7 @@ function initChat() {
       user,
       assistant,
       created: [user, assistant],
-      onReject: () => restoreText(text),
+      onReject: () => putTextBack(text),
       restoreText: text,
     });
   }
