@@ -650,10 +650,14 @@ function initChat() {
     }
     delete assistant.dataset.lostConnection;
     delete assistant.dataset.error;
-    const user = previousUserArticle(assistant);
     // Followed from its first event, the answer is drawn again as it streams.
     setOutcome(assistant, { status: STATUS.STREAMING });
-    const turn = beginTurn({ user, assistant });
+    await followFromTheStart(assistant);
+  }
+
+  /** Follow the answer in `assistant` (started, with its request ID) from its first event. */
+  async function followFromTheStart(assistant) {
+    const turn = beginTurn({ user: previousUserArticle(assistant), assistant });
     turn.requestId = assistant.dataset.requestId;
     turn.started = true;
     try {
@@ -681,14 +685,7 @@ function initChat() {
     if (!streaming || !assistant.dataset.requestId) {
       return;
     }
-    const turn = beginTurn({ user: previousUserArticle(assistant), assistant });
-    turn.requestId = assistant.dataset.requestId;
-    turn.started = true;
-    try {
-      await follow(turn, null);
-    } finally {
-      endTurn(turn);
-    }
+    await followFromTheStart(assistant);
   }
 
   function send(text) {
