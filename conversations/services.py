@@ -205,10 +205,15 @@ def _show_branch_to(conversation: Conversation, message: Message) -> None:
     if message.superseded_at is None and not message.followed:
         return  # the thread grows from its end: the usual case
     tree = selectors.message_tree(conversation=conversation)
-    path = set(tree.path_to(message.pk))
-    showing = {pk for pk, node in tree.messages.items() if node.superseded_at is None}
-    _supersede(Message.objects.filter(pk__in=showing - path))
-    Message.objects.filter(pk__in=path - showing).update(superseded_at=None)
+    _show_only(tree, tree.path_to(message.pk))
+
+
+def _show_only(tree: selectors.MessageTree, branch: Iterable[int]) -> None:
+    """Show these messages of the tree and hide every other one shown (kept as versions)."""
+    branch = set(branch)
+    shown = {pk for pk, node in tree.messages.items() if node.superseded_at is None}
+    Message.objects.filter(pk__in=shown - branch).update(superseded_at=timezone.now())
+    Message.objects.filter(pk__in=branch - shown).update(superseded_at=None)
 
 
 def turn_regenerate(
@@ -290,10 +295,7 @@ def conversation_show_version(
         tree = selectors.message_tree(conversation=conversation)
         if message_id not in tree.messages:
             raise InvalidChatRequest("No such message in this conversation.", field="message_id")
-        branch = set(tree.branch_through(message_id))
-        shown = {pk for pk, m in tree.messages.items() if m.superseded_at is None}
-        Message.objects.filter(pk__in=shown - branch).update(superseded_at=timezone.now())
-        Message.objects.filter(pk__in=branch - shown).update(superseded_at=None)
+        _show_only(tree, tree.branch_through(message_id))
         return conversation
 
 
