@@ -110,15 +110,9 @@ def _mark_versions(transcript: list[Message], tree: "selectors.MessageTree") -> 
     stands: `versions` ("2 of 3") when it has others, and `answers` the question an answer
     version answers, so a reviewer can tell the branches apart."""
     for message in transcript:
-        message.versions = None
-        message.answers = None
-        if message.pk not in tree.messages:
-            continue  # a generated title: no part of the thread
-        versions = tree.versions(message.pk)
-        if versions.count > 1:
-            message.versions = versions
-            if message.role == Message.Role.ASSISTANT:
-                message.answers = message.parent_id
+        message.versions = tree.other_versions(message.pk)
+        is_answer_version = message.versions and message.role == Message.Role.ASSISTANT
+        message.answers = message.parent_id if is_answer_version else None
 
 
 def last_answer(field: str) -> Subquery:

@@ -193,6 +193,14 @@ class MessageTree:
             node = self.messages.get(node.parent_id) if node.parent_id is not None else None
         return list(reversed(up))
 
+    def other_versions(self, pk: int) -> Versions | None:
+        """Where the message stands among its versions, or None when it has no other (or is
+        no part of the thread, as a generated title is not)."""
+        if pk not in self.messages:
+            return None
+        versions = self.versions(pk)
+        return versions if versions.count > 1 else None
+
     def branch_through(self, pk: int) -> list[int]:
         """The messages from the root to a leaf through this one: up by parents; down, at
         each step the child shown now, or else the one shown most recently."""
@@ -227,8 +235,7 @@ def conversation_thread(*, conversation: Conversation) -> list[Message]:
     tree = message_tree(conversation=conversation)
     models = {m.model for m in messages if m.role == Message.Role.ASSISTANT and m.model}
     for message in messages:
-        versions = tree.versions(message.pk)
-        message.versions = versions if versions and versions.count > 1 else None
+        message.versions = tree.other_versions(message.pk)
         message.show_model = len(models) > 1 and message.role == Message.Role.ASSISTANT
         message.model_label = labels.get(message.model, message.model)
     return messages
