@@ -124,16 +124,18 @@ def _failure_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def openai_usage(
-    *, prompt_tokens: int | None, completion_tokens: int, reported: bool = True, **_: Any
+    *, prompt_tokens: int | None, completion_tokens: int | None, reported: bool = True, **_: Any
 ) -> dict[str, Any]:
     """OpenAI's usage object, in integers as its SDKs' types require. Where the model reported
     no usage the counts are ours (the prompt estimated, the completion's chunks counted), and
-    the object says so with `"estimated": true`, a field those types let through."""
-    prompt = prompt_tokens or 0  # None only in events logged before estimates were sent
+    the object says so with `"estimated": true`, a field those types let through. The one
+    rule for every OpenAI shape (the Responses API's too: response_usage)."""
+    # None only in events logged before estimates were sent, or in rows saved before counts.
+    prompt, completion = prompt_tokens or 0, completion_tokens or 0
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt + completion_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
     }
     if not reported:
         usage["estimated"] = True

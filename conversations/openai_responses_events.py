@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conversations import sse
+from conversations.encoders import openai_usage
 from conversations.eventlog import TurnEvent
 
 # Every Response repeats these; a request's own values (its echo) replace them.
@@ -113,18 +114,17 @@ def text_part(text: str) -> dict[str, Any]:
 
 
 def response_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """The runner's usage in Responses terms: integers, as on /v1/chat/completions, with
-    `"estimated": true` where the model reported none and the counts are ours."""
-    prompt = usage.get("prompt_tokens") or 0  # None only in events logged before estimates
-    completion = usage.get("completion_tokens") or 0
+    """The runner's usage in Responses terms, by the rule of /v1/chat/completions
+    (encoders.openai_usage): integers, with `"estimated": true` where the counts are ours."""
+    counted = openai_usage(**usage)
     shaped: dict[str, Any] = {
-        "input_tokens": prompt,
+        "input_tokens": counted["prompt_tokens"],
         "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": completion,
+        "output_tokens": counted["completion_tokens"],
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt + completion,
+        "total_tokens": counted["total_tokens"],
     }
-    if not usage.get("reported", True):
+    if counted.get("estimated"):
         shaped["estimated"] = True
     return shaped
 
