@@ -48,7 +48,9 @@ async def checkpoint_running_turns() -> int:
     for run in runs:
         chunks = run.accumulator.token_chunks
         if chunks != run.checkpointed_chunks:
-            changed.append(run.accumulator.checkpoint(run.turn))
+            # Chunks are added and published in one step, so the text and the count of
+            # events agree here.
+            changed.append(run.accumulator.checkpoint(run.turn, through_event=len(run.events)))
             marks.append((run, chunks))
         else:
             unchanged_ids.append(run.turn.assistant_message_id)

@@ -115,6 +115,10 @@ class Message(models.Model):
     # A streaming answer's last sign of life: its runner checkpoints the partial text and
     # refreshes this every few seconds. A stale one means the process running it is gone.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # A streaming answer's checkpointed text holds its events up to this one (numbered as
+    # in the turn's event log): a page opened mid-answer shows the text and follows the
+    # events after it, rather than replaying the answer from its start.
+    checkpoint_event = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

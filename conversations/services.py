@@ -571,6 +571,9 @@ class Checkpoint:
     prompt_tokens: int | None
     completion_tokens: int | None
     reasoning_ms: int | None = None  # how long it has thought so far
+    # The turn's last event whose text this holds: a page opened mid-answer follows on from
+    # the next one.
+    through_event: int | None = None
 
 
 def turns_checkpoint(*, changed: list[Checkpoint], unchanged_ids: list[int]) -> None:
@@ -590,6 +593,7 @@ def turns_checkpoint(*, changed: list[Checkpoint], unchanged_ids: list[int]) -> 
                 prompt_tokens=c.prompt_tokens,
                 completion_tokens=c.completion_tokens,
                 reasoning_ms=c.reasoning_ms,
+                checkpoint_event=c.through_event,
                 heartbeat_at=now,
             )
             for c in changed
@@ -600,6 +604,7 @@ def turns_checkpoint(*, changed: list[Checkpoint], unchanged_ids: list[int]) -> 
             "prompt_tokens",
             "completion_tokens",
             "reasoning_ms",
+            "checkpoint_event",
             "heartbeat_at",
         ]
         streaming.bulk_update(rows, fields, batch_size=500)
@@ -614,6 +619,7 @@ _checkpoint_row = attrgetter(
     "prompt_tokens",
     "completion_tokens",
     "reasoning_ms",
+    "through_event",
 )
 
 INTERRUPTED_ERROR = "The server stopped while answering."

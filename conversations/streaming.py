@@ -161,8 +161,9 @@ class TurnAccumulator:
             "reported": self.usage_reported,
         }
 
-    def checkpoint(self, turn: StartedTurn) -> Checkpoint:
-        """The answer so far, for its row while it streams."""
+    def checkpoint(self, turn: StartedTurn, *, through_event: int) -> Checkpoint:
+        """The answer so far, for its row while it streams: the text of its events up to
+        `through_event`."""
         return Checkpoint(
             assistant_message_id=turn.assistant_message_id,
             content="".join(self.content),
@@ -170,6 +171,7 @@ class TurnAccumulator:
             prompt_tokens=self.prompt_tokens_for(turn),
             completion_tokens=self.counted_completion_tokens,
             reasoning_ms=self.reasoning_ms(),
+            through_event=through_event,
         )
 
     def prompt_tokens_for(self, turn: StartedTurn) -> int:

@@ -101,7 +101,7 @@ def test_checkpoints_write_running_answers_and_never_a_saved_one(alice):
 
     services.turns_checkpoint(
         changed=[
-            services.Checkpoint(running.assistant_message_id, "Partly", "hm", 5, 1),
+            services.Checkpoint(running.assistant_message_id, "Partly", "hm", 5, 1, None, 7),
             services.Checkpoint(saved.assistant_message_id, "stale", "", 5, 1),
         ],
         unchanged_ids=[],
@@ -114,6 +114,7 @@ def test_checkpoints_write_running_answers_and_never_a_saved_one(alice):
         "hm",
         1,
     )
+    assert row.checkpoint_event == 7  # a page opened now follows on from event 8
     assert row.heartbeat_at > before
     saved_row = Message.objects.get(pk=saved.assistant_message_id)
     assert saved_row.content == "A turn is a question and its answer."

@@ -363,3 +363,52 @@ def test_after_a_reload_mid_answer_the_view_follows_it_without_a_flash(context, 
     # The re-attached stream is followed: the view stays at the bottom as the answer grows.
     assert len(distances) >= 5 and max(distances) <= 48, distances
     expect(page.locator("#jump-to-latest")).to_be_hidden()
+
+
+# Set up before the page's own scripts: every length the last answer's text takes.
+RECORD_ANSWER_LENGTHS = """
+window.__answerLengths = [];
+new MutationObserver(() => {
+  const answers = document.querySelectorAll("article.message-assistant .message-body");
+  if (answers.length) {
+    window.__answerLengths.push(answers[answers.length - 1].textContent.length);
+  }
+}).observe(document, { childList: true, subtree: true, characterData: true });
+"""
+
+
+def test_a_reload_mid_answer_goes_on_from_the_checkpoint_not_from_the_start(context, page):
+    """The page used to replay the answer from its first event, drawing it again from one
+    word; it now goes on from the event the server's checkpointed text reaches."""
+    send(page, long_prompt(words=300, delay_ms=25))
+    conversation = conversation_id(page)
+    checkpointed = wait_for(
+        lambda: Message.objects.filter(
+            conversation_id=conversation, is_answer=True, checkpoint_event__gt=20
+        ).first(),
+        timeout=15,
+    )
+    assert checkpointed.status == Message.Status.STREAMING
+    asked_from = []
+    page.on(
+        "request",
+        lambda request: (
+            "/events" in request.url and asked_from.append(request.headers.get("last-event-id"))
+        ),
+    )
+    page.add_init_script(RECORD_ANSWER_LENGTHS)
+
+    page.reload()
+
+    answer = last_answer(page)
+    expect(answer).to_have_attribute("data-last-event-id", re.compile(r"^[1-9]\d*$"))
+    resumed_from = int(answer.get_attribute("data-last-event-id"))
+    assert resumed_from >= checkpointed.checkpoint_event
+    saved = assert_finished_as_saved(answer, conversation)
+    assert saved.content == long_prompt(words=300).split("]] ", 1)[1]
+    # The events after the checkpoint, not all of them again.
+    assert asked_from and asked_from[0] == str(resumed_from), asked_from
+    # The text shown at load only ever grew.
+    lengths = [n for n in page.evaluate("window.__answerLengths") if n > 0]
+    assert lengths and lengths[0] >= len(checkpointed.content), lengths[:5]
+    assert lengths == sorted(lengths), f"the answer shrank while resuming: {lengths[:20]}"

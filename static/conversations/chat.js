@@ -24,6 +24,7 @@ import {
   messageId,
   messageText,
   openEditor,
+  reasoningText,
   removeWaitingIndicator,
   setAnswerText,
   setOutcome,
@@ -652,14 +653,22 @@ function initChat() {
     delete assistant.dataset.error;
     // Followed from its first event, the answer is drawn again as it streams.
     setOutcome(assistant, { status: STATUS.STREAMING });
-    await followFromTheStart(assistant);
+    await followAnswer(assistant);
   }
 
-  /** Follow the answer in `assistant` (started, with its request ID) from its first event. */
-  async function followFromTheStart(assistant) {
+  /**
+   * Follow the answer in `assistant` (started, with its request ID): from its first event,
+   * or on from `checkpoint`, the text it shows and the last event that text holds.
+   */
+  async function followAnswer(assistant, checkpoint = null) {
     const turn = beginTurn({ user: previousUserArticle(assistant), assistant });
     turn.requestId = assistant.dataset.requestId;
     turn.started = true;
+    if (checkpoint) {
+      turn.lastEventId = checkpoint.lastEventId;
+      turn.content = messageText(assistant);
+      turn.reasoning = reasoningText(assistant);
+    }
     try {
       await follow(turn, null);
     } finally {
@@ -677,7 +686,9 @@ function initChat() {
 
   /**
    * The page was opened (or reloaded, or opened in another tab) while its last answer is
-   * still being written: show it growing from its first event, never an empty bubble.
+   * still being written: show it growing, never an empty bubble. The server put in the page
+   * the text it last checkpointed and the event that text reaches: the answer goes on from
+   * the next one (from its first, before any checkpoint).
    */
   async function resumeStreamingAnswer() {
     const assistant = lastArticle("assistant");
@@ -685,7 +696,8 @@ function initChat() {
     if (!streaming || !assistant.dataset.requestId) {
       return;
     }
-    await followFromTheStart(assistant);
+    const lastEventId = Number.parseInt(assistant.dataset.lastEventId || "", 10);
+    await followAnswer(assistant, lastEventId > 0 ? { lastEventId } : null);
   }
 
   function send(text) {

@@ -78,6 +78,12 @@ export function messageText(article) {
   return state.text || messageBody(article).textContent;
 }
 
+/** The raw text of an answer's reasoning (empty without it). */
+export function reasoningText(article) {
+  const state = stateOf(article);
+  return state.reasoning ? state.reasoning.text : "";
+}
+
 export function setUserText(article, text) {
   stateOf(article).text = text;
   messageBody(article).textContent = text;
