@@ -2,7 +2,7 @@
 
 HTTP goes to Django; WebSockets (/ws/chat/) to channels' consumers, behind the session's
 user (AuthMiddlewareStack) and a check that the page opening the socket is one of this site's
-own, scheme, host and port (conversations.socket_security: another site's page cannot use a
+own, scheme, host and port (conversations.web.socket_security: another site's page cannot use a
 visitor's session). Both start the process's own work (ServerLifecycle).
 
 Only server processes import this module (daphne, uvicorn, runserver), never management
@@ -34,7 +34,7 @@ from django.middleware.security import SecurityMiddleware  # noqa: E402
 
 from conversations import providers  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
-from conversations.socket_security import SameOriginValidator  # noqa: E402
+from conversations.web.socket_security import SameOriginValidator  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ create_model_clients()
 
 
 class ServerLifecycle:
-    """Start the process's own work (conversations.lifecycle: spool replay, sweeps of dead
+    """Start the process's own work (conversations.turns.lifecycle: spool replay, sweeps of dead
     processes' answers, the SIGTERM drain) with the first request or connection it serves,
     in the server's event loop."""
 
@@ -63,7 +63,7 @@ class ServerLifecycle:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        from conversations import lifecycle
+        from conversations.turns import lifecycle
 
         lifecycle.start()
         return await self.app(scope, receive, send)

@@ -230,7 +230,7 @@ CHANNEL_LAYERS = {
     "readers": _channel_layer("readers", capacity=1_000),
 }
 
-# Per-turn event logs (conversations.eventlog): Redis Streams when REDIS_URL is set, else in
+# Per-turn event logs (conversations.turns.eventlog): Redis Streams when REDIS_URL is set, else in
 # process. How long a finished answer's events stay resumable, how long a running one's outlive
 # its last event (so a crashed turn's log goes), and how many events one answer keeps.
 TURN_LOG_TTL_SECONDS = env_int("TURN_LOG_TTL_SECONDS", 600, minimum=1)
@@ -308,7 +308,7 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
-# Failed logins (conversations.logins), counted in the default cache: per account and
+# Failed logins (conversations.accounts.logins), counted in the default cache: per account and
 # per client address within a window, then a lock.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
@@ -331,7 +331,7 @@ LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 1, minimum=0)
 # The chat pipeline.
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000, minimum=1)
 CHAT_HISTORY_MESSAGES = env_int("CHAT_HISTORY_MESSAGES", 50, minimum=1)
-# After a new web chat's first answer, ask its model for a short title (conversations.titles);
+# After a new web chat's first answer, ask its model for a short title (conversations.turns.titles);
 # off, a chat is titled by its first message.
 CHAT_GENERATED_TITLES = env_bool("CHAT_GENERATED_TITLES", False)
 # The most messages one /v1 call may send: a bound on the rows and work one request can cause.
@@ -373,7 +373,8 @@ DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0, minimum=0)  # 0: no quota
 # or this many tokens for an answer whose client set no limit (as many as are left, if fewer).
 DAILY_TOKEN_QUOTA_ANSWER_TOKENS = env_int("DAILY_TOKEN_QUOTA_ANSWER_TOKENS", 1000, minimum=1)
 # How long a server process keeps its own copy of per-user rows read on every request (an API
-# key's owner): conversations.local_cache. A change drops the copies in every process at once
+# key's owner): conversations.accounts.local_cache. A change drops the copies in every
+# process at once
 # through the channel layer; this bounds the staleness should that notice be lost. Without
 # Redis no other process could be told (the layer is in memory), so nothing is cached: 0.
 PROCESS_CACHE_SECONDS = env_float("PROCESS_CACHE_SECONDS", 30.0 if REDIS_URL else 0.0)
@@ -402,7 +403,7 @@ FIRST_TOKEN_DEADLINE_SECONDS = {
     "v1": env_float("V1_FIRST_TOKEN_DEADLINE", 300.0, minimum=0.1),
 }
 # Extra dotted paths called in order with each finished turn, after the save, however the
-# stream ended. The save itself is not listed: it always runs first (conversations.hooks).
+# stream ended. The save itself is not listed: it always runs first (conversations.turns.hooks).
 POST_STREAM_HOOKS = env_list("POST_STREAM_HOOKS")
 
 LOGGING = {
@@ -421,4 +422,4 @@ LOGGING = {
         "psycopg.pool": {"level": "ERROR"},
     },
 }
-CSRF_FAILURE_VIEW = "conversations.views.csrf_failure"
+CSRF_FAILURE_VIEW = "conversations.web.views.csrf_failure"

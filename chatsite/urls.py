@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chatsite.views import LogoutView, favicon
-from conversations.logins import AdminLoginForm, LoginForm, login_view
+from conversations.accounts.logins import AdminLoginForm, LoginForm, login_view
 
 # The admin's login counts failed passwords against the same limits as the site's, and is
 # wrapped like the site's. Set on the site before admin.site.urls (below) routes its login.
@@ -36,6 +36,6 @@ urlpatterns = [
     path("", include("conversations.urls")),
 ]
 
-# The APIs answer in JSON even when Django itself has to answer (see conversations.views).
-handler404 = "conversations.views.page_not_found"
-handler500 = "conversations.views.server_error"
+# The APIs answer in JSON even when Django itself has to answer (see conversations.web.views).
+handler404 = "conversations.web.views.page_not_found"
+handler500 = "conversations.web.views.server_error"

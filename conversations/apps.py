@@ -11,4 +11,6 @@ class ConversationsConfig(AppConfig):
         # And the handlers of messages from other processes (conversations.bus): a process
         # must act on every kind it is sent, whatever it has imported so far.
         from chatsite import middleware  # noqa: F401
-        from conversations import checks, consumers, live_turns, running_turns, signals  # noqa: F401
+        from conversations import checks, signals  # noqa: F401
+        from conversations.turns import live, registry  # noqa: F401
+        from conversations.web import consumers  # noqa: F401

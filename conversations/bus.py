@@ -5,7 +5,7 @@ sent to a lane reaches every process, and the handlers registered for its `type`
 (`handle`). A handler is a plain function: it must not wait on anything.
 
 * CONTROL carries what must land: Stop, a user's rows to forget (a key revoked, an account
-  changed: conversations.local_cache), staff's roll call (conversations.live_turns).
+  changed: conversations.accounts.local_cache), staff's roll call (conversations.turns.live).
 * READERS carries readers attaching and leaving in other processes: chatty, and a lost one
   only makes a turn count the readers it heard of.
 

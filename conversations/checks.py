@@ -54,7 +54,7 @@ def check_post_stream_hooks(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """Every POST_STREAM_HOOKS path must import: a typo should stop a deploy, not go unseen."""
     from django.conf import settings
 
-    from conversations.hooks import hook_import_errors
+    from conversations.turns.hooks import hook_import_errors
 
     return [
         checks.Error(

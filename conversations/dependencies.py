@@ -1,7 +1,7 @@
 """What a server process depends on, and whether it is there now: Redis and the database.
 
 * **Redis** (with REDIS_URL) carries the limits, the leases, the event logs and the channel
-  layer. A task started with the process (conversations.lifecycle) pings it every
+  layer. A task started with the process (conversations.turns.lifecycle) pings it every
   REDIS_WATCH_SECONDS. While it does not answer, new answers are refused with a 503 and
   Retry-After before anything is counted or written (turn_starts), and `/health` says so;
   answers already running finish and are saved, and reach their readers in this process.
@@ -10,7 +10,7 @@
 * **The database**: `database_reachable()` tells a database that is down from one that is
   merely slow, with a connection of its own outside the pool (a pool whose connections all
   wait says nothing about the server). The save before `done` asks it when a save takes
-  long: a turn is spooled only when the database is down (conversations.saving).
+  long: a turn is spooled only when the database is down (conversations.turns.saving).
 """
 
 import asyncio

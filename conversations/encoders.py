@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import orjson
 
 from conversations import sse
-from conversations.eventlog import TurnEvent
 from conversations.exceptions import ProviderError
+from conversations.turns.eventlog import TurnEvent
 
 # How long an EventSource waits before reconnecting after a dropped connection.
 RETRY_MILLISECONDS = 2000

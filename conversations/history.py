@@ -21,8 +21,8 @@ from django.contrib.postgres.search import SearchVector
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
-from conversations.admin_search import TEXT_SEARCH_CONFIG
 from conversations.exceptions import InvalidChatRequest
+from conversations.search import TEXT_SEARCH_CONFIG
 
 # At most this many words of a search are used; more only slow the query down.
 MAX_SEARCH_TERMS = 8

@@ -123,7 +123,7 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["conversation_id", "pk"]
-        # Stopping someone else's answer from the admin's live view (conversations.admin_live).
+        # Stopping someone else's answer from the admin's live view (conversations.admin.live).
         permissions = [("stop_turn", "Can stop a user's running answer")]
         constraints = [
             # One answer per request: a repeated request ID is refused, and a finished answer
@@ -234,7 +234,7 @@ class TurnAudit(models.Model):
     """A staff member watched or stopped a user's answer from the admin's live view.
 
     A record of staff looking at users' answers as they are written: written by the live
-    view itself (conversations.admin_live), never edited, and deleted by nobody in the admin.
+    view itself (conversations.admin.live), never edited, and deleted by nobody in the admin.
     Deleting the staff account is refused while it has records (deactivate it instead), so
     that nobody erases who looked; the owner's account or the answer may go (their data is
     deleted on request), and the record keeps the request ID.

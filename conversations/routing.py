@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from conversations.consumers import ChatConsumer
+from conversations.web.consumers import ChatConsumer
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),

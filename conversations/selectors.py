@@ -10,9 +10,9 @@ from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from conversations import history, providers
-from conversations.admin_search import TEXT_SEARCH_CONFIG, message_text_vector
 from conversations.exceptions import ConversationNotFound, TurnNotFound
 from conversations.models import Conversation, Message
+from conversations.search import TEXT_SEARCH_CONFIG, message_text_vector
 
 
 def conversation_list(

@@ -24,7 +24,7 @@ from conversations.exceptions import (
 )
 from conversations.models import Conversation, DailyUsage, Message
 from conversations.selectors import model_history
-from conversations.turns import FinishedTurn, StartedTurn
+from conversations.turns.records import FinishedTurn, StartedTurn
 from conversations.validation import clean_text
 
 logger = logging.getLogger(__name__)
@@ -480,7 +480,7 @@ def conversation_delete(*, user: AbstractBaseUser, conversation_id: int) -> None
 
 def save_finished_turn(turn: FinishedTurn) -> bool:
     """Save the answer of a finished turn and charge its tokens to the user's day; return
-    whether it wrote anything. Raises when the database fails (see conversations.saving).
+    whether it wrote anything. Raises when the database fails (see conversations.turns.saving).
 
     Exactly once, keyed by the answer: only an answer still streaming is written and charged,
     so a second call for the same turn (a spool replayed twice) changes nothing. An answer a

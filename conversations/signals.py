@@ -1,11 +1,12 @@
-"""Drop the rows each process keeps (conversations.local_cache) when the user they belong to
-changes: a key saved or deleted (revoking goes through conversations.apikeys, which forgets
+"""Drop the rows each process keeps (conversations.accounts.local_cache) when the user they
+belong to
+changes: a key saved or deleted (revoking goes through conversations.accounts.apikeys, which forgets
 too), a user saved (made inactive, say) or deleted, staff's limit overrides for a user
 created, changed or removed, a user logging out. The same notice makes each process check
-the user's open chat sockets (conversations.consumers).
+the user's open chat sockets (conversations.web.consumers).
 
 Bulk QuerySet.update() sends no signal: code that changes these rows that way must call
-local_cache.forget_user itself, as conversations.apikeys does.
+local_cache.forget_user itself, as conversations.accounts.apikeys does.
 """
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from conversations.local_cache import forget_user
+from conversations.accounts.local_cache import forget_user
 from conversations.models import ApiKey, UserLimits
 
 # Logging in saves last_login alone, and nothing kept depends on it.

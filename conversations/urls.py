@@ -1,6 +1,7 @@
 from django.urls import path, re_path, register_converter
 
-from conversations import openai_api, openai_responses, site_api, views
+from conversations.v1 import chat_completions, responses
+from conversations.web import site_api, views
 
 
 class RequestIdConverter:
@@ -49,15 +50,15 @@ urlpatterns = [
     ),
     path("api/turns/<request_id:turn_request_id>/stop", site_api.turn_stop, name="api_turn_stop"),
     # OpenAI-compatible (API key); any other /v1 URL is OpenAI's JSON 404.
-    path("v1/models", openai_api.models, name="v1_models"),
-    path("v1/models/<path:model_id>", openai_api.model, name="v1_model"),
-    path("v1/chat/completions", openai_api.chat_completions, name="v1_chat_completions"),
-    path("v1/responses", openai_responses.responses, name="v1_responses"),
-    path("v1/responses/<request_id:response_id>", openai_responses.response, name="v1_response"),
+    path("v1/models", chat_completions.models, name="v1_models"),
+    path("v1/models/<path:model_id>", chat_completions.model, name="v1_model"),
+    path("v1/chat/completions", chat_completions.chat_completions, name="v1_chat_completions"),
+    path("v1/responses", responses.responses, name="v1_responses"),
+    path("v1/responses/<request_id:response_id>", responses.response, name="v1_response"),
     path(
         "v1/responses/<request_id:response_id>/cancel",
-        openai_responses.response_cancel,
+        responses.response_cancel,
         name="v1_response_cancel",
     ),
-    re_path(r"^v1/(?P<path>.*)$", openai_api.unknown_url, name="v1_unknown"),
+    re_path(r"^v1/(?P<path>.*)$", chat_completions.unknown_url, name="v1_unknown"),
 ]

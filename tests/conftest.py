@@ -295,7 +295,7 @@ def log_in(base_url: str, username: str, password: str = PASSWORD) -> httpx.Clie
 @pytest.fixture
 def make_api_key(db) -> Callable[..., str]:
     """Create an API key for a user and return the raw key."""
-    from conversations.apikeys import api_key_create
+    from conversations.accounts.apikeys import api_key_create
 
     def make(user, name: str = "test key") -> str:
         return api_key_create(user=user, name=name)[1]

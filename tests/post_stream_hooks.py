@@ -2,7 +2,7 @@
 
 import os
 
-from conversations.turns import FinishedTurn
+from conversations.turns.records import FinishedTurn
 
 
 def record(turn: FinishedTurn) -> None:

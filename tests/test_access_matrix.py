@@ -40,7 +40,7 @@ from django.urls import Resolver404, URLResolver, get_resolver, resolve
 from django.utils.crypto import get_random_string
 
 from conversations import providers
-from conversations.apikeys import api_key_create
+from conversations.accounts.apikeys import api_key_create
 from conversations.models import ApiKey, Conversation, Message, TurnAudit, UserLimits
 
 pytestmark = pytest.mark.django_db
@@ -375,7 +375,7 @@ ACCESS = (
         body={"user": "{owner}", "requests_per_minute": "500"}, observe=limits_state).expect(
         302,       302,       302,       403,       403,       403,       302,
         "kept",    "kept",    "kept",    "kept",    "kept",    "kept",    "changed"),
-    # Running answers, live (conversations.admin_live): "view message" to watch, and
+    # Running answers, live (conversations.admin.live): "view message" to watch, and
     # "stop_turn" to stop; every watch and stop is recorded. The owner's answer has ended and
     # its events are gone (410); stopping it changes nothing, but is recorded.
     Row("GET", "/admin/conversations/message/running/").expect(

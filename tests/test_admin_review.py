@@ -14,11 +14,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations import exports
-from conversations.admin import ConversationAdmin
-from conversations.admin_search import messages_matching_text
+from conversations.admin import exports
+from conversations.admin.review import ConversationAdmin
+from conversations.admin.usage import usage_overview
 from conversations.models import Conversation, Message
-from conversations.usage import usage_overview
+from conversations.search import messages_matching_text
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Admission on a request's path (conversations.ratelimit.admit_chat_request) with Redis: once
+"""Admission on a request's path (conversations.accounts.limits.admit_chat_request) with Redis: once
 the process has a copy of the user's overrides, a request is counted and leased in one Redis
 round trip, from the event loop, with no worker thread; and the count it keeps is the one
 django-ratelimit reads."""
@@ -14,8 +14,8 @@ from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 
 from conversations import redis_async
-from conversations.ratelimit import COUNT_GROUP, RateLimited, admit_chat_request
-from conversations.stream_leases import stream_leases
+from conversations.accounts.leases import stream_leases
+from conversations.accounts.limits import COUNT_GROUP, RateLimited, admit_chat_request
 from tests.test_eventlog import CountingConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)

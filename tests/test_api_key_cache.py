@@ -1,4 +1,5 @@
-"""API keys are answered from the process's own copy (conversations.local_cache): no query on
+"""API keys are answered from the process's own copy (conversations.accounts.local_cache): no
+query on
 a hit, and forgotten at once, in every process, when a key is revoked or its owner changes."""
 
 import asyncio
@@ -14,10 +15,11 @@ from django.db import connection
 from django.test import AsyncClient, Client, RequestFactory
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from conversations import apikeys, bus, local_cache
-from conversations.apikeys import api_key_revoke
-from conversations.auth import api_key_user
-from conversations.local_cache import ProcessCache, aforget_user, receive_forget
+from conversations import bus
+from conversations.accounts import apikeys, local_cache
+from conversations.accounts.apikeys import api_key_revoke
+from conversations.accounts.auth import api_key_user
+from conversations.accounts.local_cache import ProcessCache, aforget_user, receive_forget
 from conversations.models import ApiKey
 from tests.conftest import log_in, two_sites_sharing_redis
 from tests.servers import free_port
@@ -246,7 +248,7 @@ def test_a_notice_that_cannot_be_sent_does_not_fail_the_revocation(
 
     with (
         override_settings(CHANNEL_LAYERS=layers),
-        caplog.at_level(logging.WARNING, logger="conversations.local_cache"),
+        caplog.at_level(logging.WARNING, logger="conversations.accounts.local_cache"),
         django_capture_on_commit_callbacks(execute=True) as callbacks,
     ):
         assert api_key_revoke(user=alice, key_id=ApiKey.objects.get(user=alice).pk)

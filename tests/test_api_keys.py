@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
-from conversations.apikeys import hash_key
+from conversations.accounts.apikeys import hash_key
 from conversations.models import ApiKey
 from tests.conftest import openai_client
 

@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import Page, expect
 
-from conversations.apikeys import hash_key
+from conversations.accounts.apikeys import hash_key
 from conversations.models import ApiKey
 from tests.conftest import logged_in_page
 

@@ -12,9 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from conversations import saving, services, spool
+from conversations import services
+from conversations.accounts.leases import stream_leases
 from conversations.models import DailyUsage, Message
-from conversations.stream_leases import stream_leases
+from conversations.turns import saving, spool
 from tests.test_services import finished, start
 
 pytestmark = pytest.mark.django_db
@@ -135,7 +136,7 @@ def test_a_turn_that_fails_to_start_after_its_prompt_is_saved_is_failed_not_left
 ):
     """Fault injection at the one point between the prompt's save and the runner's start."""
     with mock.patch(
-        "conversations.turn_starts.providers.client_for", side_effect=RuntimeError("no client")
+        "conversations.turns.start.providers.client_for", side_effect=RuntimeError("no client")
     ):
         response = alice_client.post(
             "/api/conversations/",

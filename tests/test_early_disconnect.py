@@ -13,10 +13,11 @@ from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.test import Client, TransactionTestCase, override_settings
 
-from conversations import providers, ratelimit, services
+from conversations import providers, services
+from conversations.accounts import limits
+from conversations.accounts.leases import stream_leases
 from conversations.models import Message
-from conversations.stream_leases import stream_leases
-from conversations.turn_starts import begin_turn
+from conversations.turns.start import begin_turn
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
 
@@ -136,7 +137,7 @@ class EarlyDisconnectTests(TransactionTestCase):
     async def test_leaving_during_admission_gives_the_stream_lease_back(self):
         """A barrier holds the admission after it took a lease; the client leaves then.
         Nothing is saved, and the lease is given back."""
-        real_count_and_lease = ratelimit._count_and_lease
+        real_count_and_lease = limits._count_and_lease
         lease_taken, client_left = asyncio.Event(), asyncio.Event()
         saved = []
 
@@ -146,7 +147,7 @@ class EarlyDisconnectTests(TransactionTestCase):
             await client_left.wait()
             return counted
 
-        with mock.patch.object(ratelimit, "_count_and_lease", count_and_lease_then_wait):
+        with mock.patch.object(limits, "_count_and_lease", count_and_lease_then_wait):
             task = asyncio.create_task(begin_turn(self.user, lambda: saved.append(1)))
             async with asyncio.timeout(5):
                 await lease_taken.wait()

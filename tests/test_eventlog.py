@@ -16,7 +16,7 @@ import redis
 import redis.asyncio
 from django.test.utils import override_settings
 
-from conversations.eventlog import (
+from conversations.turns.eventlog import (
     EventLog,
     MemoryEventLog,
     RedisEventLog,

@@ -11,9 +11,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from conversations.accounts.limits import searching
 from conversations.history import Cursor, date_group, group_by_date
 from conversations.models import Conversation, Message
-from conversations.ratelimit import searching
 from tests.history_factory import make_history
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test import Client
 
-from conversations.logins import client_address, unlock_account, unlock_address
+from conversations.accounts.logins import client_address, unlock_account, unlock_address
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

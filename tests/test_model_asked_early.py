@@ -16,11 +16,11 @@ from django.db import connections
 from django.test import TransactionTestCase, override_settings
 
 from conversations import providers, services
-from conversations.chat_requests import chat_payload, chat_turn_starter
+from conversations.accounts.leases import stream_leases
 from conversations.exceptions import DuplicateRequest
 from conversations.models import Message
-from conversations.stream_leases import stream_leases
-from conversations.turn_starts import ModelAsk, begin_turn, start_run
+from conversations.turns.start import ModelAsk, begin_turn, start_run
+from conversations.web.chat_requests import chat_payload, chat_turn_starter
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
 

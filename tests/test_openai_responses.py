@@ -7,16 +7,16 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from conversations.eventlog import TurnEvent
 from conversations.exceptions import InvalidChatRequest
 from conversations.models import Message
-from conversations.openai_responses_events import (
+from conversations.turns.eventlog import TurnEvent
+from conversations.v1.responses_events import (
     ResponseEventEncoder,
     ResponseMeta,
     row_events,
     row_response,
 )
-from conversations.openai_responses_schema import parse_response_request, parse_retrieve_query
+from conversations.v1.responses_schema import parse_response_request, parse_retrieve_query
 
 META = ResponseMeta(request_id="req-unit-0001", model="dev/dev-chat", created_at=1, echo={})
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "reported": True}

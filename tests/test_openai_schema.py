@@ -3,7 +3,7 @@
 import pytest
 
 from conversations.exceptions import InvalidChatRequest
-from conversations.openai_schema import parse_chat_completion
+from conversations.v1.schema import parse_chat_completion
 
 BASE = {"model": "dev/dev-chat", "messages": [{"role": "user", "content": "hi"}]}
 

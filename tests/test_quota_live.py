@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from conversations import services
+from conversations.accounts.limits import tokens_used_today
 from conversations.models import DailyUsage, Message
-from conversations.ratelimit import tokens_used_today
 from tests.conftest import fresh_rate_window, log_in
 from tests.sse_client import post_stream
 from tests.test_streaming_live import wait_for

@@ -11,8 +11,8 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from conversations import redis_async, services
-from conversations.ratelimit import RateLimited, TokenNeed, admit_chat_request
-from conversations.stream_leases import stream_leases
+from conversations.accounts.leases import stream_leases
+from conversations.accounts.limits import RateLimited, TokenNeed, admit_chat_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

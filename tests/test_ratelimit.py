@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 
 from conversations import services
+from conversations.accounts.limits import limits_for, openai_duration, tokens_used_today
 from conversations.models import Conversation, Message
-from conversations.ratelimit import limits_for, openai_duration, tokens_used_today
-from conversations.streaming import TurnAccumulator
+from conversations.turns.runner import TurnAccumulator
 
 pytestmark = pytest.mark.django_db
 
@@ -120,7 +120,7 @@ def test_re_attaching_is_counted_per_user_and_refused_past_the_rate(settings, re
     import asyncio
 
     from conversations import redis_async
-    from conversations.ratelimit import RateLimited, count_attach
+    from conversations.accounts.limits import RateLimited, count_attach
 
     settings.REDIS_URL, settings.READER_ATTACHES_PER_MINUTE = redis_url, 3
     settings.CACHES = {

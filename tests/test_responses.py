@@ -9,9 +9,9 @@ from django.test import Client
 from django.urls import include, path
 from psycopg_pool import PoolTimeout
 
-from conversations.openai_api import v1_view
-from conversations.responses import as_chat_error
-from conversations.site_api import site_api_view
+from conversations.http import as_chat_error
+from conversations.v1.chat_completions import v1_view
+from conversations.web.site_api import site_api_view
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
 
@@ -36,8 +36,8 @@ urlpatterns = [
     path("api/plain-broken/", broken_plain_view),
     path("", include("chatsite.urls")),
 ]
-handler404 = "conversations.views.page_not_found"
-handler500 = "conversations.views.server_error"
+handler404 = "conversations.web.views.page_not_found"
+handler500 = "conversations.web.views.server_error"
 
 
 def test_an_unexpected_error_in_v1_is_openais_json_500(alice, make_api_key):

@@ -20,13 +20,14 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import Permission
 
-from conversations import bus, live_turns, running_turns
-from conversations.eventlog import MemoryEventLog
-from conversations.live_turns import ENDED, STALE_SECONDS, TURNS, LiveRoll
+from conversations import bus
 from conversations.models import Message, TurnAudit
 from conversations.providers.config import ModelOption
-from conversations.streaming import TurnRun
-from conversations.turns import StartedTurn
+from conversations.turns import live, registry
+from conversations.turns.eventlog import MemoryEventLog
+from conversations.turns.live import ENDED, STALE_SECONDS, TURNS, LiveRoll
+from conversations.turns.records import StartedTurn
+from conversations.turns.runner import TurnRun
 from tests.conftest import log_in, openai_client, two_sites_sharing_redis
 from tests.servers import ServerProcess, start_site
 from tests.sse_client import Event, parse_events
@@ -357,16 +358,16 @@ def test_a_reader_that_connects_while_a_turn_runs_learns_of_it_from_the_roll_cal
 
     async def connect_while_it_runs() -> list:
         run = TurnRun(turn, client=None, log=MemoryEventLog())  # type: ignore[arg-type]
-        running_turns.register(run)  # as TurnRun.start() does, which also starts the listeners
+        registry.register(run)  # as TurnRun.start() does, which also starts the listeners
         for _ in range(500):  # until the listener has joined its group
             if get_channel_layer(bus.CONTROL.alias).groups.get(bus.CONTROL.group):
                 break
             await asyncio.sleep(0.01)
-        feed = live_turns.follow_running_turns(keepalive_seconds=5)
+        feed = live.follow_running_turns(keepalive_seconds=5)
         try:
             return await anext(feed)
         finally:
-            running_turns.unregister(run)
+            registry.unregister(run)
             await feed.aclose()
             for listener in bus._listeners.values():
                 listener.cancel()
@@ -376,7 +377,7 @@ def test_a_reader_that_connects_while_a_turn_runs_learns_of_it_from_the_roll_cal
     assert [(kind, data["key"], data["message_id"]) for kind, data in changes] == [
         ("turn", "7:req-roll-call-1", 13)
     ]
-    assert changes[0][1]["process"] == live_turns.process_name()
+    assert changes[0][1]["process"] == live.process_name()
 
 
 # The reader's bookkeeping, without a server --------------------------------------------

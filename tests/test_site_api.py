@@ -5,7 +5,7 @@ import json
 import pytest
 from django.test import Client
 
-from conversations.apikeys import api_key_revoke
+from conversations.accounts.apikeys import api_key_revoke
 from conversations.models import Conversation, Message
 from tests.conftest import PASSWORD, log_in
 from tests.sse_client import parse_events

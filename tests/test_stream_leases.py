@@ -8,7 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from conversations.stream_leases import (
+from conversations.accounts.leases import (
     MemoryStreamLeases,
     RedisStreamLeases,
     StreamLeases,

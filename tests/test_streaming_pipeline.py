@@ -15,14 +15,16 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import TransactionTestCase
 
-from conversations import running_turns, services, stream_leases, streaming
+from conversations import services
+from conversations.accounts import leases
+from conversations.accounts.leases import HeldLease, MemoryStreamLeases
 from conversations.encoders import SiteEventEncoder
-from conversations.eventlog import MemoryEventLog, RedisEventLog
 from conversations.models import Message
 from conversations.providers import ChatModelClient
 from conversations.providers.config import development_endpoints
-from conversations.stream_leases import HeldLease, MemoryStreamLeases
-from conversations.turn_readers import follow_run
+from conversations.turns import registry, runner
+from conversations.turns.eventlog import MemoryEventLog, RedisEventLog
+from conversations.turns.readers import follow_run
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
 
@@ -87,7 +89,7 @@ class TurnRunnerTests(TransactionTestCase):
 
     async def start_run(
         self, request_id: str, prompt: str = LONG, *, on_disconnect="continue", log=None, lease=None
-    ) -> streaming.TurnRun:
+    ) -> runner.TurnRun:
         turn = await sync_to_async(services.turn_start)(
             user=self.user,
             conversation_id=None,
@@ -97,7 +99,7 @@ class TurnRunnerTests(TransactionTestCase):
         )
         self.client = ChatModelClient(self.endpoint)
         self.async_cleanups.append((self.client.aclose, ()))
-        run = streaming.TurnRun(
+        run = runner.TurnRun(
             turn,
             client=self.client,
             on_disconnect=on_disconnect,
@@ -118,7 +120,7 @@ class TurnRunnerTests(TransactionTestCase):
             self.assertLess(asyncio.get_running_loop().time(), deadline, "never saved")
             await asyncio.sleep(0.02)
 
-    async def read_deltas(self, run: streaming.TurnRun, count: int) -> list:
+    async def read_deltas(self, run: runner.TurnRun, count: int) -> list:
         events = []
         async for batch in run.follow(0, keepalive_seconds=5):
             events.extend(batch)
@@ -143,7 +145,7 @@ class TurnRunnerTests(TransactionTestCase):
                     message = await self.answer("runner-order-01")
                     self.assertEqual(message.status, Message.Status.COMPLETED)
         self.assertEqual([e.id for e in seen], list(range(1, len(seen) + 1)))
-        self.assertIsNone(running_turns.find(user_id=self.user.pk, request_id="runner-order-01"))
+        self.assertIsNone(registry.find(user_id=self.user.pk, request_id="runner-order-01"))
         self.assertEqual(seen[0].name, "start")
         self.assertEqual((seen[-1].name, seen[-1].data["status"]), ("done", "completed"))
         text = "".join(e.data["content"] for e in seen if e.name == "delta")
@@ -154,7 +156,7 @@ class TurnRunnerTests(TransactionTestCase):
         log = RedisEventLog.from_url(settings.REDIS_URL, key_prefix="test-runner")
         self.async_cleanups.append((log.aclose, ()))
         run = await self.start_run("runner-log-0001", SHORT, log=log)
-        key = streaming.turn_key(self.user.pk, "runner-log-0001")
+        key = runner.turn_key(self.user.pk, "runner-log-0001")
         self.async_cleanups.append((log.delete, (key,)))
         live = [e async for batch in run.follow(0, keepalive_seconds=5) for e in batch]
         await run._task
@@ -170,19 +172,19 @@ class TurnRunnerTests(TransactionTestCase):
         await run._task
         # About 60 chunks over 1.2 s, with each append taking 0.1 s: far fewer appends.
         self.assertLess(log.appends, len(events) / 3)
-        key = streaming.turn_key(self.user.pk, "runner-batch-01")
+        key = runner.turn_key(self.user.pk, "runner-batch-01")
         self.assertEqual([e async for e in log.read(key)], events)
 
     @closing_afterwards
     async def test_the_runner_renews_its_stream_lease_and_gives_it_back_at_the_end(self):
-        leases = MemoryStreamLeases(lease_seconds=0.3)
-        lease = HeldLease(leases, leases.acquire(self.user.pk, 1))
-        with mock.patch.object(stream_leases, "RENEW_EVERY_SECONDS", 0.1):
+        store = MemoryStreamLeases(lease_seconds=0.3)
+        lease = HeldLease(store, store.acquire(self.user.pk, 1))
+        with mock.patch.object(leases, "RENEW_EVERY_SECONDS", 0.1):
             run = await self.start_run("runner-lease-01", LONG, lease=lease)
             await self.read_deltas(run, 30)  # over 0.6 s in: two terms of the lease
-            self.assertEqual(leases.held(self.user.pk), 1, "the running turn lost its lease")
+            self.assertEqual(store.held(self.user.pk), 1, "the running turn lost its lease")
             await run._task
-        self.assertEqual(leases.held(self.user.pk), 0)
+        self.assertEqual(store.held(self.user.pk), 0)
 
     @closing_afterwards
     async def test_stop_closes_the_model_stream_and_saves_the_partial_answer(self):
@@ -318,7 +320,7 @@ class TurnRunnerTests(TransactionTestCase):
         )
         self.client = ChatModelClient(self.endpoint)
         self.async_cleanups.append((self.client.aclose, ()))
-        run = streaming.TurnRun(
+        run = runner.TurnRun(
             turn, client=self.client, log=MemoryEventLog(), first_token_deadline=0.5
         ).start()
         events = [e async for batch in run.follow(0, keepalive_seconds=5) for e in batch]

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from conversations.models import Conversation, DailyUsage, Message
 from conversations.services import title_from_message
-from conversations.titles import TITLE_INSTRUCTION, clean_title, save_title
+from conversations.turns.titles import TITLE_INSTRUCTION, clean_title, save_title
 from tests.conftest import log_in, log_in_browser
 from tests.servers import ServerProcess, start_site
 from tests.sse_client import post_stream

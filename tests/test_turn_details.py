@@ -17,9 +17,9 @@ from conversations.providers.client import (
     ModelChunk,
 )
 from conversations.providers.config import Endpoint, ModelOption, load_endpoints_file
-from conversations.streaming import TurnAccumulator
 from conversations.templatetags.turn_format import thought_for
-from conversations.turns import FinishedTurn
+from conversations.turns.records import FinishedTurn
+from conversations.turns.runner import TurnAccumulator
 from tests.test_services import finished, start
 
 

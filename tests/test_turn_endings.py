@@ -20,13 +20,14 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
 
-from conversations import live_turns, running_turns, saving, services, spool, streaming, titles
-from conversations.eventlog import MemoryEventLog
+from conversations import services
+from conversations.accounts.leases import HeldLease, MemoryStreamLeases
 from conversations.models import Message
 from conversations.providers import ChatModelClient
 from conversations.providers.config import development_endpoints
-from conversations.stream_leases import HeldLease, MemoryStreamLeases
-from conversations.turns import FinishedTurn
+from conversations.turns import live, registry, runner, saving, spool, titles
+from conversations.turns.eventlog import MemoryEventLog
+from conversations.turns.records import FinishedTurn
 from tests.servers import start_devllm
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,12 +105,12 @@ FAULTS: dict[str, tuple[list[tuple[Any, str, Callable]], type, type]] = {
         MemoryEventLog,
     ),
     "the durable save itself raises": (
-        [(streaming, "save_turn_durably", afail)],
+        [(runner, "save_turn_durably", afail)],
         MemoryStreamLeases,
         MemoryEventLog,
     ),
     "the post-stream hooks raise": (
-        [(streaming, "run_post_stream_hooks", afail)],
+        [(runner, "run_post_stream_hooks", afail)],
         MemoryStreamLeases,
         MemoryEventLog,
     ),
@@ -119,7 +120,7 @@ FAULTS: dict[str, tuple[list[tuple[Any, str, Callable]], type, type]] = {
         MemoryEventLog,
     ),
     "staff's end notice raises": (
-        [(live_turns, "turn_ended", fail)],
+        [(live, "turn_ended", fail)],
         MemoryStreamLeases,
         MemoryEventLog,
     ),
@@ -151,7 +152,7 @@ def test_a_turn_ends_for_its_readers_whatever_fails_in_its_ending(
         leases = leases_kind(lease_seconds=60)
         lease = HeldLease(leases, leases.acquire(alice.pk, 1))
         try:
-            run = streaming.TurnRun(turn, client=client, log=log_kind(), lease=lease).start()
+            run = runner.TurnRun(turn, client=client, log=log_kind(), lease=lease).start()
             events = []
             async with asyncio.timeout(ENDS_WITHIN + 5):
                 async for batch in run.follow(0, keepalive_seconds=1):
@@ -175,7 +176,7 @@ def test_a_turn_ends_for_its_readers_whatever_fails_in_its_ending(
     assert final.final and final.name == "done", final
     assert final.data["status"] == "completed"
     assert waited < ENDS_WITHIN
-    assert running_turns.find(user_id=alice.pk, request_id=request_id) is None
+    assert registry.find(user_id=alice.pk, request_id=request_id) is None
     answer = Message.objects.get(request_id=request_id, is_answer=True)
     if fault == "the database is down for the save":
         assert final.data["record"] == saving.SPOOLED

@@ -6,8 +6,8 @@ import asyncio
 import orjson
 
 from conversations.encoders import NdjsonEncoder, SiteEventEncoder
-from conversations.eventlog import TurnEvent, TurnLogUnavailable
-from conversations.turn_readers import TurnStream
+from conversations.turns.eventlog import TurnEvent, TurnLogUnavailable
+from conversations.turns.readers import TurnStream
 from tests.sse_client import parse_events
 
 

@@ -1,13 +1,13 @@
 """A GIN index for the admin's full-text search of message text, on PostgreSQL only.
 
-It is built on conversations.admin_search.message_text_vector(), the very expression the
+It is built on conversations.search.message_text_vector(), the very expression the
 search queries use; SQLite has no GIN indexes and searches with a plain match instead.
 """
 
 from django.contrib.postgres.indexes import GinIndex
 from django.db import migrations
 
-from conversations.admin_search import message_text_vector
+from conversations.search import message_text_vector
 
 INDEX_NAME = "msg_content_fts_idx"
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import redis
 
+from conversations.accounts.leases import RedisStreamLeases
 from conversations.models import Message
-from conversations.stream_leases import RedisStreamLeases
 from tests.conftest import CACHE_PREFIX
 from tests.servers import ASGI_APPLICATION, free_port, start_server
 

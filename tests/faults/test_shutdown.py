@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis
 
+from conversations.accounts.leases import RedisStreamLeases
 from conversations.models import Message
-from conversations.stream_leases import RedisStreamLeases
 from tests.conftest import CACHE_PREFIX
 from tests.faults.streams import stream_in_thread
 from tests.servers import start_site

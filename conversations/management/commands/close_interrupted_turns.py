@@ -5,8 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from conversations.lifecycle import end_logs_of_interrupted
 from conversations.services import turns_close_interrupted
+from conversations.turns.lifecycle import end_logs_of_interrupted
 
 
 class Command(BaseCommand):

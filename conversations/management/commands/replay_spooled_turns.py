@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations import spool
-from conversations.saving import replay_spooled_turns
+from conversations.turns import spool
+from conversations.turns.saving import replay_spooled_turns
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""The site's own surfaces: the pages, the chat stream, the site API and the WebSocket."""
