@@ -45,3 +45,10 @@ async def run_in[T](
             connections.close_all()
 
     return await sync_to_async(call, thread_sensitive=False, executor=executor)()
+
+
+async def in_post_stream_thread[T](function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run blocking database work (a save, a hook, a checkpoint, a sweep) on the post-stream
+    threads: a save waiting for a pooled connection must never hold one of the default
+    executor's threads, which Django needs (to log an error response, for one)."""
+    return await run_in(post_stream(), function, *args, **kwargs)

@@ -1,5 +1,5 @@
-"""The site's response shapes: one JSON error body per API surface (the site's, OpenAI's),
-and the SSE response with its headers."""
+"""The site's HTTP shapes: a request's JSON object in, one JSON error body per API surface
+(the site's, OpenAI's) out, and the SSE response with its headers."""
 
 import functools
 import logging
@@ -9,6 +9,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
@@ -23,6 +24,7 @@ from redis.exceptions import RedisError
 from conversations import dependencies
 from conversations.exceptions import (
     ChatError,
+    InvalidChatRequest,
     MethodNotAllowed,
     PayloadTooLarge,
     ServerBusy,
@@ -32,6 +34,17 @@ from conversations.exceptions import (
 logger = logging.getLogger(__name__)
 
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+
+def parse_json_object(request: HttpRequest) -> dict:
+    """Return the JSON object in the request body; RequestDataTooBig passes through."""
+    try:
+        data = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise InvalidChatRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidChatRequest("The request body must be a JSON object.")
+    return data
 
 
 def request_id_for(request: HttpRequest) -> str:

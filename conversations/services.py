@@ -23,8 +23,8 @@ from conversations.exceptions import (
     StaleConversation,
 )
 from conversations.models import Conversation, DailyUsage, Message
+from conversations.records import FinishedTurn, StartedTurn
 from conversations.selectors import model_history
-from conversations.turns.records import FinishedTurn, StartedTurn
 from conversations.validation import clean_text
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 import os
 
-from conversations.turns.records import FinishedTurn
+from conversations.records import FinishedTurn
 
 
 def record(turn: FinishedTurn) -> None:

@@ -23,10 +23,10 @@ from django.contrib.auth.models import Permission
 from conversations import bus
 from conversations.models import Message, TurnAudit
 from conversations.providers.config import ModelOption
+from conversations.records import StartedTurn
 from conversations.turns import live, registry
 from conversations.turns.eventlog import MemoryEventLog
 from conversations.turns.live import ENDED, STALE_SECONDS, TURNS, LiveRoll
-from conversations.turns.records import StartedTurn
 from conversations.turns.runner import TurnRun
 from tests.conftest import log_in, openai_client, two_sites_sharing_redis
 from tests.servers import ServerProcess, start_site

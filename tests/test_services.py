@@ -15,7 +15,7 @@ from conversations.exceptions import (
     UnknownModel,
 )
 from conversations.models import Conversation, DailyUsage, Message
-from conversations.turns.records import FinishedTurn
+from conversations.records import FinishedTurn
 
 pytestmark = pytest.mark.django_db
 

@@ -18,11 +18,11 @@ from django.test import TransactionTestCase
 from conversations import services
 from conversations.accounts import leases
 from conversations.accounts.leases import HeldLease, MemoryStreamLeases
-from conversations.encoders import SiteEventEncoder
 from conversations.models import Message
 from conversations.providers import ChatModelClient
 from conversations.providers.config import development_endpoints
 from conversations.turns import registry, runner
+from conversations.turns.encoders import SiteEventEncoder
 from conversations.turns.eventlog import MemoryEventLog, RedisEventLog
 from conversations.turns.readers import follow_run
 from tests.conftest import PASSWORD

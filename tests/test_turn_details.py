@@ -17,8 +17,8 @@ from conversations.providers.client import (
     ModelChunk,
 )
 from conversations.providers.config import Endpoint, ModelOption, load_endpoints_file
+from conversations.records import FinishedTurn
 from conversations.templatetags.turn_format import thought_for
-from conversations.turns.records import FinishedTurn
 from conversations.turns.runner import TurnAccumulator
 from tests.test_services import finished, start
 

@@ -25,9 +25,9 @@ from conversations.accounts.leases import HeldLease, MemoryStreamLeases
 from conversations.models import Message
 from conversations.providers import ChatModelClient
 from conversations.providers.config import development_endpoints
+from conversations.records import FinishedTurn
 from conversations.turns import live, registry, runner, saving, spool, titles
 from conversations.turns.eventlog import MemoryEventLog
-from conversations.turns.records import FinishedTurn
 from tests.servers import start_devllm
 
 pytestmark = pytest.mark.django_db(transaction=True)

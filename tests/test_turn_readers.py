@@ -5,7 +5,7 @@ import asyncio
 
 import orjson
 
-from conversations.encoders import NdjsonEncoder, SiteEventEncoder
+from conversations.turns.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.turns.eventlog import TurnEvent, TurnLogUnavailable
 from conversations.turns.readers import TurnStream
 from tests.sse_client import parse_events

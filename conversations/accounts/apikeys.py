@@ -21,8 +21,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from conversations.accounts.local_cache import ProcessCache, forget_user
+from conversations.executors import in_post_stream_thread
 from conversations.models import ApiKey
-from conversations.turns.hooks import in_post_stream_thread
 from conversations.validation import clean_text
 
 logger = logging.getLogger(__name__)

@@ -31,13 +31,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 
 from conversations import sse
-from conversations.encoders import RETRY_MILLISECONDS, SiteEventEncoder
 from conversations.exceptions import TurnEventsGone
+from conversations.executors import in_post_stream_thread
 from conversations.http import json_error, release_connections, request_id_for, sse_response
 from conversations.models import Message, TurnAudit
 from conversations.turns import live, registry
+from conversations.turns.encoders import RETRY_MILLISECONDS, SiteEventEncoder
 from conversations.turns.eventlog import TurnLogGap, TurnLogNotFound
-from conversations.turns.hooks import in_post_stream_thread
 from conversations.turns.readers import TurnStream, open_answer_stream
 
 STOP_PERMISSION = "conversations.stop_turn"

@@ -17,8 +17,8 @@ import logging
 from django.conf import settings
 
 from conversations import services
+from conversations.executors import in_post_stream_thread
 from conversations.turns import registry
-from conversations.turns.hooks import in_post_stream_thread
 
 logger = logging.getLogger(__name__)
 

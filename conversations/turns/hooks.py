@@ -11,13 +11,12 @@ import inspect
 import logging
 from collections.abc import Callable
 from functools import cache
-from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from conversations import executors
-from conversations.turns.records import FinishedTurn
+from conversations.executors import in_post_stream_thread
+from conversations.records import FinishedTurn
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +51,6 @@ def _hooks(paths: tuple[str, ...]) -> tuple[Hook, ...]:
 def post_stream_hooks() -> tuple[Hook, ...]:
     """The extra hooks, in the order of POST_STREAM_HOOKS (the save is not among them)."""
     return _hooks(tuple(settings.POST_STREAM_HOOKS))
-
-
-async def in_post_stream_thread[T](function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run blocking database work (a save, a hook, a checkpoint, a sweep) on the post-stream
-    threads: a save waiting for a pooled connection must never hold one of the default
-    executor's threads, which Django needs (to log an error response, for one)."""
-    return await executors.run_in(executors.post_stream(), function, *args, **kwargs)
 
 
 async def _call(hook: Hook, turn: FinishedTurn) -> None:

@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from conversations import bus, dependencies, services
 from conversations.exceptions import ProviderError
+from conversations.executors import in_post_stream_thread
 from conversations.models import Message
 from conversations.turns import registry, saving, spool
 from conversations.turns.eventlog import event_log
-from conversations.turns.hooks import in_post_stream_thread
 from conversations.turns.runner import error_event_data, turn_key
 
 logger = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from django.conf import settings
 
-from conversations.encoders import EventEncoder
 from conversations.exceptions import ChatError
 from conversations.models import Message
 from conversations.turns import registry
+from conversations.turns.encoders import EventEncoder
 from conversations.turns.eventlog import TurnEvent, TurnLogNotFound, event_log
 from conversations.turns.runner import TurnRun, keep, turn_key
 

@@ -30,6 +30,7 @@ from conversations.exceptions import ProviderError
 from conversations.models import Message
 from conversations.providers import ChatModelClient, ModelChunk
 from conversations.providers.client import PrefetchedStream
+from conversations.records import FinishedTurn, StartedTurn
 from conversations.services import INTERRUPTED_ERROR, Checkpoint
 from conversations.turns import checkpoints, live, registry, titles
 from conversations.turns.eventlog import (
@@ -42,7 +43,6 @@ from conversations.turns.eventlog import (
     event_log,
 )
 from conversations.turns.hooks import run_post_stream_hooks
-from conversations.turns.records import FinishedTurn, StartedTurn
 from conversations.turns.saving import SAVED, UNSAVED, save_turn_durably
 from conversations.turns.token_estimate import estimate_prompt_tokens
 

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from conversations import dependencies, executors, services
+from conversations.executors import in_post_stream_thread
+from conversations.records import FinishedTurn
 from conversations.turns import spool
-from conversations.turns.hooks import in_post_stream_thread
-from conversations.turns.records import FinishedTurn
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from conversations.turns.records import FinishedTurn
+from conversations.records import FinishedTurn
 
 logger = logging.getLogger(__name__)
 

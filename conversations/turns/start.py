@@ -22,8 +22,8 @@ from conversations.exceptions import ServerBusy
 from conversations.http import close_request_connections
 from conversations.models import Message
 from conversations.providers.client import PrefetchedStream
+from conversations.records import StartedTurn
 from conversations.turns import lifecycle, registry
-from conversations.turns.records import StartedTurn
 from conversations.turns.runner import (
     DisconnectPolicy,
     TurnRun,

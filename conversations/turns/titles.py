@@ -18,10 +18,10 @@ from django.utils import timezone
 
 from conversations import providers
 from conversations.exceptions import ProviderError
+from conversations.executors import in_post_stream_thread
 from conversations.models import Conversation, Message
+from conversations.records import FinishedTurn
 from conversations.services import title_from_message
-from conversations.turns.hooks import in_post_stream_thread
-from conversations.turns.records import FinishedTurn
 
 logger = logging.getLogger(__name__)
 

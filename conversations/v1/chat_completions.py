@@ -23,19 +23,24 @@ from django.views.decorators.csrf import csrf_exempt
 from conversations import providers, services
 from conversations.accounts.auth import NotAuthenticated, api_key_user
 from conversations.accounts.limits import RateLimited
-from conversations.encoders import (
+from conversations.exceptions import ChatError, ProviderError, UnknownModel
+from conversations.http import (
+    json_api_view,
+    openai_error,
+    parse_json_object,
+    request_id_for,
+    sse_response,
+)
+from conversations.turns.encoders import (
     OpenAIChunkEncoder,
     openai_failure_body,
     openai_usage,
     usage_headers,
 )
-from conversations.exceptions import ChatError, ProviderError, UnknownModel
-from conversations.http import json_api_view, openai_error, request_id_for, sse_response
 from conversations.turns.readers import TurnStream, follow_run
 from conversations.turns.runner import TurnRun
 from conversations.turns.start import ModelAsk, begin_turn, start_run
 from conversations.v1.schema import parse_chat_completion
-from conversations.web.views import parse_json_object
 
 
 def error_for(exc: ChatError, headers: dict[str, str]) -> JsonResponse:

@@ -27,11 +27,11 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from conversations import providers, selectors, services
-from conversations.encoders import usage_headers
 from conversations.exceptions import InvalidChatRequest, TurnEventsGone, TurnNotFound
-from conversations.http import sse_response
+from conversations.http import parse_json_object, sse_response
 from conversations.models import Message
 from conversations.turns import registry
+from conversations.turns.encoders import usage_headers
 from conversations.turns.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.turns.readers import TurnStream, follow_run, open_answer_stream
 from conversations.turns.runner import CONTINUE, TurnRun
@@ -50,7 +50,6 @@ from conversations.v1.responses_schema import (
     parse_response_request,
     parse_retrieve_query,
 )
-from conversations.web.views import parse_json_object
 
 logger = logging.getLogger(__name__)
 

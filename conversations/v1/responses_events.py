@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conversations import sse
-from conversations.encoders import openai_usage
+from conversations.turns.encoders import openai_usage
 from conversations.turns.eventlog import TurnEvent
 
 # Every Response repeats these; a request's own values (its echo) replace them.

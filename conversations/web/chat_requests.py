@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from conversations import providers, services
 from conversations.accounts.limits import TokenNeed
 from conversations.exceptions import InvalidChatRequest
-from conversations.turns.records import StartedTurn
+from conversations.records import StartedTurn
 from conversations.turns.start import ModelAsk
 from conversations.turns.token_estimate import estimate_prompt_tokens
 

@@ -40,11 +40,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from conversations import history, selectors, services
 from conversations.accounts.auth import api_key_or_session_user
 from conversations.accounts.limits import check_search_rate, count_attach, searching
-from conversations.encoders import EventEncoder
 from conversations.exceptions import InvalidChatRequest, TurnEventsGone, TurnNotFound
 from conversations.http import json_api_view, render_json_error, sse_response
 from conversations.models import Conversation, Message
 from conversations.turns import registry
+from conversations.turns.encoders import EventEncoder
 from conversations.turns.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.turns.readers import TurnStream, open_answer_stream, open_turn_stream
 from conversations.web.chat_requests import message_id_of

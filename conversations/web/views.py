@@ -4,7 +4,6 @@ import base64
 import secrets
 import time
 
-import orjson
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
@@ -19,18 +18,19 @@ from django.views.decorators.http import require_http_methods, require_POST
 from conversations import dependencies, history, providers, selectors
 from conversations.accounts import apikeys
 from conversations.accounts.auth import session_user
-from conversations.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.exceptions import InvalidChatRequest
 from conversations.http import (
     json_api_view,
     json_error,
     openai_error,
+    parse_json_object,
     render_json_error,
     request_id_for,
     sse_response,
 )
 from conversations.models import Conversation
 from conversations.turns import lifecycle, registry
+from conversations.turns.encoders import NdjsonEncoder, SiteEventEncoder
 from conversations.turns.readers import follow_run, readers_attached
 from conversations.turns.start import begin_turn, start_run
 from conversations.web.chat_requests import chat_payload, chat_turn_starter
@@ -139,17 +139,6 @@ async def stream_chat_turn(
 def parse_chat_payload(request: HttpRequest, *, url_conversation: int | None = None) -> dict:
     """Read a chat message from a JSON body (see chat_requests.chat_payload)."""
     return chat_payload(parse_json_object(request), url_conversation=url_conversation)
-
-
-def parse_json_object(request: HttpRequest) -> dict:
-    """Return the JSON object in the request body; RequestDataTooBig passes through."""
-    try:
-        data = orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        raise InvalidChatRequest("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise InvalidChatRequest("The request body must be a JSON object.")
-    return data
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
