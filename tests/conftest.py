@@ -19,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test.utils import override_settings
 
+from tests import servers
 from tests.quirky_upstream import QUIRKS
 from tests.servers import (
     ServerProcess,
@@ -40,16 +41,48 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-# Rate-limit counters live in the cache, which is a shared Redis in CI: give each test run
-# its own key space so that runs (and user IDs reused across runs) never share counters.
+# Rate-limit counters, event logs, leases and channel-layer groups live in Redis, which is
+# shared in CI: give each test process (each xdist worker too) its own key space, so that
+# runs and workers (and the user IDs each one's database reuses) never share a key.
 CACHE_PREFIX = f"chatsite-test-{uuid.uuid4().hex[:12]}"
+
+
+# A test using these starts a server process or drives a browser, and must say so with its
+# marker: `make test-fast` leaves those tests out by their markers.
+SERVER_FIXTURES = {"site", "devllm", "quirky", "site_env", "endpoints_file"}
+BROWSER_FIXTURES = {"browser", "page"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    unmarked = []
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SERVER_FIXTURES and not _starts_servers(item):
+            unmarked.append(f"{item.nodeid}: uses a server, is not marked live")
+        if fixtures & BROWSER_FIXTURES and item.get_closest_marker("browser") is None:
+            unmarked.append(f"{item.nodeid}: drives a browser, is not marked browser")
+    if unmarked:
+        raise pytest.UsageError("\n".join(unmarked))
+
+
+def pytest_runtest_setup(item) -> None:
+    # Before the test's fixtures (setUpClass among them) start anything.
+    servers.may_start_servers = _starts_servers(item)
+
+
+def _starts_servers(item) -> bool:
+    return any(item.get_closest_marker(name) for name in ("live", "faults"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache_keys() -> Iterator[None]:
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["KEY_PREFIX"] = CACHE_PREFIX
-    with override_settings(CACHES=caches):
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    for name, layer in layers.items():
+        if "prefix" in layer.get("CONFIG", {}):
+            layer["CONFIG"]["prefix"] = f"{CACHE_PREFIX}:{name}"
+    with override_settings(CACHES=caches, CHANNEL_LAYERS=layers):
         yield
 
 

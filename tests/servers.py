@@ -39,14 +39,25 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+# Whether the running test may start servers: tests/conftest.py sets it for each test from
+# its markers (`live` or `faults`), so that `make test-fast`, which leaves those out, never
+# waits for a server. Outside pytest (the benchmarks) it stays true.
+may_start_servers = True
+
+
 def start_server(
     args: list[str], *, port: int, ready_path: str, log_path: Path, env: Mapping[str, str]
 ) -> ServerProcess:
     """Start `python <args>` and wait until GET ready_path answers (any status)."""
+    if not may_start_servers:
+        raise RuntimeError(f"A test that starts a server must be marked live: {args}")
     url = f"http://127.0.0.1:{port}"
     log = log_path.open("w")
+    # A browser test's process allows Django's async-unsafe calls (Playwright runs an event
+    # loop in its thread); a server it starts must not inherit that.
+    inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     process = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log
+        [sys.executable, *args], cwd=ROOT, env={**inherited, **env}, stdout=log, stderr=log
     )
     server = ServerProcess(url=url, process=process, log_path=log_path)
     deadline = time.monotonic() + 30

@@ -18,6 +18,9 @@ import httpx
 import openai
 import pytest
 
+# It starts the development LLM server.
+pytestmark = pytest.mark.live
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVER_DELAY_MS = 5
 API_KEY = "sekrit-dev-key"

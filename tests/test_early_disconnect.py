@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.test import Client, TransactionTestCase, override_settings
@@ -20,6 +21,9 @@ from conversations.models import Message
 from conversations.turns.start import begin_turn
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
+
+# It starts the development LLM server.
+pytestmark = pytest.mark.live
 
 CSRF = "a" * 32
 

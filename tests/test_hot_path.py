@@ -14,7 +14,7 @@ from django.test import AsyncClient
 from conversations import providers
 from conversations.models import Message
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -24,6 +24,9 @@ from conversations.web.chat_requests import chat_payload, chat_turn_starter
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
 
+# It starts the development LLM server.
+pytestmark = pytest.mark.live
+
 PROMPT = "[[devllm tokens=20 delay_ms=5]] Are you there?"
 
 

@@ -3,9 +3,13 @@
 import asyncio
 
 import httpx
+import pytest
 
 from conversations.providers.client import ChatModelClient
 from conversations.providers.config import development_endpoints
+
+# It starts the development LLM server.
+pytestmark = pytest.mark.live
 
 
 def test_answers_in_a_row_reuse_one_upstream_connection(devllm):

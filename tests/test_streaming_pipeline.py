@@ -10,6 +10,7 @@ from pathlib import Path
 from unittest import mock
 
 import httpx
+import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -27,6 +28,9 @@ from conversations.turns.eventlog import MemoryEventLog, RedisEventLog
 from conversations.turns.readers import follow_run
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
+
+# It starts the development LLM server.
+pytestmark = pytest.mark.live
 
 LONG = "[[devllm tokens=60 delay_ms=20]] Tell me something long."
 SHORT = "[[devllm tokens=8 delay_ms=10]] Something short."
@@ -208,6 +212,7 @@ class TurnRunnerTests(TransactionTestCase):
         run.stop()  # the owner task has not run yet
         message = await self.wait_until_saved("runner-early-01")
         self.assertEqual((message.status, message.content), (Message.Status.STOPPED, ""))
+        await run._task  # the final event follows the save
         self.assertEqual(run.events[-1].data["status"], "stopped")
 
     @closing_afterwards

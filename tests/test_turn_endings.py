@@ -30,7 +30,7 @@ from conversations.turns import live, registry, runner, saving, spool, titles
 from conversations.turns.eventlog import MemoryEventLog
 from tests.servers import start_devllm
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 ANSWER = "[[devllm tokens=6 delay_ms=10]] A short answer, please."
 # The ending must be heard this soon, whatever failed in it (a lease release that hangs is
