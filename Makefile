@@ -41,8 +41,11 @@ run: install
 
 # The whole suite: PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set (CI sets
 # them), SQLite and an in-process cache otherwise. Browser tests need Debian's Chromium.
+# TEST_WORKERS parallel workers (pytest-xdist), each with its own test database, servers
+# and Redis key space: most tests wait on streams, so four share two cores well.
+TEST_WORKERS ?= 4
 test: install check-browser
-	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m "not faults"
+	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m "not faults" -n $(TEST_WORKERS) --dist worksteal
 
 # The fault suite: tests that cause faults on purpose (a throwaway PostgreSQL cluster of
 # their own, initdb in a temporary directory, stopped and restarted; the shared one is never
@@ -50,9 +53,10 @@ test: install check-browser
 test-faults: install
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(PY) -m pytest -m faults
 
-# Everything but the browser and the faults, for a quick loop.
+# A quick loop: every test that starts no server and drives no browser (the markers say
+# which; tests/conftest.py refuses an unmarked one).
 test-fast: install
-	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(PY) -m pytest -m "not browser and not faults"
+	SECRET_KEY=$${SECRET_KEY:-insecure-test-only-key} $(PY) -m pytest -m "not live and not browser and not faults" -n $(TEST_WORKERS) --dist worksteal
 
 # Streams per second, time to first byte and server CPU per stream: chatsite against the bare
 # development LLM server, in one run (see bench/stream_bench.py).

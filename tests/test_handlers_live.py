@@ -25,9 +25,10 @@ def threads_of(pid: int) -> int:
 
 @pytest.mark.parametrize("server", ["uvicorn", "daphne"])
 def test_open_streams_hold_no_thread_each(site_env, server_logs, alice, make_api_key, server):
-    site = start_site(
-        server_logs, {**site_env, "SITE_API_DISCONNECT_POLICY": "cancel"}, server=server
-    )
+    # The model stays silent for as long as the test holds its streams: none may time out
+    # (the suite's 3 s read timeout) while the last ones are still being opened.
+    env = {**site_env, "SITE_API_DISCONNECT_POLICY": "cancel", "LLM_READ_TIMEOUT": "60"}
+    site = start_site(server_logs, env, server=server)
     key = make_api_key(alice)
 
     async def hold() -> tuple[int, int, dict]:
