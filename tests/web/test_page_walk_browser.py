@@ -11,11 +11,12 @@ from playwright.sync_api import Page, expect
 
 from conversations.models import Message
 from tests.conftest import log_in_browser
+from tests.servers import ROOT
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots" / "walk"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots" / "walk"
 END_MS = 60_000
 DEVICES = {
     "desktop": {"viewport": {"width": 1280, "height": 800}},

@@ -9,19 +9,16 @@ a key shown once and a revoked key; the admin transcript of the same conversatio
 dialogs opened over them.
 """
 
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import ApiKey, Conversation, Message
 from tests.conftest import log_in_browser
+from tests.servers import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-AXE_SOURCE = (
-    Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
-).read_text()
+AXE_SOURCE = (ROOT / "node_modules" / "axe-core" / "axe.min.js").read_text()
 SCHEMES = ("light", "dark")
 BLOCKING = ("serious", "critical")
 

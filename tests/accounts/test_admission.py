@@ -16,7 +16,7 @@ from django_ratelimit.core import get_usage
 from conversations import redis_async
 from conversations.accounts.leases import stream_leases
 from conversations.accounts.limits import COUNT_GROUP, RateLimited, admit_chat_request
-from tests.test_eventlog import CountingConnection
+from tests.turns.test_eventlog import CountingConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

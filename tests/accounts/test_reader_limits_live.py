@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import log_in
 from tests.servers import start_site
 from tests.sse_client import SseReader
-from tests.test_websocket_live import open_socket
+from tests.web.test_websocket_live import open_socket
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -6,17 +6,17 @@ rename and delete, and screenshots of the result in light and dark, desktop and 
 """
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import Conversation, Message
 from tests.conftest import conversation_with_messages, log_in_browser
+from tests.servers import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 HOSTILE_MARKDOWN = """[[devllm echo]] Some **bold** text before the tricks.
 

@@ -10,7 +10,7 @@ import pytest
 
 from conversations.models import Conversation, Message
 from tests.conftest import openai_client
-from tests.test_openai_api_live import devllm_record, request_id_of
+from tests.v1.test_openai_api_live import devllm_record, request_id_of
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

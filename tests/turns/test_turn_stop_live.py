@@ -15,7 +15,7 @@ import pytest
 from conversations.models import Message
 from tests.conftest import log_in, two_sites_sharing_redis
 from tests.sse_client import SseReader, parse_events
-from tests.test_streaming_live import devllm_record, wait_for
+from tests.turns.test_streaming_live import devllm_record, wait_for
 
 
 def model_saw(devllm, request_id: str) -> dict | None:

@@ -31,7 +31,7 @@ from conversations.turns.runner import TurnRun
 from tests.conftest import log_in, openai_client, two_sites_sharing_redis
 from tests.servers import ServerProcess, start_site
 from tests.sse_client import Event, parse_events
-from tests.test_streaming_live import devllm_record, wait_for
+from tests.turns.test_streaming_live import devllm_record, wait_for
 
 LIVE = "/admin/conversations/message/running/"
 WORDS = " ".join(f"w{n}" for n in range(1, 81))

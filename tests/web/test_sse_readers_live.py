@@ -11,17 +11,16 @@ charged answer. Each test reads a real server process over HTTP, with keep-alive
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from httpx_sse import EventSource
 
 from conversations.models import Conversation, Message
 from tests.conftest import log_in
+from tests.servers import ROOT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Five tokens 1.2 s apart: at least two keep-alives between any two of them.
 SLOW_PROMPT = "[[devllm tokens=5 delay_ms=1200]] tell me slowly"
 
@@ -53,7 +52,7 @@ def test_fetch_event_source_posts_once_and_reads_every_event(site, alice):
 
     result = subprocess.run(
         ["node", "tests/node/fetch_event_source.mjs"],
-        cwd=REPO_ROOT,
+        cwd=ROOT,
         env={
             **os.environ,
             "URL": f"{site.url}/chat/stream/",

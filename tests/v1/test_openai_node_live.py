@@ -8,15 +8,14 @@ one saved API conversation.
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from conversations.models import Conversation, Message
+from tests.servers import ROOT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = "tests/node/openai_multiturn.mjs"
 # The development LLM server waits 20 ms per token, so an answer arrives spread over time.
 MIN_CHUNKS_PER_TURN = 5
@@ -27,7 +26,7 @@ def run_node_conversation(site, api_key: str) -> list[dict]:
     """Run the Node script against the site and return its turns."""
     result = subprocess.run(
         ["node", SCRIPT],
-        cwd=REPO_ROOT,
+        cwd=ROOT,
         env={
             **os.environ,
             "OPENAI_BASE_URL": f"{site.url}/v1",

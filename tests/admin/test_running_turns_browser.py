@@ -6,19 +6,18 @@ they come, and Stop stops it on A. A staff member without the permission to stop
 Stop button, and a plain user is sent to the admin's login.
 """
 
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Message, TurnAudit
+from tests.admin.test_running_turns_admin import LIVE, LONG_ANSWER, Tail, grant, process_of
 from tests.conftest import log_in, log_in_browser, two_sites_sharing_redis
-from tests.test_running_turns_admin import LIVE, LONG_ANSWER, Tail, grant, process_of
-from tests.test_streaming_live import devllm_record, wait_for
+from tests.servers import ROOT
+from tests.turns.test_streaming_live import devllm_record, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,16 @@ import functools
 import http.server
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from conversations.models import Message
-from tests.servers import start_site
-from tests.test_streaming_live import wait_for
+from tests.servers import ROOT, start_site
+from tests.turns.test_streaming_live import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-SDK_DIR = Path(__file__).resolve().parent.parent / "node_modules" / "openai"
+SDK_DIR = ROOT / "node_modules" / "openai"
 ASK_WITH_THE_SDK = """
 async ({ base, key }) => {
   const { default: OpenAI } = await import("/sdk/index.mjs");
