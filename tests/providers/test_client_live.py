@@ -1,6 +1,7 @@
 """The model client against the development LLM server, over real HTTP."""
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ def test_answers_in_a_row_reuse_one_upstream_connection(devllm):
     (endpoint,) = development_endpoints(
         devllm_url=f"{devllm.url}/v1", connect_timeout=5, read_timeout=30, max_retries=0
     )
-    request_ids = ["pool-first", "pool-second"]
+    request_ids = [f"pool-{uuid.uuid4().hex[:12]}" for _ in range(2)]
 
     async def two_answers() -> list[str]:
         client = ChatModelClient(endpoint)

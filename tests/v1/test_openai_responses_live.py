@@ -67,7 +67,9 @@ def deltas(events) -> str:
 
 
 def test_a_streamed_response_arrives_as_typed_events_in_order_while_the_model_writes(sdk, devllm):
-    prompt, expected = echo(12, delay_ms=80)
+    # Four seconds of writing: time enough for a client on a busy machine to see the first
+    # words while the model still writes (a second was not, under the parallel suite).
+    prompt, expected = echo(40, delay_ms=100)
     events, model_busy_at_first_delta = [], None
 
     for event in sdk.responses.create(model=MODEL, input=prompt, stream=True):
