@@ -11,7 +11,7 @@ from tests.servers import start_site
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-READ_TIMEOUT = 2.0
+READ_TIMEOUT = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,9 @@ def test_a_model_that_never_answers_fails_within_the_read_timeout_retries_includ
 
     assert response.status_code == 504
     assert response.json()["error"]["message"] == "The model did not answer in time."
-    # One read timeout, not one per attempt (two attempts would take over twice that).
-    assert waited < READ_TIMEOUT * 1.5
+    # One read timeout, not one per attempt: two attempts would take over twice that. The
+    # rest of the margin is for a busy machine (at 1.5 times a 2 s timeout, one took 3.04 s).
+    assert waited < READ_TIMEOUT * 1.8
     answer = Message.objects.get(request_id="never-answers-1", is_answer=True)
     assert answer.status == "failed"
 
