@@ -374,9 +374,9 @@ DAILY_TOKEN_QUOTA = env_int("DAILY_TOKEN_QUOTA", 0, minimum=0)  # 0: no quota
 DAILY_TOKEN_QUOTA_ANSWER_TOKENS = env_int("DAILY_TOKEN_QUOTA_ANSWER_TOKENS", 1000, minimum=1)
 # How long a server process keeps its own copy of per-user rows read on every request (an API
 # key's owner): conversations.accounts.local_cache. A change drops the copies in every
-# process at once
-# through the channel layer; this bounds the staleness should that notice be lost. Without
-# Redis no other process could be told (the layer is in memory), so nothing is cached: 0.
+# process at once through the channel layer; this bounds the staleness should that notice be
+# lost. Without Redis no other process could be told (the layer is in memory), so nothing is
+# cached: 0.
 PROCESS_CACHE_SECONDS = env_float("PROCESS_CACHE_SECONDS", 30.0 if REDIS_URL else 0.0)
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
 # How a turn outlives failures (docs/streaming.md, "When things fail"). While an answer

@@ -12,8 +12,7 @@ import redis.asyncio as redis
 from django.conf import settings
 
 # How long a reader's XREAD BLOCK waits (conversations.turns.eventlog.redis_backend); the
-# socket must
-# wait longer than that, or redis-py would time the read out.
+# socket must wait longer than that, or redis-py would time the read out.
 LONGEST_BLOCK_SECONDS = 5.0
 # A busy moment waits this long for a free pooled connection before failing.
 POOL_TIMEOUT_SECONDS = 10.0

@@ -1,9 +1,9 @@
 """Drop the rows each process keeps (conversations.accounts.local_cache) when the user they
-belong to
-changes: a key saved or deleted (revoking goes through conversations.accounts.apikeys, which forgets
-too), a user saved (made inactive, say) or deleted, staff's limit overrides for a user
-created, changed or removed, a user logging out. The same notice makes each process check
-the user's open chat sockets (conversations.web.consumers).
+belong to changes: a key saved or deleted (revoking goes through
+conversations.accounts.apikeys, which forgets too), a user saved (made inactive, say) or
+deleted, staff's limit overrides for a user created, changed or removed, a user logging out.
+The same notice makes each process check the user's open chat sockets
+(conversations.web.consumers).
 
 Bulk QuerySet.update() sends no signal: code that changes these rows that way must call
 local_cache.forget_user itself, as conversations.accounts.apikeys does.

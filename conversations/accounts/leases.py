@@ -126,8 +126,7 @@ class StreamLeases(ABC):
 
 # A request counted and, unless refused, leased: one round trip, atomic. KEYS[1] the request
 # count of the user's current minute (django-ratelimit's key: conversations.accounts.limits),
-# KEYS[2]
-# the user's lease set. ARGV: the count limit (-1: count nothing), the count's lifetime in
+# KEYS[2] the user's lease set. ARGV: the count limit (-1: count nothing), the count's lifetime in
 # seconds, whether to take a lease (0 when another limit already refused), the lease id, the
 # lease limit, the lease's milliseconds; then the daily quota's part (QuotaAsk): what is left
 # of it (-1: no quota), the prompt's tokens, the answer's limit (-1: none), the default answer.

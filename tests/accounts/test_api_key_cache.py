@@ -1,6 +1,6 @@
 """API keys are answered from the process's own copy (conversations.accounts.local_cache): no
-query on
-a hit, and forgotten at once, in every process, when a key is revoked or its owner changes."""
+query on a hit, and forgotten at once, in every process, when a key is revoked or its owner
+changes."""
 
 import asyncio
 import logging
