@@ -115,7 +115,15 @@ class StreamLeases(ABC):
     def held(self, user_id: int) -> int:
         """How many live leases the user holds."""
 
+    @abstractmethod
+    def reserved(self, user_id: int) -> int:
+        """The tokens the user's leases reserve (a lease just expired may still count: never
+        fewer than the live ones)."""
+
     # The same from the event loop. In process, nothing waits, so these call the above.
+
+    async def areserved(self, user_id: int) -> int:
+        return self.reserved(user_id)
 
     async def arenew(self, lease: Lease) -> None:
         self.renew(lease)
@@ -240,6 +248,9 @@ class RedisStreamLeases(StreamLeases):
     def held(self, user_id: int) -> int:
         return int(self._held_script(keys=[self.key(user_id)]))
 
+    def reserved(self, user_id: int) -> int:
+        return reserved_tokens(_decoded(self.client.zrange(self.key(user_id), 0, -1)))
+
     async def count_and_acquire(
         self,
         user_id: int,
@@ -279,10 +290,17 @@ class RedisStreamLeases(StreamLeases):
     async def arelease(self, lease: Lease) -> None:
         await redis_client().zrem(self.key(lease.user_id), lease.member)
 
+    async def areserved(self, user_id: int) -> int:
+        return reserved_tokens(_decoded(await redis_client().zrange(self.key(user_id), 0, -1)))
+
     @staticmethod
     def _async_script(source: str):
         # Bound to the running loop's client; sent as EVALSHA, the source only on a miss.
         return redis_client().register_script(source)
+
+
+def _decoded(members: list) -> list[str]:
+    return [m.decode() if isinstance(m, bytes) else m for m in members]
 
 
 def _quota_args(quota: QuotaAsk | None) -> list[int]:
@@ -342,6 +360,10 @@ class MemoryStreamLeases(StreamLeases):
         with self._lock:
             return len(self._live(user_id))
 
+    def reserved(self, user_id: int) -> int:
+        with self._lock:
+            return reserved_tokens(list(self._live(user_id)))
+
 
 @cache
 def stream_leases() -> StreamLeases:
@@ -397,3 +419,7 @@ class HeldLease:
             return
         self._held = False
         await self._leases.arelease(self.lease)
+
+    async def reserved_with_the_others(self) -> int:
+        """The tokens this lease and the user's other leases reserve."""
+        return await self._leases.areserved(self.lease.user_id)

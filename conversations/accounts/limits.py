@@ -29,7 +29,7 @@ import datetime
 import time
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -43,6 +43,7 @@ from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 
 from conversations import selectors
 from conversations.accounts.leases import (
+    LEASED,
     NO_STREAM,
     NO_TOKENS,
     HeldLease,
@@ -474,7 +475,40 @@ async def admit_chat_request(user: AbstractBaseUser, need: TokenNeed | None = No
             default_answer=settings.DAILY_TOKEN_QUOTA_ANSWER_TOKENS,
         )
     usage, lease, why = await _count_and_lease(user.pk, limits, quota)
+    if quota is not None and lease is not None:
+        usage, lease, why, used, quota = await _confirm_reservation(
+            user, limits, usage, lease, used, quota
+        )
     return _admission(limits, usage, used, quota, lease, why)
+
+
+async def _confirm_reservation(
+    user: AbstractBaseUser,
+    limits: Limits,
+    usage: dict,
+    lease: HeldLease,
+    used: int,
+    quota: QuotaAsk,
+) -> tuple[dict, HeldLease | None, int, int, QuotaAsk]:
+    """Check the reservation against the ledger read again, now that the lease is held.
+
+    An answer that ended between the first read of the ledger and the lease was charged
+    after that read and gave its reservation back before the lease: it was counted in
+    neither, and answers fitting "exactly" could overrun the quota together (seen under
+    load). Read after the lease, every answer is in the ledger or among the reservations
+    (or in both, which only errs on the safe side). Refused, the request is uncounted and
+    its lease given back, as a refusal in the admission script would be."""
+    used_now = await sync_to_async(tokens_used_today)(user)
+    if used_now == used:
+        return usage, lease, LEASED, used, quota
+    quota = replace(quota, left=limits.daily_token_quota - used_now)
+    reserved = await lease.reserved_with_the_others()
+    if used_now + reserved <= limits.daily_token_quota:
+        return usage, lease, LEASED, used_now, quota
+    await lease.release()
+    if getattr(settings, "RATELIMIT_ENABLE", True):
+        usage = await sync_to_async(_uncount_request)(user.pk, limits, usage)
+    return usage, None, NO_TOKENS, used_now, quota
 
 
 def _used_and_context(user: AbstractBaseUser, conversation_id: int | None) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from conversations import redis_async, services
+from conversations.accounts import limits
 from conversations.accounts.leases import stream_leases
 from conversations.accounts.limits import RateLimited, TokenNeed, admit_chat_request
 
@@ -107,3 +108,38 @@ def test_a_quota_used_up_says_so_and_when_it_renews(quota_limits, alice):
     assert isinstance(refused, RateLimited) and refused.kind == "tokens"
     assert f"used your daily quota of {QUOTA} tokens" in refused.message
     assert "renews in" in refused.message
+
+
+def test_an_answer_ending_between_the_ledger_read_and_the_lease_is_still_counted(
+    quota_limits, alice, monkeypatch
+):
+    """The race a loaded CI run showed (six answers charged 312 of a 300 quota): an answer
+    that ends after the admission read the ledger and before it took its lease is charged
+    after the read and gives its reservation back before the lease, so it was counted in
+    neither. A hook makes it end exactly there."""
+    real_read = limits._used_and_context
+
+    async def scenario() -> list:
+        running = await admit(alice, TokenNeed(prompt=100, answer=500))  # reserves 600
+
+        def read_then_the_running_answer_ends(user, conversation_id):
+            read = real_read(user, conversation_id)
+            services.usage_charge(user_id=alice.pk, tokens=600)  # saved: charged...
+            asyncio.run(running.lease.release())  # ...then its lease given back
+            return read
+
+        monkeypatch.setattr(limits, "_used_and_context", read_then_the_running_answer_ends)
+        late = await admit(alice, TokenNeed(prompt=100, answer=350))  # 450 > the 400 left
+        monkeypatch.setattr(limits, "_used_and_context", real_read)
+        fits = await admit(alice, TokenNeed(prompt=100, answer=300))  # 400: exactly fits
+        for admission in (late, fits):
+            if not isinstance(admission, RateLimited):
+                await admission.lease.release()
+        return [running, late, fits]
+
+    running, late, fits = asyncio.run(scenario())
+
+    assert not isinstance(running, RateLimited)
+    assert isinstance(late, RateLimited) and late.kind == "tokens", late
+    assert not isinstance(fits, RateLimited)
+    assert stream_leases().reserved(alice.pk) == 0  # the refused request holds nothing
