@@ -254,6 +254,11 @@ def _ratelimit_cache():
     return caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
 
 
+def _counting() -> bool:
+    """Whether requests are counted per minute (django-ratelimit's RATELIMIT_ENABLE)."""
+    return getattr(settings, "RATELIMIT_ENABLE", True)
+
+
 def _uncount_request(user_id: int, limits: Limits, usage: dict) -> dict:
     """Take back the count of a request refused for the quota (as the Redis script does)."""
     key, _ = _cache_key(COUNT_GROUP, user_id, limits.requests_per_minute)
@@ -302,7 +307,7 @@ async def _count_and_lease(
     local cache and the local lease table, neither of which waits on anything. Return the
     count, the lease, and why there is none (stream_leases.LEASED when there is one)."""
     leases = stream_leases()
-    counting = getattr(settings, "RATELIMIT_ENABLE", True)
+    counting = _counting()
     if isinstance(leases, RedisStreamLeases):
         key, window = _count_key(user_id, limits)
         count, lease, why = await leases.count_and_acquire(
@@ -506,7 +511,7 @@ async def _confirm_reservation(
     if used_now + reserved <= limits.daily_token_quota:
         return usage, lease, LEASED, used_now, quota
     await lease.release()
-    if getattr(settings, "RATELIMIT_ENABLE", True):
+    if _counting():
         usage = await sync_to_async(_uncount_request)(user.pk, limits, usage)
     return usage, None, NO_TOKENS, used_now, quota
 

@@ -658,14 +658,14 @@ function initChat() {
 
   /**
    * Follow the answer in `assistant` (started, with its request ID): from its first event,
-   * or on from `checkpoint`, the text it shows and the last event that text holds.
+   * or, with `afterEvent`, on from the text it shows, which holds the events up to that one.
    */
-  async function followAnswer(assistant, checkpoint = null) {
+  async function followAnswer(assistant, afterEvent = 0) {
     const turn = beginTurn({ user: previousUserArticle(assistant), assistant });
     turn.requestId = assistant.dataset.requestId;
     turn.started = true;
-    if (checkpoint) {
-      turn.lastEventId = checkpoint.lastEventId;
+    if (afterEvent > 0) {
+      turn.lastEventId = afterEvent;
       turn.content = messageText(assistant);
       turn.reasoning = reasoningText(assistant);
     }
@@ -697,7 +697,7 @@ function initChat() {
       return;
     }
     const lastEventId = Number.parseInt(assistant.dataset.lastEventId || "", 10);
-    await followAnswer(assistant, lastEventId > 0 ? { lastEventId } : null);
+    await followAnswer(assistant, lastEventId || 0);
   }
 
   function send(text) {
