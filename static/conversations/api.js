@@ -4,7 +4,7 @@
 import { isEventStream } from "./sse.js";
 
 /** Thrown for a request the server refused or could not be reached; `message` is for people. */
-export class RequestError extends Error {
+class RequestError extends Error {
   constructor(message, { status = 0, field = "" } = {}) {
     super(message);
     this.name = "RequestError";
@@ -25,7 +25,7 @@ function readCookie(name) {
 }
 
 /** Django's CSRF token: the cookie, or the hidden input of the page's form. */
-export function csrfToken() {
+function csrfToken() {
   const fromCookie = readCookie("csrftoken");
   if (fromCookie) {
     return fromCookie;

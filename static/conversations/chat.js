@@ -42,8 +42,6 @@ import { initShortcuts } from "./shortcuts.js";
 import { loadDraft, pruneDrafts, saveDraft } from "./drafts.js";
 import { keepUnsaved, keptText, pruneUnsaved, restoreUnsaved } from "./unsaved.js";
 
-export { createSseParser } from "./sse.js";
-
 // How long a stale tab shows why it will not act before it reloads the conversation.
 const STALE_RELOAD_MS = 2500;
 // A dropped stream is re-attached (the answer goes on being written on the server): at once,

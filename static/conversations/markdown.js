@@ -29,7 +29,7 @@ const LINK_REL = "noopener noreferrer nofollow";
 
 const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
-export function escapeHtml(text) {
+function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (ch) => ESCAPES[ch]);
 }
 
@@ -79,7 +79,7 @@ const PURIFY_CONFIG = {
 const PURIFY_FRAGMENT_CONFIG = { ...PURIFY_CONFIG, RETURN_DOM_FRAGMENT: true };
 
 /** Markdown source to sanitized HTML (a string safe to assign to innerHTML). */
-export function markdownToSafeHtml(text) {
+function markdownToSafeHtml(text) {
   let html;
   try {
     html = marked.parse(text || "", { async: false });
@@ -442,12 +442,6 @@ export function createMarkdownView(element, { onRender } = {}) {
         cancelAnimationFrame(frame);
       }
       render(true);
-    },
-    cancel() {
-      if (frame) {
-        cancelAnimationFrame(frame);
-        frame = 0;
-      }
     },
   };
 }

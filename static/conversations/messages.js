@@ -29,7 +29,7 @@ function stateOf(article) {
   return state;
 }
 
-export function messageBody(article) {
+function messageBody(article) {
   return article.querySelector(".message-body");
 }
 
@@ -100,12 +100,6 @@ export function flushMessage(article) {
   }
 }
 
-export function cancelRendering(article) {
-  const state = stateOf(article);
-  state.body?.cancel();
-  state.reasoning?.cancel();
-}
-
 // --- waiting and thinking --------------------------------------------------
 
 export function showWaitingIndicator(article) {
@@ -146,7 +140,7 @@ function ensureReasoning(article) {
  * How long the model thought, for the Thinking section's summary: "Thought for 12 s". The
  * same wording as the server's (the thought_for filter in conversations/templatetags).
  */
-export function thoughtFor(ms) {
+function thoughtFor(ms) {
   if (typeof ms !== "number" || !Number.isFinite(ms)) {
     return "Thinking";
   }
@@ -199,7 +193,7 @@ export function foldReasoning(article) {
 // --- outcome ---------------------------------------------------------------
 
 /** Rephrase a failure from the server where plainer words exist; otherwise keep it. */
-export function describeFailure(message) {
+function describeFailure(message) {
   const text = (message || "").trim();
   if (!text) {
     return "Something went wrong while answering.";
@@ -290,7 +284,7 @@ function copyButton(label) {
 }
 
 /** The row of buttons under a message (Copy for every message). */
-export function ensureActions(article) {
+function ensureActions(article) {
   let row = article.querySelector(".message-actions");
   if (!row) {
     row = document.createElement("div");

@@ -705,5 +705,5 @@ export function createSidebar({
   ensureTabStop(list);
   updateMoreButton();
 
-  return { upsert, markCurrent, findItem, close: () => setOpen(false) };
+  return { upsert };
 }

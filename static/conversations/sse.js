@@ -11,7 +11,7 @@
  * browser's EventSource, a final event that lacks its trailing blank line is
  * still dispatched.
  */
-export function createSseParser(onEvent) {
+function createSseParser(onEvent) {
   let buffer = "";
   let eventType = "";
   let dataLines = [];

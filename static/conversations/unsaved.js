@@ -7,7 +7,7 @@ import { icon, makeButton } from "./dom.js";
 
 const PREFIX = "chatsite:unsaved-answer:";
 const KEEP_MS = 7 * 24 * 3600 * 1000;
-export const UNSAVED_TEXT =
+const UNSAVED_TEXT =
   "This answer could not be saved: the server reached neither its database nor its disk. " +
   "This browser keeps it for you; copy it to keep it elsewhere.";
 
@@ -46,7 +46,7 @@ export function keptText(article) {
 }
 
 /** Show the notice and its Copy button (once). */
-export function showUnsaved(article, text) {
+function showUnsaved(article, text) {
   article.dataset.record = "unsaved";
   article.dataset.unsavedText = text;
   if (article.querySelector(".message-unsaved")) {
