@@ -14,26 +14,28 @@ import {
 import { handleCodeCopy } from "./codeblocks.js";
 import { copyText, showCopied } from "./clipboard.js";
 import { createComposer } from "./composer.js";
+import { setVersions, updateTurnActions } from "./message_actions.js";
+import { openEditor } from "./message_editor.js";
+import { STATUS, setOutcome } from "./message_outcome.js";
 import {
-  STATUS,
+  flushMessage,
+  messageText,
+  reasoningText,
+  setAnswerText,
+  setUserText,
+} from "./message_text.js";
+import {
+  foldReasoning,
+  removeWaitingIndicator,
+  setReasoningText,
+  showWaitingIndicator,
+} from "./message_thinking.js";
+import {
   articleFromJson,
   createMessageArticle,
-  flushMessage,
-  foldReasoning,
   hydrateMessage,
   messageId,
-  messageText,
-  openEditor,
-  reasoningText,
-  removeWaitingIndicator,
-  setAnswerText,
-  setOutcome,
-  setReasoningText,
-  setUserText,
-  setVersions,
-  showWaitingIndicator,
   updateModelLabels,
-  updateTurnActions,
 } from "./messages.js";
 import { createScrollFollower } from "./scroll.js";
 import { readEventStream } from "./sse.js";
