@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from conversations.providers import ModelOption
+from conversations.usage import TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +57,8 @@ class FinishedTurn:
     # the others, for the same reason.
     prefill: str | None = None
     before_prefill_hash: str = ""
+
+    @property
+    def usage(self) -> TokenUsage:
+        """The usage as charged and saved (the rule: conversations.usage)."""
+        return TokenUsage(self.prompt_tokens or 0, self.completion_tokens or 0, self.usage_reported)

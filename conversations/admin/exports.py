@@ -18,6 +18,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from conversations.models import Conversation, Message
+from conversations.usage import TokenUsage
 
 BATCH = 500
 
@@ -73,7 +74,11 @@ async def conversation_batches(queryset: QuerySet[Conversation]) -> AsyncIterato
 
 
 def message_record(message: Message) -> dict[str, Any]:
-    return {field: getattr(message, field) for field in MESSAGE_FIELDS}
+    record = {field: getattr(message, field) for field in MESSAGE_FIELDS}
+    # The saved columns above, and the usage as every other surface reads it (an answer's
+    # counts as integers, `reported` false where they are our estimate; None on a question).
+    usage = TokenUsage.of_message(message)
+    return record | {"usage": usage.as_json() if usage else None}
 
 
 def conversation_record(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:

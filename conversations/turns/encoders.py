@@ -3,8 +3,9 @@
 `SiteEventEncoder` speaks the chat page's named Server-Sent Events, each with its `id:` so
 that a reader can resume; `NdjsonEncoder` the same events as one JSON object per line;
 `OpenAIChunkEncoder` OpenAI's `chat.completion.chunk` stream, so any OpenAI SDK can read it.
-The events are the runner's (see streaming.TurnRun): start, reasoning, delta, done, error.
-No Django in here.
+The events are the runner's, typed (conversations.turns.events): the first two encoders
+write every event's name and data as they are; the OpenAI ones match on the class. No
+Django in here.
 """
 
 from collections.abc import Sequence
@@ -14,12 +15,10 @@ import orjson
 
 from conversations import sse
 from conversations.exceptions import ProviderError
-from conversations.turns.eventlog import TurnEvent
+from conversations.turns.events import Delta, Done, Failed, Reasoning, Start, TurnEvent
 
 # How long an EventSource waits before reconnecting after a dropped connection.
 RETRY_MILLISECONDS = 2000
-# On a whole (non-streamed) OpenAI-shaped answer whose usage is our estimate, not the model's.
-USAGE_ESTIMATED_HEADER = "X-Usage-Estimated"
 
 
 class EventEncoder(Protocol):
@@ -89,62 +88,40 @@ class OpenAIChunkEncoder:
         return sse.encode_data(body)
 
     def encode(self, batch: Sequence[TurnEvent]) -> bytes:
-        return b"".join(self._encode(event.name, event.data) for event in batch)
+        return b"".join(self._encode(event) for event in batch)
 
-    def _encode(self, name: str, data: dict[str, Any]) -> bytes:
-        if name == "delta":
-            return self._chunk({"content": data["content"]})
-        if name == "reasoning":
-            return self._chunk({"reasoning_content": data["content"]})
-        if name == "start":
-            return self._chunk({"role": "assistant", "content": ""})
-        if name == "done":
-            # A stopped answer ends as OpenAI ends one cut short by a stop: reason "stop".
-            out = self._chunk({}, data["finish_reason"] or "stop")
-            if self.include_usage:
-                usage = openai_usage(**data["usage"])
-                out += sse.encode_data({**self._base, "choices": [], "usage": usage})
-            return out + sse.DONE
-        if name == "error":
-            # The openai SDK raises APIError when a stream carries an error object.
-            return sse.encode_data({"error": openai_error_body(**_failure_fields(data))})
+    def _encode(self, event: TurnEvent) -> bytes:
+        match event:
+            case Delta(content=content):
+                return self._chunk({"content": content})
+            case Reasoning(content=content):
+                return self._chunk({"reasoning_content": content})
+            case Start():
+                return self._chunk({"role": "assistant", "content": ""})
+            case Done(finish_reason=reason, usage=usage):
+                # A stopped answer ends as OpenAI ends one cut short by a stop: reason "stop".
+                out = self._chunk({}, reason or "stop")
+                if self.include_usage:
+                    body = {**self._base, "choices": [], "usage": usage.as_chat_completion()}
+                    out += sse.encode_data(body)
+                return out + sse.DONE
+            case Failed():
+                # The openai SDK raises APIError when a stream carries an error object.
+                return sse.encode_data({"error": failed_body(event)})
         return b""
 
     def keepalive(self) -> bytes:
         return sse.KEEPALIVE
 
 
-def _failure_fields(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "message": data["message"],
-        "status": data.get("http_status") or 502,
-        "param": data.get("param"),
-        "code": data.get("code"),
-    }
-
-
-def openai_usage(
-    *, prompt_tokens: int | None, completion_tokens: int | None, reported: bool = True, **_: Any
-) -> dict[str, Any]:
-    """OpenAI's usage object, in integers as its SDKs' types require. Where the model reported
-    no usage the counts are ours (the prompt estimated, the completion's chunks counted), and
-    the object says so with `"estimated": true`, a field those types let through. The one
-    rule for every OpenAI shape (the Responses API's too: response_usage)."""
-    # None only in events logged before estimates were sent, or in rows saved before counts.
-    prompt, completion = prompt_tokens or 0, completion_tokens or 0
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if not reported:
-        usage["estimated"] = True
-    return usage
-
-
-def usage_headers(*, reported: bool) -> dict[str, str]:
-    """The header that tells a whole answer's reader its usage is our estimate."""
-    return {} if reported else {USAGE_ESTIMATED_HEADER: "true"}
+def failed_body(event: Failed) -> dict[str, str | None]:
+    """A turn's failure event in OpenAI's error shape."""
+    return openai_error_body(
+        message=event.message,
+        status=event.http_status or 502,
+        param=event.param,
+        code=event.code,
+    )
 
 
 def openai_error_body(

@@ -27,7 +27,8 @@ from conversations.executors import in_post_stream_thread
 from conversations.models import Message
 from conversations.turns import registry, saving, spool
 from conversations.turns.eventlog import event_log
-from conversations.turns.runner import error_event_data, turn_key
+from conversations.turns.events import Failed
+from conversations.turns.runner import turn_key
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ async def end_logs_of_interrupted(answers: list[Message]) -> int:
     log appended to lately is left alone (its writer lives). Return how many ended."""
     ended = 0
     for answer in answers:
-        data = error_event_data(
+        ending = Failed.of(
             ProviderError(SERVER_STOPPED_MESSAGE, status=503),
             status=Message.Status.INTERRUPTED,
             record=saving.SAVED,
@@ -122,8 +123,7 @@ async def end_logs_of_interrupted(answers: list[Message]) -> int:
         try:
             ended += await event_log().end_abandoned(
                 turn_key(answer.user_id, answer.request_id),
-                "error",
-                data,
+                *ending.spec(),
                 quiet_seconds=settings.TURN_HEARTBEAT_STALE_SECONDS,
             )
         except Exception:

@@ -27,7 +27,8 @@ from conversations.exceptions import ChatError
 from conversations.models import Message
 from conversations.turns import registry
 from conversations.turns.encoders import EventEncoder
-from conversations.turns.eventlog import TurnEvent, TurnLogNotFound, event_log
+from conversations.turns.eventlog import TurnLogNotFound, event_log
+from conversations.turns.events import Failed, TurnEvent, decode
 from conversations.turns.runner import TurnRun, keep, turn_key
 
 logger = logging.getLogger(__name__)
@@ -73,21 +74,14 @@ def lost_log_event(exc: BaseException) -> TurnEvent:
     """The event that ends a reader whose log failed it: an `error` without an id (nothing
     to resume from), saying the answer is not lost."""
     logger.warning("A reader lost its turn's events: %r", exc)
-    return TurnEvent(
-        None,  # type: ignore[arg-type]
-        "error",
-        {
-            "status": "unavailable",
-            "message": (
-                "This answer's progress cannot be followed right now. It is not lost: "
-                "reload to see it."
-            ),
-            "param": None,
-            "code": "events_unavailable",
-            "http_status": 503,
-            "record": None,
-        },
-        True,
+    return Failed(
+        id=None,
+        status="unavailable",
+        message=(
+            "This answer's progress cannot be followed right now. It is not lost: reload to see it."
+        ),
+        code="events_unavailable",
+        http_status=503,
     )
 
 
@@ -311,7 +305,7 @@ async def _log_batches(
     async def read() -> None:
         try:
             async for event in event_log().read(key, after=after):
-                queue.put_nowait(event)
+                queue.put_nowait(decode(event))
             queue.put_nowait(_END)
         except Exception as exc:
             queue.put_nowait(exc)

@@ -6,7 +6,7 @@ its events, and saves the turn once however it ends. Responses only read those e
                         events 1, 2, 3… ◀── publish ◀────────────────────┤
          ┌──────────────────┴───────────────────┐                        │ end / Stop
     readers in this process            eventlog (Redis or memory)        ▼
-    (turn_readers.follow_run)           readers anywhere, resumable   hooks: save the turn
+    (readers.follow_run)                readers anywhere, resumable   hooks: save the turn
                                                                        then the final event
 
 A reader that leaves is not a Stop: when the last one goes, the turn's disconnect policy
@@ -17,6 +17,7 @@ docs/streaming.md for the lifecycle and the ways a turn ends.
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,16 +36,16 @@ from conversations.services import INTERRUPTED_ERROR, Checkpoint
 from conversations.turns import checkpoints, live, registry, titles
 from conversations.turns.eventlog import (
     EventLog,
-    EventSpec,
-    TurnEvent,
     TurnLogBehind,
     TurnLogConflict,
     TurnWriter,
     event_log,
 )
+from conversations.turns.events import Delta, Done, Failed, Reasoning, Start, TurnEvent
 from conversations.turns.hooks import run_post_stream_hooks
 from conversations.turns.saving import SAVED, UNSAVED, save_turn_durably
 from conversations.turns.token_estimate import estimate_prompt_tokens
+from conversations.usage import TokenUsage
 
 logger = logging.getLogger(__name__)
 
@@ -151,15 +152,11 @@ class TurnAccumulator:
         """The model's own count; without it, the chunks we received are the honest estimate."""
         return self.completion_tokens if self.usage_reported else self.token_chunks
 
-    def usage(self, turn: StartedTurn) -> dict[str, Any]:
-        """The usage as charged and saved: the model's counts, or where it reported none our
-        estimate (`reported` false), so that an answer reads the same live and after a
-        reload, and every OpenAI shape gets the integers its types require."""
-        return {
-            "prompt_tokens": self.prompt_tokens_for(turn),
-            "completion_tokens": self.counted_completion_tokens,
-            "reported": self.usage_reported,
-        }
+    def usage(self, turn: StartedTurn) -> TokenUsage:
+        """The usage as charged and saved (the rule: conversations.usage)."""
+        return TokenUsage(
+            self.prompt_tokens_for(turn), self.counted_completion_tokens, self.usage_reported
+        )
 
     def checkpoint(self, turn: StartedTurn, *, through_event: int) -> Checkpoint:
         """The answer so far, for its row while it streams: the text of its events up to
@@ -239,6 +236,8 @@ class TurnRun:
         self.events: list[TurnEvent] = []
         self.status: str | None = None  # set once the turn is saved
         self.record: str | None = None  # where it was saved: saving.SAVED, SPOOLED or UNSAVED
+        # What the turn ended with, as its hooks got it: what whole answers are made of.
+        self.finished: FinishedTurn | None = None
         self.failure: ProviderError | None = None
         self.checkpointed_chunks = (
             0  # how far the last checkpoint got (conversations.turns.checkpoints)
@@ -269,7 +268,7 @@ class TurnRun:
     def start(self) -> "TurnRun":
         """Start the owner task, once; the `start` event is published at once."""
         if self._task is None:
-            self._publish([("start", start_event_data(self.turn))])
+            self._publish([Start.of(self.turn)])
             registry.register(self)
             checkpoints.ensure_checkpointing()
             if self._lease is not None:
@@ -315,7 +314,9 @@ class TurnRun:
             status, error = Message.Status.FAILED, self.failure.message
         finally:
             self._reading = False
-            finished = self.accumulator.finish(self.turn, status=status, error=error)
+            self.finished = finished = self.accumulator.finish(
+                self.turn, status=status, error=error
+            )
             try:
                 release = self._lease.release if self._lease else None
                 self.record = await finish_turn(chunks, finished, release)
@@ -358,19 +359,19 @@ class TurnRun:
         if self._grace is not None:
             self._grace.cancel()
         if self.failure is not None:
-            data = error_event_data(self.failure, status=status, record=self.record)
-            self._publish([("error", data)], final=True)
+            self._publish([Failed.of(self.failure, status=status, record=self.record)])
         else:
-            data = done_event_data(self.accumulator, self.turn, status, record=self.record)
-            self._publish([("done", data)], final=True)
+            usage = self.accumulator.usage(self.turn)
+            reason = self.accumulator.finish_reason
+            self._publish(
+                [Done(status=status, finish_reason=reason, usage=usage, record=self.record)]
+            )
 
-    def _publish(self, specs: list[EventSpec], *, final: bool = False) -> None:
+    def _publish(self, events: list[TurnEvent]) -> None:
         """Number the events, wake this process's readers, and queue them for the log."""
         first = len(self.events) + 1
-        last = first + len(specs) - 1
         self.events.extend(
-            TurnEvent(i, name, data, final and i == last)
-            for i, (name, data) in enumerate(specs, start=first)
+            dataclasses.replace(event, id=i) for i, event in enumerate(events, start=first)
         )
         self._changed.set()
         self._changed = asyncio.Event()
@@ -389,7 +390,7 @@ class TurnRun:
         while writer is not None and writer.last_id < len(self.events):
             batch = self.events[writer.last_id :]
             try:
-                await writer.append([(e.name, e.data) for e in batch], final=batch[-1].final)
+                await writer.append([e.spec() for e in batch], final=batch[-1].final)
             except TurnLogBehind as behind:
                 logger.warning("The event log of %s lost events: %s", self.turn.request_id, behind)
                 continue  # the writer rewound: the next batch starts after what the log holds
@@ -522,52 +523,14 @@ class TurnRun:
         return None
 
 
-def chunk_events(chunk: ModelChunk) -> list[EventSpec]:
+def chunk_events(chunk: ModelChunk) -> list[TurnEvent]:
     """The events a model chunk makes: its reasoning, then its text."""
-    events: list[EventSpec] = []
+    events: list[TurnEvent] = []
     if chunk.reasoning:
-        events.append(("reasoning", {"content": chunk.reasoning}))
+        events.append(Reasoning(content=chunk.reasoning))
     if chunk.content:
-        events.append(("delta", {"content": chunk.content}))
+        events.append(Delta(content=chunk.content))
     return events
-
-
-def start_event_data(turn: StartedTurn) -> dict[str, Any]:
-    return {
-        "conversation": turn.conversation_id,
-        "title": turn.conversation_title,
-        "user_message": turn.user_message_id,
-        "assistant_message": turn.assistant_message_id,
-        "request_id": turn.request_id,
-        "model": turn.model.key,
-        "replaces": list(turn.replaces),
-    }
-
-
-def done_event_data(
-    accumulator: TurnAccumulator, turn: StartedTurn, status: str, *, record: str | None = None
-) -> dict[str, Any]:
-    # record: "saved" in the database, or "spooled" until it is back (conversations.turns.saving).
-    return {
-        "status": status,
-        "finish_reason": accumulator.finish_reason,
-        "usage": accumulator.usage(turn),
-        "record": record,
-    }
-
-
-def error_event_data(
-    failure: ProviderError, *, status: str = Message.Status.FAILED, record: str | None = None
-) -> dict[str, Any]:
-    # param, code and http_status let /v1 answer in OpenAI's error shape.
-    return {
-        "status": status,
-        "message": failure.message,
-        "param": failure.param,
-        "code": failure.code,
-        "http_status": failure.status,
-        "record": record,
-    }
 
 
 async def finish_turn(

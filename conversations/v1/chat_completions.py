@@ -31,12 +31,7 @@ from conversations.http import (
     request_id_for,
     sse_response,
 )
-from conversations.turns.encoders import (
-    OpenAIChunkEncoder,
-    openai_failure_body,
-    openai_usage,
-    usage_headers,
-)
+from conversations.turns.encoders import OpenAIChunkEncoder, openai_failure_body
 from conversations.turns.readers import TurnStream, follow_run
 from conversations.turns.runner import TurnRun
 from conversations.turns.start import ModelAsk, begin_turn, start_run
@@ -161,10 +156,11 @@ async def complete(
     await stream.drain()
     if run.failure is not None:
         return upstream_error(run.failure, headers)
-    answer = run.accumulator
-    message = {"role": "assistant", "content": "".join(answer.content)}
+    answer = run.finished
+    assert answer is not None  # the stream drained: the turn has ended
+    message = {"role": "assistant", "content": answer.content}
     if answer.reasoning:
-        message["reasoning_content"] = "".join(answer.reasoning)
+        message["reasoning_content"] = answer.reasoning
     body = {
         "id": completion_id,
         "object": "chat.completion",
@@ -178,9 +174,9 @@ async def complete(
                 "finish_reason": answer.finish_reason or "stop",
             }
         ],
-        "usage": openai_usage(**answer.usage(run.turn)),
+        "usage": answer.usage.as_chat_completion(),
     }
-    return JsonResponse(body, headers=headers | usage_headers(reported=answer.usage_reported))
+    return JsonResponse(body, headers=headers | answer.usage.headers())
 
 
 @csrf_exempt

@@ -5,7 +5,7 @@
                                         after ?starting_after=N, from any server process
     POST /v1/responses/<id>/cancel      stop a running response, wherever it runs
 
-A response is a turn like every other (conversations.turns.start, streaming.TurnRun): admitted
+A response is a turn like every other (conversations.turns.start, runner.TurnRun): admitted
 under the user's limits, saved by the runner, followed through the event log and stopped
 through the channel layer. Its id is `resp_<request ID>`, so any process can find its turn and
 its saved answer. Its messages are saved as an API conversation's (conversations.threads), and
@@ -31,18 +31,18 @@ from conversations.exceptions import InvalidChatRequest, TurnEventsGone, TurnNot
 from conversations.http import parse_json_object, sse_response
 from conversations.models import Message
 from conversations.turns import registry
-from conversations.turns.encoders import usage_headers
 from conversations.turns.eventlog import TurnLogGap, TurnLogNotFound
+from conversations.turns.events import Done, Failed, replay
 from conversations.turns.readers import TurnStream, follow_run, open_answer_stream
 from conversations.turns.runner import CONTINUE, TurnRun
 from conversations.turns.start import ModelAsk, begin_turn, start_run
+from conversations.usage import TokenUsage
 from conversations.v1.chat_completions import stream_once_answered, upstream_error, v1_view
 from conversations.v1.responses_events import (
     ResponseEventEncoder,
     ResponseMeta,
     final_response,
     response_object,
-    row_events,
     row_response,
 )
 from conversations.v1.responses_schema import (
@@ -135,10 +135,11 @@ async def _complete(
     await stream.drain()
     if (failure := run.failure_before_answer()) is not None:
         return upstream_error(failure, headers)
-    text = "".join(run.accumulator.content)
-    body = final_response(meta, text, run.events[-1])
+    finished, ending = run.finished, run.events[-1]
+    assert finished is not None and isinstance(ending, Done | Failed)  # the stream drained
+    body = final_response(meta, finished.content, ending)
     if body["usage"] is not None:
-        headers = headers | usage_headers(reported=run.accumulator.usage_reported)
+        headers = headers | finished.usage.headers()
     return JsonResponse(body, headers=headers)
 
 
@@ -168,7 +169,7 @@ async def _replay(
     except (TurnLogNotFound, TurnLogGap):
         await answer.arefresh_from_db()
         if answer.status != Message.Status.STREAMING:
-            return _once(encoder.encode(row_events(answer)))
+            return _once(encoder.encode(replay(answer)))
         raise TurnEventsGone(
             "This response's events are not available while it runs: the server "
             "writing it may have stopped. Retrieve it without stream instead.",
@@ -176,7 +177,7 @@ async def _replay(
         ) from None
     if stream is None:  # nothing after event 0 is impossible for a turn that started
         await answer.arefresh_from_db()
-        return _once(encoder.encode(row_events(answer)))
+        return _once(encoder.encode(replay(answer)))
     return stream
 
 
@@ -202,7 +203,7 @@ def _row_json(meta: ResponseMeta, answer: Message, request_id: str) -> JsonRespo
     body = row_response(meta, answer)
     headers = {"X-Request-ID": request_id}
     if body["usage"] is not None:
-        headers |= usage_headers(reported=answer.usage_reported)
+        headers |= TokenUsage.of_message(answer).headers()
     return JsonResponse(body, headers=headers)
 
 

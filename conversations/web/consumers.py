@@ -40,7 +40,7 @@ from conversations.exceptions import ChatError, InvalidChatRequest
 from conversations.http import SANE_REQUEST_ID, as_chat_error, release_connections
 from conversations.models import Message
 from conversations.turns import registry
-from conversations.turns.eventlog import TurnEvent
+from conversations.turns.events import TurnEvent
 from conversations.turns.readers import TurnStream, follow_run
 from conversations.turns.runner import keep
 from conversations.turns.start import begin_turn, start_run

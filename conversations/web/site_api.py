@@ -47,6 +47,7 @@ from conversations.turns import registry
 from conversations.turns.encoders import EventEncoder
 from conversations.turns.eventlog import TurnLogGap, TurnLogNotFound
 from conversations.turns.readers import TurnStream, open_answer_stream, open_turn_stream
+from conversations.usage import TokenUsage
 from conversations.web.chat_requests import message_id_of
 from conversations.web.views import (
     parse_chat_payload,
@@ -215,11 +216,8 @@ def message_json(message: Message) -> dict[str, Any]:
         "model_label": getattr(message, "model_label", message.model),
         "show_model": getattr(message, "show_model", False),
         "request_id": message.request_id,
-        "usage": {
-            "prompt_tokens": message.prompt_tokens,
-            "completion_tokens": message.completion_tokens,
-            "reported": message.usage_reported,
-        },
+        # As the live `done` event says it (conversations.usage); None on a question.
+        "usage": usage.as_json() if (usage := TokenUsage.of_message(message)) else None,
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "duration_ms": message.duration_ms,
         # How long the model thought (its Thinking section says it); None without reasoning.

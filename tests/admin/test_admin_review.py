@@ -19,6 +19,7 @@ from conversations.admin.review import ConversationAdmin
 from conversations.admin.usage import usage_overview
 from conversations.models import Conversation, Message
 from conversations.search import messages_matching_text
+from conversations.usage import TokenUsage
 
 pytestmark = pytest.mark.django_db
 
@@ -269,6 +270,8 @@ def test_jsonl_export_matches_the_database_exactly(superuser, review_set):
             ):
                 assert exported[field] == getattr(message, field), field
             assert (exported["superseded_at"] is None) == (message.superseded_at is None)
+            usage = TokenUsage.of_message(message)
+            assert exported["usage"] == (usage.as_json() if usage else None)
 
 
 def test_csv_export_matches_the_database_exactly(superuser, review_set):

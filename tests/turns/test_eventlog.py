@@ -18,9 +18,9 @@ from django.test.utils import override_settings
 
 from conversations.turns.eventlog import (
     EventLog,
+    LoggedEvent,
     MemoryEventLog,
     RedisEventLog,
-    TurnEvent,
     TurnLogBehind,
     TurnLogClosed,
     TurnLogConflict,
@@ -93,11 +93,11 @@ def deltas(count: int, start: int = 0) -> list[tuple[str, dict[str, Any]]]:
     return [("delta", {"text": f"t{i}"}) for i in range(start, start + count)]
 
 
-async def read_all(log: EventLog, turn: str, after: int = 0) -> list[TurnEvent]:
+async def read_all(log: EventLog, turn: str, after: int = 0) -> list[LoggedEvent]:
     return [event async for event in log.read(turn, after=after)]
 
 
-def ids(events: list[TurnEvent]) -> list[int]:
+def ids(events: list[LoggedEvent]) -> list[int]:
     return [event.id for event in events]
 
 
@@ -105,10 +105,10 @@ class Collector:
     """Read a turn into a list that the test can wait on, event by event."""
 
     def __init__(self) -> None:
-        self.events: list[TurnEvent] = []
+        self.events: list[LoggedEvent] = []
         self._grew = asyncio.Condition()
 
-    async def read(self, log: EventLog, turn: str, after: int = 0) -> list[TurnEvent]:
+    async def read(self, log: EventLog, turn: str, after: int = 0) -> list[LoggedEvent]:
         async for event in log.read(turn, after=after):
             async with self._grew:
                 self.events.append(event)
@@ -176,7 +176,7 @@ def test_a_reader_resuming_after_event_n_gets_exactly_the_events_after_it(
         turn = new_turn()
         writer = log.writer(turn)
         await writer.append([("start", {}), *deltas(4)])
-        first: list[TurnEvent] = []
+        first: list[LoggedEvent] = []
         async with aclosing(log.read(turn)) as events:
             async for event in events:
                 first.append(event)
@@ -195,7 +195,7 @@ def test_a_reader_resuming_after_event_n_gets_exactly_the_events_after_it(
 
 
 def test_the_redis_log_reads_the_same_over_resp3() -> None:
-    async def scenario() -> list[TurnEvent]:
+    async def scenario() -> list[LoggedEvent]:
         client = redis.asyncio.Redis.from_url(REDIS_URL, protocol=3)
         log = RedisEventLog(client, key_prefix=PREFIX, block_seconds=0.1)
         try:
@@ -210,7 +210,7 @@ def test_the_redis_log_reads_the_same_over_resp3() -> None:
             await log.aclose()
 
     events = asyncio.run(scenario())
-    assert ids(events) == [2, 3, 4] and events[-1] == TurnEvent(4, "done", {"ok": True}, True)
+    assert ids(events) == [2, 3, 4] and events[-1] == LoggedEvent(4, "done", {"ok": True}, True)
 
 
 def test_a_reader_resuming_after_the_final_event_ends_at_once(run: Callable[..., Any]) -> None:
@@ -449,7 +449,7 @@ def test_an_append_retried_after_a_lost_reply_stores_nothing_twice(run: Callable
     run(scenario)
 
 
-async def read_all_until(log: EventLog, turn: str, last: int) -> list[TurnEvent]:
+async def read_all_until(log: EventLog, turn: str, last: int) -> list[LoggedEvent]:
     events = []
     async with aclosing(log.read(turn)) as reading:
         async for event in reading:

@@ -25,6 +25,7 @@ from conversations.providers.config import development_endpoints
 from conversations.turns import registry, runner
 from conversations.turns.encoders import SiteEventEncoder
 from conversations.turns.eventlog import MemoryEventLog, RedisEventLog
+from conversations.turns.events import decode
 from conversations.turns.readers import follow_run
 from tests.conftest import PASSWORD
 from tests.servers import start_devllm
@@ -164,7 +165,7 @@ class TurnRunnerTests(TransactionTestCase):
         self.async_cleanups.append((log.delete, (key,)))
         live = [e async for batch in run.follow(0, keepalive_seconds=5) for e in batch]
         await run._task
-        logged = [e async for e in log.read(key)]
+        logged = [decode(e) async for e in log.read(key)]
         self.assertEqual(logged, live)
         self.assertTrue(logged[-1].final)
 
@@ -177,7 +178,7 @@ class TurnRunnerTests(TransactionTestCase):
         # About 60 chunks over 1.2 s, with each append taking 0.1 s: far fewer appends.
         self.assertLess(log.appends, len(events) / 3)
         key = runner.turn_key(self.user.pk, "runner-batch-01")
-        self.assertEqual([e async for e in log.read(key)], events)
+        self.assertEqual([decode(e) async for e in log.read(key)], events)
 
     @closing_afterwards
     async def test_the_runner_renews_its_stream_lease_and_gives_it_back_at_the_end(self):

@@ -6,13 +6,14 @@ import asyncio
 import orjson
 
 from conversations.turns.encoders import NdjsonEncoder, SiteEventEncoder
-from conversations.turns.eventlog import TurnEvent, TurnLogUnavailable
+from conversations.turns.eventlog import TurnLogUnavailable
+from conversations.turns.events import Delta, Start
 from conversations.turns.readers import TurnStream
 from tests.sse_client import parse_events
 
 
 async def failing_log():
-    yield [TurnEvent(1, "start", {"request_id": "r"}), TurnEvent(2, "delta", {"content": "Hi"})]
+    yield [Start(id=1, request_id="r"), Delta(id=2, content="Hi")]
     raise TurnLogUnavailable("The turn's events cannot be read right now.")
 
 

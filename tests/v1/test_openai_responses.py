@@ -1,6 +1,7 @@
 """The Responses API's request parsing and event mapping, without a server: what the live
 tests (test_openai_responses_live.py) cannot reach cheaply, every case of."""
 
+import dataclasses
 import json
 
 import pytest
@@ -9,17 +10,13 @@ from pydantic import TypeAdapter
 
 from conversations.exceptions import InvalidChatRequest
 from conversations.models import Message
-from conversations.turns.eventlog import TurnEvent
-from conversations.v1.responses_events import (
-    ResponseEventEncoder,
-    ResponseMeta,
-    row_events,
-    row_response,
-)
+from conversations.turns.events import Delta, Done, Failed, Reasoning, Start, TurnEvent, replay
+from conversations.usage import TokenUsage
+from conversations.v1.responses_events import ResponseEventEncoder, ResponseMeta, row_response
 from conversations.v1.responses_schema import parse_response_request, parse_retrieve_query
 
 META = ResponseMeta(request_id="req-unit-0001", model="dev/dev-chat", created_at=1, echo={})
-USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "reported": True}
+USAGE = TokenUsage(7, 3, reported=True)
 
 
 def parse(**body):
@@ -168,12 +165,13 @@ def test_a_retrieve_query_says_whether_to_stream_and_after_which_event():
 # --- events -------------------------------------------------------------------------------
 
 
-def turn_log(*deltas: str, final: TurnEvent | None = None) -> list[TurnEvent]:
-    events = [TurnEvent(1, "start", {}), TurnEvent(2, "reasoning", {"content": "hmm"})]
-    events += [TurnEvent(i, "delta", {"content": d}) for i, d in enumerate(deltas, start=3)]
-    final = final or TurnEvent(0, "done", {"status": "completed", "finish_reason": "stop"})
-    data = {"usage": USAGE, **final.data} if final.name == "done" else final.data
-    return [*events, TurnEvent(len(events) + 1, final.name, data, final=True)]
+def turn_log(*deltas: str, final: Done | Failed | None = None) -> list[TurnEvent]:
+    events: list[TurnEvent] = [Start(id=1, request_id="r"), Reasoning(id=2, content="hmm")]
+    events += [Delta(id=i, content=d) for i, d in enumerate(deltas, start=3)]
+    final = final or Done(status="completed", finish_reason="stop")
+    if isinstance(final, Done):
+        final = dataclasses.replace(final, usage=USAGE)
+    return [*events, dataclasses.replace(final, id=len(events) + 1)]
 
 
 def typed_events(wire: bytes) -> list[dict]:
@@ -225,25 +223,25 @@ def test_sequence_numbers_are_a_pure_function_of_the_log_however_it_is_read():
     ("final", "terminal", "status", "reason"),
     [
         (
-            TurnEvent(0, "done", {"status": "completed", "finish_reason": "length"}),
+            Done(status="completed", finish_reason="length"),
             "response.incomplete",
             "incomplete",
             "max_output_tokens",
         ),
         (
-            TurnEvent(0, "done", {"status": "stopped", "finish_reason": ""}),
+            Done(status="stopped", finish_reason=""),
             "response.incomplete",
             "cancelled",
             None,
         ),
         (
-            TurnEvent(0, "error", {"status": "failed", "message": "Upstream broke."}),
+            Failed(status="failed", message="Upstream broke."),
             "response.failed",
             "failed",
             None,
         ),
         (
-            TurnEvent(0, "error", {"status": "interrupted", "message": "Restarting."}),
+            Failed(status="interrupted", message="Restarting."),
             "response.failed",
             "failed",
             None,
@@ -263,7 +261,7 @@ def test_an_answer_that_did_not_complete_ends_as_the_responses_api_says(
     assert (response.incomplete_details and response.incomplete_details.reason) == reason
     if status == "failed":
         assert response.error.code == "server_error"
-        assert response.error.message == final.data["message"]
+        assert response.error.message == final.message
     else:
         assert response.error is None
 
@@ -282,7 +280,7 @@ def test_a_saved_answer_reads_back_as_its_stream_ended():
         completion_tokens=3,
         usage_reported=True,
     )
-    replayed = typed_events(ResponseEventEncoder(META).encode(row_events(completed)))
+    replayed = typed_events(ResponseEventEncoder(META).encode(replay(completed)))
     live = typed_events(ResponseEventEncoder(META).encode(turn_log("Hello")))
 
     assert replayed == live  # one delta either way here; a longer answer replays in one

@@ -17,8 +17,9 @@ EventSpec = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
-class TurnEvent:
-    """One event of a turn; `final` marks the last, after which readers stop."""
+class LoggedEvent:
+    """One event of a turn as the log holds it (conversations.turns.events types it);
+    `final` marks the last, after which readers stop."""
 
     id: int
     name: str
@@ -79,7 +80,7 @@ class TurnWriter(ABC):
         if not events:
             raise ValueError("append() needs at least one event.")
         numbered = [
-            TurnEvent(self.last_id + i, name, data, final and i == len(events))
+            LoggedEvent(self.last_id + i, name, data, final and i == len(events))
             for i, (name, data) in enumerate(events, start=1)
         ]
         try:
@@ -94,7 +95,7 @@ class TurnWriter(ABC):
         return self.last_id
 
     @abstractmethod
-    async def _store(self, events: list[TurnEvent]) -> None:
+    async def _store(self, events: list[LoggedEvent]) -> None:
         """Store the numbered batch at once. The same batch stored already is no error (a
         retry after a lost reply); other events under its ids raise TurnLogConflict, and a
         log that lacks events before the batch raises TurnLogBehind."""
@@ -111,7 +112,7 @@ class EventLog(ABC):
         with no events yet gets TurnLogNotFound.
         """
 
-    async def read(self, turn_key: str, *, after: int = 0) -> AsyncIterator[TurnEvent]:
+    async def read(self, turn_key: str, *, after: int = 0) -> AsyncIterator[LoggedEvent]:
         """Yield every event with an id above `after`, live as they come, up to the final one.
 
         Raises TurnLogNotFound if the turn has no log (unknown, expired or deleted), also
@@ -134,7 +135,7 @@ class EventLog(ABC):
                 expected += 1
 
     @abstractmethod
-    def _follow(self, turn_key: str, after: int) -> AsyncIterator[TurnEvent]:
+    def _follow(self, turn_key: str, after: int) -> AsyncIterator[LoggedEvent]:
         """Yield stored events with ids above `after` in order, then new ones as they come;
         stop only when the final event is yielded or was already at or before `after`."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from conversations.turns.eventlog.base import (
     EventLog,
-    TurnEvent,
+    LoggedEvent,
     TurnLogBehind,
     TurnLogConflict,
     TurnLogNotFound,
@@ -31,7 +31,7 @@ class _Log:
     """One turn's events, and the signal that wakes its readers."""
 
     def __init__(self, max_events: int) -> None:
-        self.events: deque[TurnEvent] = deque(maxlen=max_events)
+        self.events: deque[LoggedEvent] = deque(maxlen=max_events)
         self.final_id: int | None = None
         self.gone = False
         # Replaced after each wake-up, so a reader waits only for what comes after it looked.
@@ -45,7 +45,7 @@ class _Log:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    def after(self, after: int) -> list[TurnEvent]:
+    def after(self, after: int) -> list[LoggedEvent]:
         """Return the held events with ids above `after` (a copy: the writer may append)."""
         if not self.events or self.last_id <= after:
             return []
@@ -107,10 +107,10 @@ class MemoryEventLog(EventLog):
             return False
         if self._clock() - (deadline - self.running_ttl_seconds) < quiet_seconds:
             return False  # appended to lately: its writer is alive
-        self._store(turn_key, [TurnEvent(log.last_id + 1, name, data, True)])
+        self._store(turn_key, [LoggedEvent(log.last_id + 1, name, data, True)])
         return True
 
-    def _store(self, turn_key: str, events: list[TurnEvent]) -> None:
+    def _store(self, turn_key: str, events: list[LoggedEvent]) -> None:
         self._purge()
         log = self._logs.get(turn_key)
         last_id = log.last_id if log is not None else 0
@@ -138,7 +138,7 @@ class MemoryEventLog(EventLog):
             self._running[turn_key] = now + self.running_ttl_seconds
         log.wake()
 
-    async def _follow(self, turn_key: str, after: int) -> AsyncIterator[TurnEvent]:
+    async def _follow(self, turn_key: str, after: int) -> AsyncIterator[LoggedEvent]:
         self._purge()
         log = self._logs.get(turn_key)
         if log is None:
@@ -179,7 +179,7 @@ class MemoryEventLog(EventLog):
             log.wake()
 
 
-def _ends_with(held: deque[TurnEvent], batch: list[TurnEvent]) -> bool:
+def _ends_with(held: deque[LoggedEvent], batch: list[LoggedEvent]) -> bool:
     return len(held) >= len(batch) and list(held)[-len(batch) :] == batch
 
 
@@ -188,5 +188,5 @@ class _MemoryWriter(TurnWriter):
         super().__init__(turn_key)
         self._log = log
 
-    async def _store(self, events: list[TurnEvent]) -> None:
+    async def _store(self, events: list[LoggedEvent]) -> None:
         self._log._store(self.turn_key, events)

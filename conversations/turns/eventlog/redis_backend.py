@@ -38,7 +38,7 @@ import redis.asyncio as redis
 from conversations import redis_async
 from conversations.turns.eventlog.base import (
     EventLog,
-    TurnEvent,
+    LoggedEvent,
     TurnLogBehind,
     TurnLogConflict,
     TurnLogNotFound,
@@ -210,7 +210,7 @@ class RedisEventLog(EventLog):
         await self.tail.aclose()
         await self.client.aclose()
 
-    async def _follow(self, turn_key: str, after: int) -> AsyncIterator[TurnEvent]:
+    async def _follow(self, turn_key: str, after: int) -> AsyncIterator[LoggedEvent]:
         key = self.key(turn_key)
         last = await self.client.xrevrange(key, "+", "-", count=1)
         if not last:
@@ -247,11 +247,11 @@ class RedisEventLog(EventLog):
         finally:
             self.tail.unsubscribe(subscription)
 
-    async def _range(self, key: str, after: int, end: str) -> list[TurnEvent]:
+    async def _range(self, key: str, after: int, end: str) -> list[LoggedEvent]:
         entries = await self.client.xrange(key, f"(0-{after}", end, count=self.read_count)
         return [_decode(entry_id, fields) for entry_id, fields in entries]
 
-    async def _store(self, turn_key: str, events: Sequence[TurnEvent]) -> None:
+    async def _store(self, turn_key: str, events: Sequence[LoggedEvent]) -> None:
         ttl = self.ttl_seconds if events[-1].final else self.running_ttl_seconds
         args: list[Any] = [self.max_events, _ms(ttl)]
         for event in events:
@@ -274,7 +274,7 @@ class _RedisWriter(TurnWriter):
         super().__init__(turn_key)
         self._log = log
 
-    async def _store(self, events: list[TurnEvent]) -> None:
+    async def _store(self, events: list[LoggedEvent]) -> None:
         await self._log._store(self.turn_key, events)
 
 
@@ -282,11 +282,11 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def _decode(entry_id: bytes | str, fields: dict[Any, Any]) -> TurnEvent:
+def _decode(entry_id: bytes | str, fields: dict[Any, Any]) -> LoggedEvent:
     """Turn a stream entry back into its event; works whether or not the client decodes."""
     entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     name = fields.get(b"name", fields.get("name"))
-    return TurnEvent(
+    return LoggedEvent(
         id=int(entry_id.partition("-")[2]),
         name=name.decode() if isinstance(name, bytes) else name,
         data=orjson.loads(fields.get(b"data", fields.get("data"))),

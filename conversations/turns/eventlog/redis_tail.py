@@ -29,14 +29,14 @@ import redis.asyncio as redis
 
 from conversations.turns.eventlog.base import (
     EventLogError,
-    TurnEvent,
+    LoggedEvent,
     TurnLogNotFound,
     TurnLogUnavailable,
 )
 
 logger = logging.getLogger(__name__)
 
-Decode = Callable[[Any, Any], TurnEvent]
+Decode = Callable[[Any, Any], LoggedEvent]
 
 
 class Subscription:
@@ -47,9 +47,9 @@ class Subscription:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.queue: asyncio.Queue[TurnEvent | EventLogError] = asyncio.Queue()
+        self.queue: asyncio.Queue[LoggedEvent | EventLogError] = asyncio.Queue()
 
-    async def get(self) -> TurnEvent:
+    async def get(self) -> LoggedEvent:
         item = await self.queue.get()
         if isinstance(item, EventLogError):
             raise item
