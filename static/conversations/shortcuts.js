@@ -4,7 +4,7 @@
 //   Ctrl+Shift+O (Cmd on macOS)  new chat
 //   Shift+Escape                 focus the message box
 //   Ctrl+/ (Cmd+/), or ?         this help
-// Enter and Shift+Enter belong to the composer, Escape (stop the answer) to chat.js, and the
+// Enter and Shift+Enter belong to the composer, Escape (stop the answer) to turns.js, and the
 // arrow keys, F2 and Delete in the conversation list to the sidebar; the dialog lists them too.
 
 const IS_MAC =
