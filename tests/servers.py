@@ -132,3 +132,9 @@ def start_site(
         log_path=log_dir / f"{server}-{port}.log",
         env=env,
     )
+
+
+def devllm_record(devllm, request_id: str) -> dict:
+    response = httpx.get(f"{devllm.url}/_devllm/requests/{request_id}")
+    assert response.status_code == 200, response.text
+    return response.json()

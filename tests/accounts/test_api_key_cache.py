@@ -23,7 +23,7 @@ from conversations.accounts.local_cache import ProcessCache, aforget_user, recei
 from conversations.models import ApiKey
 from tests.conftest import log_in, two_sites_sharing_redis
 from tests.servers import free_port
-from tests.turns.test_streaming_live import wait_for
+from tests.waiting import wait_for
 
 MODELS = "/v1/models"
 # Long enough that only a notice, never the lifetime, can explain a refusal in these tests.

@@ -16,7 +16,7 @@ from conversations.accounts.limits import tokens_used_today
 from conversations.models import DailyUsage, Message
 from tests.conftest import fresh_rate_window, log_in
 from tests.sse_client import post_stream
-from tests.turns.test_streaming_live import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

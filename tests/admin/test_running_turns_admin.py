@@ -29,9 +29,9 @@ from conversations.turns.eventlog import MemoryEventLog
 from conversations.turns.live import ENDED, STALE_SECONDS, TURNS, LiveRoll
 from conversations.turns.runner import TurnRun
 from tests.conftest import log_in, openai_client, two_sites_sharing_redis
-from tests.servers import ServerProcess, start_site
+from tests.servers import ServerProcess, devllm_record, start_site
 from tests.sse_client import Event, parse_events
-from tests.turns.test_streaming_live import devllm_record, wait_for
+from tests.waiting import wait_for
 
 LIVE = "/admin/conversations/message/running/"
 WORDS = " ".join(f"w{n}" for n in range(1, 81))

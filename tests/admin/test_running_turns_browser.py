@@ -12,8 +12,8 @@ from playwright.sync_api import expect
 from conversations.models import Message, TurnAudit
 from tests.admin.test_running_turns_admin import LIVE, LONG_ANSWER, Tail, grant, process_of
 from tests.conftest import log_in, log_in_browser, two_sites_sharing_redis
-from tests.servers import ROOT
-from tests.turns.test_streaming_live import devllm_record, wait_for
+from tests.servers import ROOT, devllm_record
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -19,7 +19,7 @@ from tests.conftest import log_in
 from tests.faults.redis_server import ThrowawayRedis
 from tests.faults.streams import follow_in_thread, stream_in_thread
 from tests.servers import start_site
-from tests.turns.test_streaming_live import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 from tests.conftest import CACHE_PREFIX, PASSWORD, logged_in_page
 from tests.faults.cluster import ThrowawayCluster
 from tests.servers import ROOT, start_site
-from tests.turns.test_streaming_live import wait_for
+from tests.waiting import wait_for
 from tests.web.test_resume_browser import body, last_answer, long_prompt, send
 
 pytestmark = [pytest.mark.faults, pytest.mark.browser, pytest.mark.live]

@@ -10,7 +10,7 @@ from conversations.models import Message
 from tests.conftest import log_in
 from tests.servers import ROOT, start_site
 from tests.sse_client import post_stream
-from tests.turns.test_streaming_live import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -12,9 +12,9 @@ import pytest
 
 from conversations.models import Message
 from tests.conftest import CACHE_PREFIX, log_in
-from tests.servers import start_site
+from tests.servers import devllm_record, start_site
 from tests.sse_client import SseReader
-from tests.turns.test_streaming_live import devllm_record, wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -1,31 +1,14 @@
 """The chat stream through a real daphne process and a real development LLM server."""
 
-import time
-
-import httpx
 import pytest
 
 from conversations.models import Conversation, Message
 from tests.conftest import log_in
+from tests.servers import devllm_record
 from tests.sse_client import post_stream
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout: float = 2.0, interval: float = 0.05):
-    """Poll until predicate() returns something truthy; return it, or fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout} s")
-
-
-def devllm_record(devllm, request_id: str) -> dict:
-    response = httpx.get(f"{devllm.url}/_devllm/requests/{request_id}")
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_answer_arrives_in_several_chunks_spread_over_time(site, alice):

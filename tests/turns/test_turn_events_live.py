@@ -16,9 +16,9 @@ import redis
 
 from conversations.models import Message
 from tests.conftest import CACHE_PREFIX, log_in, two_sites_sharing_redis
-from tests.servers import start_site
+from tests.servers import devllm_record, start_site
 from tests.sse_client import Event, SseReader, read_sse
-from tests.turns.test_streaming_live import devllm_record, wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -16,7 +16,7 @@ import pytest
 
 from conversations.models import Message
 from tests.servers import ROOT, start_site
-from tests.turns.test_streaming_live import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

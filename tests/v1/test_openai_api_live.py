@@ -9,7 +9,7 @@ import pytest
 from conversations.models import ApiKey, Conversation, Message
 from tests.conftest import log_in, openai_client
 from tests.quirky_upstream import QUIRKS
-from tests.turns.test_streaming_live import wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -13,8 +13,8 @@ from pydantic import TypeAdapter
 
 from conversations.models import Conversation, Message
 from tests.conftest import openai_client, two_sites_sharing_redis
-from tests.servers import start_site
-from tests.turns.test_streaming_live import devllm_record, wait_for
+from tests.servers import devllm_record, start_site
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

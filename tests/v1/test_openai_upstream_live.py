@@ -14,8 +14,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from conversations.models import Message
 from tests.conftest import openai_client
 from tests.quirky_upstream import ANSWER, ANSWER_TOKENS
-from tests.turns.test_streaming_live import wait_for
 from tests.v1.test_openai_api_live import request_id_of
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

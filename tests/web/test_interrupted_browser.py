@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 from conversations.models import Conversation, Message
 from tests.conftest import log_in_browser
 from tests.servers import ServerProcess, start_site
-from tests.turns.test_streaming_live import wait_for
+from tests.waiting import wait_for
 from tests.web.test_resume_browser import body, last_answer, long_prompt, send
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]

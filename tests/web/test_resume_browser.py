@@ -13,8 +13,9 @@ from playwright.sync_api import Locator, Page, expect
 
 from conversations.models import Message
 from tests.conftest import log_in, log_in_browser
+from tests.servers import devllm_record
 from tests.tcp_proxy import TcpProxy
-from tests.turns.test_streaming_live import devllm_record, wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

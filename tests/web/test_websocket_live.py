@@ -16,9 +16,9 @@ from websockets.asyncio.client import connect
 
 from conversations.models import Message
 from tests.conftest import log_in
-from tests.servers import start_site
+from tests.servers import devllm_record, start_site
 from tests.sse_client import post_stream
-from tests.turns.test_streaming_live import devllm_record, wait_for
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
