@@ -14,8 +14,9 @@ import pytest
 
 from conversations.models import Message
 from tests.conftest import log_in, two_sites_sharing_redis
+from tests.servers import devllm_record
 from tests.sse_client import SseReader, parse_events
-from tests.turns.test_streaming_live import devllm_record, wait_for
+from tests.waiting import wait_for
 
 
 def model_saw(devllm, request_id: str) -> dict | None:
@@ -149,7 +150,7 @@ def test_a_stop_ends_every_readers_stream_with_the_stopped_done_event(
     one on B, reading the Redis log) all end with `done` / stopped, and the same text."""
     a, b = process_a_and_b
     on_a, on_b = log_in(a.url, "alice"), log_in(b.url, "alice")
-    followed = {}
+    followed, attached = {}, threading.Event()
 
     def follow_on_b(request_id: str) -> None:
         with on_b.stream("GET", f"/api/turns/{request_id}/events") as response:
@@ -157,6 +158,8 @@ def test_a_stop_ends_every_readers_stream_with_the_stopped_done_event(
             for chunk in response.iter_raw():
                 parsed, buffer = parse_events(buffer + chunk, time.monotonic())
                 events.extend(e for e in parsed if e.name != "comment")
+                if events:
+                    attached.set()
             followed["events"] = events
 
     with on_a.stream(
@@ -167,7 +170,7 @@ def test_a_stop_ends_every_readers_stream_with_the_stopped_done_event(
         request_id = events[0].data["request_id"]
         reader = threading.Thread(target=follow_on_b, args=(request_id,))
         reader.start()
-        time.sleep(0.5)  # B attaches meanwhile; it reads the same events either way
+        assert attached.wait(timeout=10), "the reader on B never got an event"
         assert on_b.post(f"/api/turns/{request_id}/stop").json()["status"] == "stopped"
         events += on_a_reader.read()
     reader.join(timeout=10)

@@ -13,6 +13,7 @@ from conversations.models import Message
 from tests.conftest import log_in_browser
 from tests.servers import ROOT
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -125,8 +126,7 @@ def test_a_walk_through_the_chat_page(walk):
     expect(last_answer(page)).to_have_attribute("data-status", "stopped")
     expect(page.locator("#message-input")).to_be_enabled()
     shoot(page, folder, "06-stopped")
-    page.wait_for_timeout(1_000)
-    assert saved_answers(status="streaming").count() == 0
+    wait_for(lambda: saved_answers(status="streaming").count() == 0, timeout=10)
     assert saved_answers(status="stopped").count() == 1
 
     if device == "phone":
