@@ -11,79 +11,36 @@ const HINTS = {
   queued: "Queued: your message is sent when this answer ends · Esc stops the answer",
 };
 
-export function createComposer({
-  form,
-  textarea,
-  sendButton,
-  stopButton,
-  hint,
-  modelSelect,
-  onSend,
-  onStop,
-}) {
-  let busy = false;
-  let queued = false;
+function grow(textarea) {
+  textarea.style.height = "auto";
+  const max = Math.max(120, Math.round(window.innerHeight * MAX_HEIGHT_RATIO));
+  const border = textarea.offsetHeight - textarea.clientHeight;
+  const wanted = textarea.scrollHeight + border;
+  textarea.style.height = `${Math.min(wanted, max)}px`;
+  textarea.classList.toggle("is-scrolling", wanted > max);
+}
 
-  function grow() {
-    textarea.style.height = "auto";
-    const max = Math.max(120, Math.round(window.innerHeight * MAX_HEIGHT_RATIO));
-    const border = textarea.offsetHeight - textarea.clientHeight;
-    const wanted = textarea.scrollHeight + border;
-    textarea.style.height = `${Math.min(wanted, max)}px`;
-    textarea.classList.toggle("is-scrolling", wanted > max);
+function hasText(box) {
+  return box.textarea.value.trim() !== "";
+}
+
+function updateSendButton(box) {
+  box.sendButton.disabled = box.busy || !hasText(box);
+  if (box.queued && !hasText(box)) {
+    box.queued = false; // emptied the box: nothing left to send
   }
-
-  function hasText() {
-    return textarea.value.trim() !== "";
+  box.form.classList.toggle("is-queued", box.queued);
+  if (box.hint) {
+    box.hint.textContent = HINTS[box.queued ? "queued" : box.busy ? "busy" : "idle"];
   }
+}
 
-  function updateSendButton() {
-    sendButton.disabled = busy || !hasText();
-    if (queued && !hasText()) {
-      queued = false; // emptied the box: nothing left to send
-    }
-    form.classList.toggle("is-queued", queued);
-    if (hint) {
-      hint.textContent = HINTS[queued ? "queued" : busy ? "busy" : "idle"];
-    }
-  }
-
-  function submit() {
-    if (!hasText()) {
-      return;
-    }
-    if (busy) {
-      queued = true;
-      updateSendButton();
-      return;
-    }
-    onSend(textarea.value);
-  }
-
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    submit();
-  });
-
-  textarea.addEventListener("input", () => {
-    grow();
-    updateSendButton();
-  });
-
-  textarea.addEventListener("keydown", (event) => {
-    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) {
-      return;
-    }
-    event.preventDefault();
-    submit();
-  });
-
-  stopButton.addEventListener("click", () => onStop());
-  window.addEventListener("resize", grow);
-
+/** What the page does with the composer. */
+function composerControls(box, { stopButton, modelSelect }) {
+  const { form, textarea, sendButton } = box;
   const composer = {
     setBusy(value) {
-      busy = value;
+      box.busy = value;
       // The model applies from the next message; locked meanwhile, which also puts Stop
       // one Tab away from the box.
       if (modelSelect) {
@@ -92,15 +49,15 @@ export function createComposer({
       sendButton.hidden = value;
       stopButton.hidden = !value;
       form.classList.toggle("is-busy", value);
-      updateSendButton();
+      updateSendButton(box);
     },
     get value() {
       return textarea.value;
     },
     set value(text) {
       textarea.value = text;
-      grow();
-      updateSendButton();
+      grow(textarea);
+      updateSendButton(box);
     },
     /** Put text back after a request the server refused, unless the user typed since. */
     restore(text) {
@@ -113,20 +70,70 @@ export function createComposer({
     },
     /** The queued message's text, if one waits (and no longer queued), else "". */
     takeQueued() {
-      if (!queued) {
+      if (!box.queued) {
         return "";
       }
-      queued = false;
-      updateSendButton();
-      return hasText() ? textarea.value : "";
+      box.queued = false;
+      updateSendButton(box);
+      return hasText(box) ? textarea.value : "";
     },
     /** Forget a queued message (its text stays in the box). */
     unqueue() {
-      queued = false;
-      updateSendButton();
+      box.queued = false;
+      updateSendButton(box);
     },
   };
-  grow();
-  updateSendButton();
+  return composer;
+}
+
+export function createComposer({
+  form,
+  textarea,
+  sendButton,
+  stopButton,
+  hint,
+  modelSelect,
+  onSend,
+  onStop,
+}) {
+  // `busy` while an answer streams; `queued` when Enter was pressed meanwhile.
+  const box = { form, textarea, sendButton, hint, busy: false, queued: false };
+
+  function submit() {
+    if (!hasText(box)) {
+      return;
+    }
+    if (box.busy) {
+      box.queued = true;
+      updateSendButton(box);
+      return;
+    }
+    onSend(textarea.value);
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit();
+  });
+
+  textarea.addEventListener("input", () => {
+    grow(textarea);
+    updateSendButton(box);
+  });
+
+  textarea.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) {
+      return;
+    }
+    event.preventDefault();
+    submit();
+  });
+
+  stopButton.addEventListener("click", () => onStop());
+  window.addEventListener("resize", () => grow(textarea));
+
+  const composer = composerControls(box, { stopButton, modelSelect });
+  grow(textarea);
+  updateSendButton(box);
   return composer;
 }
