@@ -76,6 +76,7 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+	npx --no-install eslint .
 
 format: install
 	$(PY) -m ruff check --fix .
