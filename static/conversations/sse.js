@@ -1,6 +1,14 @@
 // Server-Sent Events over fetch(): an incremental parser and a reader that feeds a
 // response body through it. One job: turn bytes into {event, data, id} objects.
 
+/** A line's field and value: "data: x" is ["data", "x"] (one space after the colon goes). */
+function splitField(line) {
+  const colon = line.indexOf(":");
+  const field = colon === -1 ? line : line.slice(0, colon);
+  const value = colon === -1 ? "" : line.slice(colon + 1);
+  return [field, value.startsWith(" ") ? value.slice(1) : value];
+}
+
 /**
  * Incremental Server-Sent Events parser.
  *
@@ -44,12 +52,7 @@ function createSseParser(onEvent) {
     if (line.startsWith(":")) {
       return; // comment / keep-alive
     }
-    const colon = line.indexOf(":");
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) {
-      value = value.slice(1);
-    }
+    const [field, value] = splitField(line);
     if (field === "event") {
       eventType = value;
     } else if (field === "data") {
