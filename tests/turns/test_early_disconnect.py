@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import json
 import tempfile
-import time
+import threading
 from pathlib import Path
 from unittest import mock
 
@@ -116,9 +116,12 @@ class EarlyDisconnectTests(TransactionTestCase):
         await providers.client_for("dev").aclose()  # its connections belong to this loop
 
     async def test_leaving_while_the_prompt_is_saved_records_the_turn_as_stopped(self):
+        """A barrier holds the prompt's save; the client leaves then."""
+        saving, client_left = threading.Event(), threading.Event()
 
         def slow_start():
-            time.sleep(0.3)  # the client leaves while this runs
+            saving.set()
+            client_left.wait(timeout=10)
             return services.turn_start(
                 user=self.user,
                 conversation_id=None,
@@ -128,8 +131,10 @@ class EarlyDisconnectTests(TransactionTestCase):
             )
 
         task = asyncio.create_task(begin_turn(self.user, slow_start))
-        await asyncio.sleep(0.1)
+        self.assertTrue(await asyncio.to_thread(saving.wait, 10))
         task.cancel()
+        await asyncio.sleep(0)
+        client_left.set()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

@@ -517,8 +517,20 @@ def test_waiting_redis_readers_hold_no_pooled_connection() -> None:
             writers = [log.writer(turn) for turn in turns]
             for writer in writers:
                 await writer.append([("start", {})])
-            readers = [asyncio.create_task(read_all(log, turns[i % 50])) for i in range(200)]
-            await asyncio.sleep(0.5)  # every reader is waiting for its turn's next event
+            replayed, all_waiting = [], asyncio.Event()
+
+            async def read(turn: str) -> list[LoggedEvent]:
+                events = []
+                async for event in log.read(turn):
+                    events.append(event)
+                    replayed.append(event.id)  # its replay is done: it waits on the tail
+                    if len(replayed) == 200:
+                        all_waiting.set()
+                return events
+
+            readers = [asyncio.create_task(read(turns[i % 50])) for i in range(200)]
+            async with asyncio.timeout(10):  # every reader is waiting for its turn's next event
+                await all_waiting.wait()
             async with asyncio.timeout(2):  # none waits for a connection
                 for writer in writers:
                     await writer.append([("done", {})], final=True)
