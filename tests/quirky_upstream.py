@@ -170,7 +170,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return error_json(400, "The request body must be a JSON object.")
     model = body.get("model")
     request_id = request.headers.get("X-Request-ID")
-    request.app[RECORDS_KEY].append({"model": model, "request_id": request_id, "body": body})
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    record = {"model": model, "request_id": request_id, "body": body}
+    request.app[RECORDS_KEY].append(record | {"client_address": peer and f"{peer[0]}:{peer[1]}"})
     try:
         return await quirk_reply(request, model if isinstance(model, str) else "", body)
     except ConnectionError:

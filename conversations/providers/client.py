@@ -11,6 +11,7 @@ complete answer or as a ProviderError with the upstream's reason.
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, aclosing
@@ -124,6 +125,8 @@ class AnswerCheck:
 # The longest wait before a retry the user does not see: a retry happens before the first
 # token, while the user looks at a waiting indicator.
 MAX_HIDDEN_RETRY_SECONDS = 1.0
+# How long an answer's end waits, after [DONE], for the upstream's body to end.
+AFTER_DONE_SECONDS = 0.5
 
 
 class _RetryingBriefly(openai.AsyncOpenAI):
@@ -269,10 +272,12 @@ async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
             + (f": {page}" if page else ".")
         )
     decoder = SSEDecoder()
-    async for raw in response.iter_bytes():
+    body = response.iter_bytes()
+    async for raw in body:
         for data in decoder.feed(raw):
             if data.strip() == b"[DONE]":
                 check.ended(done=True)
+                await _read_to_end(body)
                 return
             chunk = parse_chunk(data)
             check.saw(chunk)
@@ -283,6 +288,17 @@ async def _answer_chunks(response: Any) -> AsyncIterator[ModelChunk]:
             check.saw(chunk)
             yield chunk
     check.ended(done=False)
+
+
+async def _read_to_end(body: AsyncIterator[bytes]) -> None:
+    """Read what follows [DONE], normally just the body's end, already on its way. A response
+    read to its end gives its connection back to the pool for the next answer; one closed
+    before (as a busy machine would, reading [DONE] before the end arrived) closes it, and
+    the next answer pays a new handshake. An upstream that sends more is not waited for."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(AFTER_DONE_SECONDS):
+            async for _ in body:
+                pass
 
 
 class PrefetchedStream:
