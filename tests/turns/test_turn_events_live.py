@@ -23,8 +23,12 @@ from tests.waiting import wait_for
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 LONG = "[[devllm tokens=40 delay_ms=40]] Tell me about rivers, at length."
-# Long enough to outlast a 1.5 s grace period by far (its 68 tokens take about 4 s).
+# Long enough to outlast the grace period below by far (its 68 tokens take about 4 s; the
+# next one's 200 tokens 8 s).
 LONGER = "[[devllm delay_ms=60]] Tell me about lakes, at great length."
+LONGEST = "[[devllm tokens=200 delay_ms=40]] Tell me about seas, at the greatest length."
+# Long enough that a loaded machine still checks the model inside it.
+GRACE_SECONDS = 3
 NDJSON = {"Accept": "application/x-ndjson"}
 
 
@@ -194,8 +198,9 @@ def v1_continues(site_env, server_logs):
 
 @pytest.fixture(scope="module")
 def v1_grace(site_env, server_logs):
-    """Two processes sharing Redis whose /v1 answers wait 1.5 s for a reader to come back."""
-    env = {**site_env, "V1_DISCONNECT_POLICY": "1.5"}
+    """Two processes sharing Redis whose /v1 answers wait GRACE_SECONDS for a reader to
+    come back."""
+    env = {**site_env, "V1_DISCONNECT_POLICY": str(GRACE_SECONDS)}
     with two_sites_sharing_redis(env, server_logs, "grace") as sites:
         yield sites
 
@@ -218,12 +223,13 @@ def test_v1_with_continue_finishes_and_saves_the_answer_after_its_client_left(
 
 
 def test_v1_with_a_grace_period_stops_the_model_only_after_it(v1_grace, devllm, key, alice):
-    request_id, _ = v1_stream_closed_after(v1_grace[0].url, key, 4)
+    request_id, _ = v1_stream_closed_after(v1_grace[0].url, key, 4, LONGEST)
 
     time.sleep(0.5)  # well inside the grace period: the model is still being read
     assert not devllm_record(devllm, request_id)["client_disconnected"]
     record = wait_for(
-        lambda: (r := devllm_record(devllm, request_id))["client_disconnected"] and r, timeout=5
+        lambda: (r := devllm_record(devllm, request_id))["client_disconnected"] and r,
+        timeout=GRACE_SECONDS + 5,
     )
     assert not record["finished"]
     answer = wait_for(
