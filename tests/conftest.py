@@ -27,6 +27,7 @@ from tests.servers import (
     start_devllm,
     start_quirky_upstream,
     start_site,
+    start_sites,
 )
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ def two_sites_sharing_redis(site_env, server_logs, name: str) -> Iterator[list[S
         "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
         "CACHE_KEY_PREFIX": f"{CACHE_PREFIX}-{name}",
     }
-    sites = [start_site(server_logs, env), start_site(server_logs, env)]
+    sites = start_sites(server_logs, env, count=2)
     try:
         yield sites
     finally:

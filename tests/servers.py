@@ -49,9 +49,15 @@ def start_server(
     args: list[str], *, port: int, ready_path: str, log_path: Path, env: Mapping[str, str]
 ) -> ServerProcess:
     """Start `python <args>` and wait until GET ready_path answers (any status)."""
+    return wait_until_ready(spawn_server(args, port=port, log_path=log_path, env=env), ready_path)
+
+
+def spawn_server(
+    args: list[str], *, port: int, log_path: Path, env: Mapping[str, str]
+) -> ServerProcess:
+    """Start `python <args>`, without waiting for it to answer."""
     if not may_start_servers:
         raise RuntimeError(f"A test that starts a server must be marked live: {args}")
-    url = f"http://127.0.0.1:{port}"
     log = log_path.open("w")
     # A browser test's process allows Django's async-unsafe calls (Playwright runs an event
     # loop in its thread); a server it starts must not inherit that.
@@ -59,18 +65,22 @@ def start_server(
     process = subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, env={**inherited, **env}, stdout=log, stderr=log
     )
-    server = ServerProcess(url=url, process=process, log_path=log_path)
+    return ServerProcess(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+def wait_until_ready(server: ServerProcess, ready_path: str) -> ServerProcess:
+    """Wait until GET ready_path answers (any status); stop the server if it never does."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{args} exited early:\n{server.log()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.process.args} exited early:\n{server.log()}")
         try:
-            httpx.get(url + ready_path, timeout=1)
+            httpx.get(server.url + ready_path, timeout=1)
             return server
         except httpx.TransportError:
             time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"{args} did not start in 30 s:\n{server.log()}")
+    raise RuntimeError(f"{server.process.args} did not start in 30 s:\n{server.log()}")
 
 
 def start_devllm(log_dir: Path, *, delay_ms: int = 20) -> ServerProcess:
@@ -124,14 +134,36 @@ def start_site(
     log_dir: Path, env: Mapping[str, str], *, server: str = "daphne", workers: int = 1
 ) -> ServerProcess:
     """Start chatsite under `server` as production would run it."""
-    port = free_port()
-    return start_server(
-        server_command(server, port, workers),
-        port=port,
-        ready_path="/accounts/login/",
-        log_path=log_dir / f"{server}-{port}.log",
-        env=env,
-    )
+    (site,) = start_sites(log_dir, env, count=1, server=server, workers=workers)
+    return site
+
+
+def start_sites(
+    log_dir: Path,
+    env: Mapping[str, str],
+    *,
+    count: int,
+    server: str = "daphne",
+    workers: int = 1,
+) -> list[ServerProcess]:
+    """Start `count` chatsite processes at once (their start-ups overlap), then wait for all."""
+    spawned = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            spawned.append(
+                spawn_server(
+                    server_command(server, port, workers),
+                    port=port,
+                    log_path=log_dir / f"{server}-{port}.log",
+                    env=env,
+                )
+            )
+        return [wait_until_ready(site, "/accounts/login/") for site in spawned]
+    except BaseException:
+        for site in spawned:
+            site.stop()
+        raise
 
 
 def devllm_record(devllm, request_id: str) -> dict:

@@ -18,7 +18,7 @@ from conversations.models import Message
 from tests.conftest import log_in
 from tests.faults.redis_server import ThrowawayRedis
 from tests.faults.streams import follow_in_thread, stream_in_thread
-from tests.servers import start_site
+from tests.servers import start_sites
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -39,8 +39,8 @@ def redis_env(site_env, own_redis) -> dict[str, str]:
     return {**site_env, "REDIS_URL": own_redis.url, "SHUTDOWN_GRACE_SECONDS": "1"}
 
 
-def start_sites(server_logs, env: dict, count: int) -> list:
-    return [start_site(server_logs, env, server="uvicorn") for _ in range(count)]
+def start_uvicorn_sites(server_logs, env: dict, count: int) -> list:
+    return start_sites(server_logs, env, count=count, server="uvicorn")
 
 
 def health(site) -> dict:
@@ -54,7 +54,7 @@ def auth(key: str) -> dict[str, str]:
 def test_answers_ending_while_redis_is_down_reach_done_and_new_ones_get_a_503(
     redis_env, own_redis, server_logs, alice, make_api_key
 ):
-    (site,) = start_sites(server_logs, redis_env, 1)
+    (site,) = start_uvicorn_sites(server_logs, redis_env, 1)
     key = make_api_key(alice)
     browser = log_in(site.url, "alice")
     session, csrf = browser.cookies["sessionid"], browser.cookies["csrftoken"]
@@ -151,7 +151,7 @@ def test_a_redis_restart_without_persistence_loses_no_event_and_no_stop(
     restarts empty in the middle: A writes the lost events again, B's reader goes on to the
     end, a new reader from the first event gets every one, and a Stop sent through B a few
     seconds after the restart reaches A (both processes joined their groups again)."""
-    a, b = start_sites(server_logs, redis_env, 2)
+    a, b = start_uvicorn_sites(server_logs, redis_env, 2)
     key = make_api_key(alice)
     try:
         followed = stream_in_thread(a.url, key, "restart-followed", ENDS_SOON.replace("30", "60"))
@@ -195,7 +195,7 @@ def test_readers_in_another_process_end_when_the_answers_process_is_killed(
     """SIGKILL runs nothing of the ending: B's sweep marks the answer interrupted and gives
     its log a final event, so that B's reader ends and a new one replays to that end."""
     env = {**redis_env, "TURN_HEARTBEAT_STALE_SECONDS": "4", "TURN_CHECKPOINT_SECONDS": "0.5"}
-    a, b = start_sites(server_logs, env, 2)
+    a, b = start_uvicorn_sites(server_logs, env, 2)
     key = make_api_key(alice)
     try:
         owner = stream_in_thread(a.url, key, "killed-owner", LONG)

@@ -17,7 +17,7 @@ from conversations.accounts.leases import RedisStreamLeases
 from conversations.models import Message
 from tests.conftest import CACHE_PREFIX
 from tests.faults.streams import stream_in_thread
-from tests.servers import start_site
+from tests.servers import start_site, start_sites
 from tests.sse_client import SseReader
 
 pytestmark = [pytest.mark.faults, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -164,7 +164,7 @@ def test_a_reader_on_another_process_sees_the_same_interrupted_end(
     """The turn runs on A; its reader follows it through B's events endpoint. A is
     restarted: B's reader gets the same final `error`, with every event before it."""
     env = {**fault_env, "SHUTDOWN_GRACE_SECONDS": "0.5"}
-    running_on, read_on = start_site(server_logs, env), start_site(server_logs, env)
+    running_on, read_on = start_sites(server_logs, env, count=2)
     key = make_api_key(alice)
     auth = {"Authorization": f"Bearer {key}"}
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from conversations.models import Message
 from tests.conftest import CACHE_PREFIX, log_in
-from tests.servers import devllm_record, start_site
+from tests.servers import devllm_record, start_sites
 from tests.sse_client import SseReader
 from tests.waiting import wait_for
 
@@ -30,7 +30,7 @@ def patient_pair(site_env, server_logs):
         "LLM_READ_TIMEOUT": "20",
         "SSE_KEEPALIVE_SECONDS": "2",
     }
-    sites = [start_site(server_logs, env), start_site(server_logs, env)]
+    sites = start_sites(server_logs, env, count=2)
     yield sites
     for site in sites:
         site.stop()
