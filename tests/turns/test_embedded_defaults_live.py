@@ -5,10 +5,12 @@ running one as interrupted.
 """
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,28 +21,40 @@ from tests.sse_client import SseReader
 pytestmark = pytest.mark.live
 
 
-@pytest.fixture
-def embedded_site(tmp_path, devllm, server_logs):
-    database = tmp_path / "db.sqlite3"
+def embedded_env(tmp_path, devllm) -> dict[str, str]:
     env = {
         "DEBUG": "1",
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "REDIS_URL": "",
         "LLM_ENDPOINTS_FILE": "",
         "DEVLLM_URL": f"{devllm.url}/v1",
         "TURN_SPOOL_DIR": str(tmp_path / "spool"),
         "SHUTDOWN_GRACE_SECONDS": "0.5",
     }
-    run_env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"} | env
+    return {k: v for k, v in os.environ.items() if k != "SECRET_KEY"} | env
+
+
+@pytest.fixture(scope="module")
+def demo_database(tmp_path_factory, devllm) -> Path:
+    """A database as `make run` prepares it (migrated, with the demo user), made once: each
+    test starts from a copy."""
+    folder = tmp_path_factory.mktemp("embedded")
     for command in (["migrate", "-v", "0"], ["create_demo_user"]):
         subprocess.run(
             [sys.executable, "manage.py", *command],
             cwd=ROOT,
-            env=run_env,
+            env=embedded_env(folder, devllm),
             check=True,
             capture_output=True,
         )
-    site = start_site(server_logs, run_env)
+    return folder / "db.sqlite3"
+
+
+@pytest.fixture
+def embedded_site(tmp_path, devllm, server_logs, demo_database):
+    database = tmp_path / "db.sqlite3"
+    shutil.copyfile(demo_database, database)
+    site = start_site(server_logs, embedded_env(tmp_path, devllm))
     yield site, database
     site.stop()
 
