@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from chatsite.env import env_bool, env_disconnect_policy, env_float, env_int, env_list
+from conversations.checks import check_model_connections
 from tests.servers import ROOT
 
 
@@ -86,10 +87,24 @@ def check_messages(**env: str) -> str:
     return result.stdout + result.stderr
 
 
-def test_model_connections_agree_with_running_answers_by_default_and_check_says_when_not():
-    assert "conversations.W002" not in check_messages()
+def test_model_connections_follow_running_answers_by_default():
+    # Only the lowered limit is set: the connections follow it, so `check` is quiet.
     assert "conversations.W002" not in check_messages(MAX_RUNNING_TURNS="50")
-    fewer = check_messages(MAX_RUNNING_TURNS="500", LLM_MAX_CONNECTIONS="200")
-    assert "conversations.W002" in fewer
-    assert "LLM_MAX_CONNECTIONS (200) is below MAX_RUNNING_TURNS (500)" in fewer
-    assert "conversations.W002" in check_messages(MAX_RUNNING_TURNS="0", LLM_MAX_CONNECTIONS="9")
+
+
+@pytest.mark.parametrize(
+    ("running", "connections", "warned"),
+    [(500, 500, False), (50, 50, False), (500, 200, True), (0, 9, True)],
+)
+def test_check_says_when_model_connections_are_fewer_than_running_answers(
+    settings, running, connections, warned
+):
+    settings.MAX_RUNNING_TURNS, settings.LLM_MAX_CONNECTIONS = running, connections
+
+    messages = check_model_connections(None)
+
+    assert [m.id for m in messages] == (["conversations.W002"] if warned else [])
+    if running and warned:
+        assert f"LLM_MAX_CONNECTIONS ({connections}) is below MAX_RUNNING_TURNS ({running})" in (
+            messages[0].msg
+        )
