@@ -137,9 +137,10 @@ def test_a_client_that_waits_as_told_by_retry_after_gets_in(
         # A window counts through its last whole second (see fresh_rate_window).
         return _get_window(str(user.pk), 60) + 1 - time.time()
 
-    # Of a dozen users, the one whose minute ends soonest, not too soon: the wait to test is
+    # Of forty users, the one whose minute ends soonest, not too soon: the wait to test is
     # the one told in the window's last second, where a rounded-down Retry-After fell short.
-    users = [make_user(f"waiter{n}") for n in range(12)]
+    # (Each user's window is staggered; with forty, the soonest is a second or two past 3.)
+    users = [make_user(f"waiter{n}") for n in range(40)]
     user = min((u for u in users if seconds_left(u) > 3), key=seconds_left)
     set_limits(user, requests_per_minute=1)
     sdk = openai_client(site, make_api_key(user))
