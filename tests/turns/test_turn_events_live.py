@@ -24,9 +24,9 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 LONG = "[[devllm tokens=40 delay_ms=40]] Tell me about rivers, at length."
 # Long enough to outlast the grace period below by far (its 68 tokens take about 4 s; the
-# next one's 200 tokens 8 s).
+# next one's 200 echoed words 8 s: `tokens=N` only cuts a canned answer of about 70).
 LONGER = "[[devllm delay_ms=60]] Tell me about lakes, at great length."
-LONGEST = "[[devllm tokens=200 delay_ms=40]] Tell me about seas, at the greatest length."
+LONGEST = "[[devllm echo delay_ms=40]] " + " ".join(f"w{i}" for i in range(200))
 # Long enough that a loaded machine still checks the model inside it.
 GRACE_SECONDS = 3
 NDJSON = {"Accept": "application/x-ndjson"}
