@@ -28,6 +28,7 @@ from tests.servers import (
     start_quirky_upstream,
     start_site,
     start_sites,
+    stop_all,
 )
 
 if TYPE_CHECKING:
@@ -253,8 +254,7 @@ def two_sites_sharing_redis(site_env, server_logs, name: str) -> Iterator[list[S
     try:
         yield sites
     finally:
-        for site in sites:
-            site.stop()
+        stop_all(sites)
 
 
 def log_in_browser(page, username: str, *, path: str = "/accounts/login/") -> None:

@@ -15,6 +15,18 @@ ROOT = Path(__file__).resolve().parent.parent
 ASGI_APPLICATION = "chatsite.asgi:application"
 
 
+def stop_all(servers: list["ServerProcess"]) -> None:
+    """Send every server SIGTERM at once, then wait for each (killing one that hangs)."""
+    for server in servers:
+        server.process.terminate()
+    for server in servers:
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -28,12 +40,7 @@ class ServerProcess:
     log_path: Path
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_all([self])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -161,8 +168,7 @@ def start_sites(
             )
         return [wait_until_ready(site, "/accounts/login/") for site in spawned]
     except BaseException:
-        for site in spawned:
-            site.stop()
+        stop_all(spawned)
         raise
 
 

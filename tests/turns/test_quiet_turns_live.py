@@ -12,7 +12,7 @@ import pytest
 
 from conversations.models import Message
 from tests.conftest import CACHE_PREFIX, log_in
-from tests.servers import devllm_record, start_sites
+from tests.servers import devllm_record, start_sites, stop_all
 from tests.sse_client import SseReader
 from tests.waiting import wait_for
 
@@ -32,8 +32,7 @@ def patient_pair(site_env, server_logs):
     }
     sites = start_sites(server_logs, env, count=2)
     yield sites
-    for site in sites:
-        site.stop()
+    stop_all(sites)
     for site in sites:
         assert "Receiving turn signals failed" not in site.log(), site.log()
 
