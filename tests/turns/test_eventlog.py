@@ -6,6 +6,7 @@ so a reader that never ends fails its test instead of hanging the suite.
 """
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import aclosing
@@ -541,3 +542,22 @@ def test_waiting_redis_readers_hold_no_pooled_connection() -> None:
             await log.aclose()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_readers_of_finished_logs_never_make_the_tail_read_nothing(caplog) -> None:
+    """A reader of a finished turn subscribes and leaves before the tail wakes up for it: the
+    tail must not send Redis an XREAD of no streams (a client-side error it took for Redis
+    failing, which started its count towards giving every reader up)."""
+
+    async def scenario(log: EventLog) -> None:
+        turn = new_turn()
+        writer = log.writer(turn)
+        await writer.append([("start", {}), ("done", {})], final=True)
+        for _ in range(5):
+            assert ids(await read_all(log, turn)) == [1, 2]
+            await asyncio.sleep(0)  # the tail, lingering, wakes for the reader that has left
+
+    with caplog.at_level(logging.WARNING, logger="conversations.turns.eventlog"):
+        run_with("redis", scenario)
+
+    assert [r.getMessage() for r in caplog.records] == []

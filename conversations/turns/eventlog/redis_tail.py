@@ -142,6 +142,8 @@ class StreamTail:
         checked_at = loop.time()
         try:
             while self._streams or await self._more_to_follow():
+                if not self._streams:
+                    continue  # the reader that woke the tail has left already (a replay)
                 try:
                     if self._connection_id is None:
                         self._connection_id = int(await connection.client_id())
@@ -161,6 +163,8 @@ class StreamTail:
             # Forgotten before the await: a reader subscribing meanwhile starts a new task.
             if self._task is asyncio.current_task():
                 self._task = None
+            # So is a failure that outlived every reader: a later tail's patience is its own.
+            self._down_since = None
             await connection.aclose()
 
     async def _more_to_follow(self) -> bool:
