@@ -142,8 +142,6 @@ class StreamTail:
         checked_at = loop.time()
         try:
             while self._streams or await self._more_to_follow():
-                if not self._streams:
-                    continue  # the reader that woke the tail has left already (a replay)
                 try:
                     if self._connection_id is None:
                         self._connection_id = int(await connection.client_id())
@@ -181,6 +179,8 @@ class StreamTail:
 
     async def _read(self, connection: redis.Redis) -> None:
         streams = {key: f"0-{stream.cursor}" for key, stream in self._streams.items()}
+        if not streams:
+            return  # the reader that woke the tail has left already (it only replayed)
         self._reading = self._generation
         try:
             reply = await connection.xread(streams, count=self.read_count, block=self.block_ms)
