@@ -145,6 +145,9 @@ async def stream_reply(reply: Reply, headers: dict[str, str]) -> web.StreamRespo
             await resp.write_eof()
             return resp
         if fault.get("drop_after") == index:
+            # It breaks while making the next token: the tokens sent are read before the
+            # reset, which would otherwise race them (a reset discards unread data).
+            await asyncio.sleep(reply.delay)
             drop(reply)
             return resp
         if fault.get("malformed_after") == index:
