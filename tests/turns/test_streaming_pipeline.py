@@ -182,11 +182,12 @@ class TurnRunnerTests(TransactionTestCase):
 
     @closing_afterwards
     async def test_the_runner_renews_its_stream_lease_and_gives_it_back_at_the_end(self):
-        store = MemoryStreamLeases(lease_seconds=0.3)
+        # Renewed every 0.1 s, a 0.6 s lease holds through renewals half a second late.
+        store = MemoryStreamLeases(lease_seconds=0.6)
         lease = HeldLease(store, store.acquire(self.user.pk, 1))
         with mock.patch.object(leases, "RENEW_EVERY_SECONDS", 0.1):
             run = await self.start_run("runner-lease-01", LONG, lease=lease)
-            await self.read_deltas(run, 30)  # over 0.6 s in: two terms of the lease
+            await self.read_deltas(run, 45)  # over 0.9 s in: past the lease's first term
             self.assertEqual(store.held(self.user.pk), 1, "the running turn lost its lease")
             await run._task
         self.assertEqual(store.held(self.user.pk), 0)
