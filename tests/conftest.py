@@ -257,6 +257,15 @@ def two_sites_sharing_redis(site_env, server_logs, name: str) -> Iterator[list[S
         stop_all(sites)
 
 
+@pytest.fixture(scope="session")
+def site_pair(site_env, server_logs) -> Iterator[list[ServerProcess]]:
+    """Two chatsite processes on the shared settings, sharing one database and one Redis:
+    for every test of what crosses processes (Stop, readers, limits, Responses) that needs
+    no setting of its own. Started once per worker, as `site` is."""
+    with two_sites_sharing_redis(site_env, server_logs, "pair") as sites:
+        yield sites
+
+
 def log_in_browser(page, username: str, *, path: str = "/accounts/login/") -> None:
     """Log a Playwright page in through the real login form (the site's, or the admin's)."""
     page.goto(path)

@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from conversations.models import Message
-from tests.conftest import fresh_rate_window, log_in, openai_client, two_sites_sharing_redis
+from tests.conftest import fresh_rate_window, log_in, openai_client
 from tests.sse_client import post_stream
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -42,34 +42,34 @@ def over_websocket(site, session: str, request_id: str) -> dict:
 
 
 def test_the_per_minute_limit_is_shared_by_every_surface(
-    site_env, server_logs, alice, make_api_key, set_limits
+    site_pair, alice, make_api_key, set_limits
 ):
     set_limits(alice, requests_per_minute=4)
     key = make_api_key(alice)
-    with two_sites_sharing_redis(site_env, server_logs, "surfaces") as (first, second):
-        browser = log_in(first.url, "alice")
-        session = browser.cookies["sessionid"]
-        sdk = openai_client(second, key)
-        fresh_rate_window(alice)
+    first, second = site_pair
+    browser = log_in(first.url, "alice")
+    session = browser.cookies["sessionid"]
+    sdk = openai_client(second, key)
+    fresh_rate_window(alice)
 
-        allowed = [
-            post_stream(browser, {"message": SHORT}).events[-1].data["status"],
-            over_websocket(second, session, "surfaces-ws-1")["data"]["status"],
-            sdk.chat.completions.create(
-                model="dev/dev-chat", messages=[{"role": "user", "content": SHORT}]
-            )
-            .choices[0]
-            .finish_reason,
-            sdk.responses.create(model="dev/dev-chat", input=SHORT).status,
-        ]
-        refused_sse = post_stream(browser, {"message": SHORT})
-        refused_ws = over_websocket(first, session, "surfaces-ws-2")
-        with pytest.raises(openai.RateLimitError):
-            sdk.chat.completions.create(
-                model="dev/dev-chat", messages=[{"role": "user", "content": SHORT}]
-            )
-        with pytest.raises(openai.RateLimitError):
-            sdk.responses.create(model="dev/dev-chat", input=SHORT)
+    allowed = [
+        post_stream(browser, {"message": SHORT}).events[-1].data["status"],
+        over_websocket(second, session, "surfaces-ws-1")["data"]["status"],
+        sdk.chat.completions.create(
+            model="dev/dev-chat", messages=[{"role": "user", "content": SHORT}]
+        )
+        .choices[0]
+        .finish_reason,
+        sdk.responses.create(model="dev/dev-chat", input=SHORT).status,
+    ]
+    refused_sse = post_stream(browser, {"message": SHORT})
+    refused_ws = over_websocket(first, session, "surfaces-ws-2")
+    with pytest.raises(openai.RateLimitError):
+        sdk.chat.completions.create(
+            model="dev/dev-chat", messages=[{"role": "user", "content": SHORT}]
+        )
+    with pytest.raises(openai.RateLimitError):
+        sdk.responses.create(model="dev/dev-chat", input=SHORT)
 
     assert allowed == ["completed", "completed", "length", "incomplete"]
     assert refused_sse.status_code == 429

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from conversations.models import Message
-from tests.conftest import fresh_rate_window, log_in, openai_client, two_sites_sharing_redis
+from tests.conftest import fresh_rate_window, log_in, openai_client
 from tests.sse_client import post_stream
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -16,10 +16,9 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 ONE_TOKEN = [{"role": "user", "content": "[[devllm tokens=1 delay_ms=1]] hi"}]
 
 
-@pytest.fixture(scope="module")
-def two_sites(site_env, server_logs):
-    with two_sites_sharing_redis(site_env, server_logs, "pair") as sites:
-        yield sites
+@pytest.fixture
+def two_sites(site_pair):
+    return site_pair
 
 
 def call(site, key) -> httpx.Response:

@@ -37,10 +37,9 @@ def key(alice, make_api_key) -> str:
     return make_api_key(alice)
 
 
-@pytest.fixture(scope="module")
-def a_and_b(site_env, server_logs):
-    with two_sites_sharing_redis(site_env, server_logs, "events") as sites:
-        yield sites
+@pytest.fixture
+def a_and_b(site_pair):
+    return site_pair
 
 
 def ask_briefly(client: httpx.Client) -> list[Event]:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conversations.models import Message
-from tests.conftest import log_in, two_sites_sharing_redis
+from tests.conftest import log_in
 from tests.servers import devllm_record
 from tests.sse_client import SseReader, parse_events
 from tests.waiting import wait_for
@@ -30,10 +30,9 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 LONG_ANSWER = "[[devllm delay_ms=60]] Tell me a long story about rivers."
 
 
-@pytest.fixture(scope="module")
-def process_a_and_b(site_env, server_logs):
-    with two_sites_sharing_redis(site_env, server_logs, "stop") as sites:
-        yield sites
+@pytest.fixture
+def process_a_and_b(site_pair):
+    return site_pair
 
 
 def read_until(response, deltas: int) -> list:

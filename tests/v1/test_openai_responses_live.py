@@ -12,7 +12,7 @@ from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from conversations.models import Conversation, Message
-from tests.conftest import openai_client, two_sites_sharing_redis
+from tests.conftest import openai_client
 from tests.servers import devllm_record, start_site
 from tests.waiting import wait_for
 
@@ -22,10 +22,9 @@ MODEL = "dev/dev-chat"
 DELTA = "response.output_text.delta"
 
 
-@pytest.fixture(scope="module")
-def a_and_b(site_env, server_logs):
-    with two_sites_sharing_redis(site_env, server_logs, "responses") as sites:
-        yield sites
+@pytest.fixture
+def a_and_b(site_pair):
+    return site_pair
 
 
 @pytest.fixture
