@@ -7,6 +7,7 @@ another database client and sees only committed rows.
 import contextlib
 import copy
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -364,20 +365,29 @@ def openai_client(site: ServerProcess, api_key: str):
     return openai.OpenAI(base_url=f"{site.url}/v1", api_key=api_key, max_retries=0, timeout=30)
 
 
-def fresh_rate_window(user, *, margin: int = 10) -> None:
-    """Wait until the user's per-minute window has at least `margin` seconds left.
-
-    django-ratelimit counts in fixed windows (staggered per key); a test that straddled a
-    window's end would see its count reset halfway through.
-    """
-    import time
-
+def rate_window_left(user) -> float:
+    """Seconds left in the user's per-minute window. django-ratelimit counts in fixed windows,
+    staggered per key: each user's minute ends at its own second."""
     from django_ratelimit.core import _get_window  # private, but the window is what we test
 
     # The window includes its last whole second: a new one starts once int(time) passes it.
-    left = _get_window(str(user.pk), 60) + 1 - time.time()
+    return _get_window(str(user.pk), 60) + 1 - time.time()
+
+
+def fresh_rate_window(user, *, margin: int = 10) -> None:
+    """Wait until the user's per-minute window has at least `margin` seconds left: a test that
+    straddled a window's end would see its count reset halfway through."""
+    left = rate_window_left(user)
     if left < margin:
         time.sleep(left + 0.1)
+
+
+def user_with_window_left(make_user, name: str, seconds: int, *, candidates: int = 8):
+    """A new user whose per-minute window has at least `seconds` left. Of a few users, with
+    their windows staggered, one almost surely has; else the wait is for the best one's."""
+    user = max((make_user(f"{name}{n}") for n in range(candidates)), key=rate_window_left)
+    fresh_rate_window(user, margin=seconds)
+    return user
 
 
 @pytest.fixture(scope="module")

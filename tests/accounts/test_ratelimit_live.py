@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from conversations.models import Message
-from tests.conftest import fresh_rate_window, log_in, openai_client
+from tests.conftest import fresh_rate_window, log_in, openai_client, rate_window_left
 from tests.sse_client import post_stream
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -130,21 +130,15 @@ def test_stream_over_the_concurrency_cap_is_refused_while_the_others_continue(
 def test_a_client_that_waits_as_told_by_retry_after_gets_in(
     site, make_user, make_api_key, set_limits
 ):
-    from django_ratelimit.core import _get_window  # private, but the window is what we test
-
-    def seconds_left(user) -> float:
-        # A window counts through its last whole second (see fresh_rate_window).
-        return _get_window(str(user.pk), 60) + 1 - time.time()
-
     # Of forty users, the one whose minute ends soonest, not too soon: the wait to test is
     # the one told in the window's last second, where a rounded-down Retry-After fell short.
     # (Each user's window is staggered; with forty, the soonest is a second or two past 3.)
     users = [make_user(f"waiter{n}") for n in range(40)]
-    user = min((u for u in users if seconds_left(u) > 3), key=seconds_left)
+    user = min((u for u in users if rate_window_left(u) > 3), key=rate_window_left)
     set_limits(user, requests_per_minute=1)
     sdk = openai_client(site, make_api_key(user))
     sdk.chat.completions.create(model="dev/dev-chat", messages=ONE_TOKEN)
-    time.sleep(max(0.0, seconds_left(user) - 1.5))  # half a second before the last one
+    time.sleep(max(0.0, rate_window_left(user) - 1.5))  # half a second before the last one
 
     # The SDK waits as told by Retry-After, then tries once more: that try must get in.
     answered = sdk.with_options(max_retries=1).chat.completions.with_raw_response.create(

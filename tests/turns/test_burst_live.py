@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conversations.models import Message
-from tests.conftest import fresh_rate_window
+from tests.conftest import user_with_window_left
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -49,11 +49,12 @@ async def burst_while_another_user_chats(site, burst_key: str, other_key: str):
 
 
 def test_a_burst_past_the_limit_is_refused_at_once_and_stalls_nobody(
-    site, alice, bob, make_api_key, set_limits
+    site, make_user, bob, make_api_key, set_limits
 ):
+    # The whole burst must fall in one window of the bursting user's.
+    alice = user_with_window_left(make_user, "burster", 30)
     set_limits(alice, requests_per_minute=LIMIT, max_concurrent_streams=BURST)
     alice_key, bob_key = make_api_key(alice), make_api_key(bob)
-    fresh_rate_window(alice, margin=30)
 
     burst, (bob_status, bob_seconds) = asyncio.run(
         burst_while_another_user_chats(site, alice_key, bob_key)
