@@ -24,7 +24,7 @@ DEVICES = {
     "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
 }
 MARKDOWN = (
-    "[[devllm echo delay_ms=40]] ## A plan\n\n"
+    "[[devllm echo delay_ms=20]] ## A plan\n\n"
     + "Some **bold** words and `code`, then a list:\n\n"
     + "".join(f"- item {n} of the list\n" for n in range(1, 13))
 )
@@ -90,7 +90,7 @@ def test_a_walk_through_the_chat_page(walk):
     shoot(page, folder, "03-answered")
 
     # Reload mid-answer: the answer is still there, growing, and ends.
-    send(page, words(120, 40))
+    send(page, words(120, 20))  # 2.4 s: the reload lands mid-answer
     expect(last_answer(page).locator(".message-body")).to_contain_text("w10", timeout=10_000)
     page.reload()
     answer = last_answer(page)
