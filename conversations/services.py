@@ -166,14 +166,31 @@ def _thread_point(
     user: AbstractBaseUser, hashes: list[str], messages: list[dict[str, str]]
 ) -> tuple[Message, int] | None:
     """The saved message that ends the longest prefix of `messages` a call may continue
-    from (see conversations.threads), and its position in them; the newest on a tie."""
+    from (see conversations.threads), and its position in them; the newest on a tie.
+
+    A prefix may be continued once it reaches an assistant message (threads.first_
+    continuable). The whole history, sent again when every answer to it failed or stopped, is
+    a retry in its conversation. Both are asked of the database, so that the work does not
+    grow with how often the same history was sent (each such call saves one more row with
+    its hash: a batch of calls asking the same single question, say)."""
     position = {digest: i for i, digest in enumerate(hashes)}
+    first = threads.first_continuable(messages)
+    continuable = hashes[first:] if first is not None else []
+    answers = Message.objects.filter(parent=OuterRef("pk"), is_answer=True)
+    answered_only_badly = Exists(answers) & ~Exists(
+        answers.filter(status__in=[Message.Status.COMPLETED, Message.Status.STREAMING])
+    )
+    whole = Q(thread_hash=hashes[-1]) | Q(merged_thread_hash=hashes[-1])
     followed = Message.objects.filter(
         parent=OuterRef("pk"), purpose=Message.Purpose.CHAT, superseded_at__isnull=True
     )
     candidates = (
         Message.objects.filter(user=user, conversation__source=Conversation.Source.API)
-        .filter(Q(thread_hash__in=hashes) | Q(merged_thread_hash__in=hashes))
+        .filter(
+            Q(thread_hash__in=continuable)
+            | Q(merged_thread_hash__in=continuable)
+            | (whole & answered_only_badly)
+        )
         .only("pk", "conversation_id", "thread_hash", "merged_thread_hash", "superseded_at")
         # Whether the thread shown goes on after it (if not, it is the thread's end).
         .annotate(followed=Exists(followed))
@@ -182,21 +199,10 @@ def _thread_point(
         (max(position.get(m.thread_hash, -1), position.get(m.merged_thread_hash, -1)), m.pk, m)
         for m in candidates
     ]
-    for at, _, message in sorted(ranked, key=lambda r: (r[0], r[1]), reverse=True):
-        if threads.reaches_assistant(messages, at) or (
-            at == len(messages) - 1 and _only_failed_answers(message)
-        ):
-            return message, at
-    return None
-
-
-def _only_failed_answers(prompt_end: Message) -> bool:
-    """Whether the message was answered, and every answer failed or stopped: the same
-    history sent again is then a retry in its conversation, not a call of its own."""
-    statuses = set(
-        Message.objects.filter(parent=prompt_end, is_answer=True).values_list("status", flat=True)
-    )
-    return bool(statuses) and not statuses & {Message.Status.COMPLETED, Message.Status.STREAMING}
+    if not ranked:
+        return None
+    at, _, message = max(ranked, key=lambda r: (r[0], r[1]))
+    return message, at
 
 
 def _show_branch_to(conversation: Conversation, message: Message) -> None:

@@ -63,7 +63,7 @@ def hash_after_prefilled_answer(
     return extend_hash(before_prefill, role="assistant", content=prefill + content)
 
 
-def reaches_assistant(messages: Sequence[Mapping[str, str]], position: int) -> bool:
-    """Whether the history's first `position + 1` messages include an assistant message: a
-    thread the server answered, which a call may go on with or branch."""
-    return any(m["role"] == "assistant" for m in messages[: position + 1])
+def first_continuable(messages: Sequence[Mapping[str, str]]) -> int | None:
+    """The position of the history's first assistant message, or None: a prefix that reaches
+    it is a thread the server answered, which a call may go on with or branch."""
+    return next((i for i, m in enumerate(messages) if m["role"] == "assistant"), None)

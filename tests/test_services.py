@@ -272,3 +272,41 @@ def test_regenerate_or_edit_of_a_message_no_longer_last_is_refused(alice):
         )
     assert Message.objects.count() == rows
     assert Message.objects.get(pk=again.assistant_message_id).superseded_at is None
+
+
+def ask_api(user, n: int, content: str, status: str = Message.Status.COMPLETED):
+    turn = services.prompt_turn_start(
+        user=user,
+        model_key="dev/dev-chat",
+        messages=[{"role": "user", "content": content}],
+        request_id=f"req-api-{n:04d}",
+    )
+    services.save_finished_turn(finished(turn, status=status, prompt_hash=turn.prompt_hash))
+    return turn
+
+
+def test_the_same_question_sent_again_and_again_costs_the_same_each_time(alice):
+    """A batch of API calls asking one question: each is a conversation of its own, and
+    finding what it continues takes the same queries however many came before."""
+    ask_api(alice, 0, "Same question")
+    with CaptureQueriesContext(connection) as second:
+        ask_api(alice, 1, "Same question")
+    for n in range(2, 40):
+        ask_api(alice, n, "Same question")
+    with CaptureQueriesContext(connection) as fortieth:
+        turn = ask_api(alice, 40, "Same question")
+
+    assert len(fortieth) == len(second)
+    assert Conversation.objects.filter(owner=alice).count() == 41
+    assert Message.objects.filter(conversation_id=turn.conversation_id).count() == 2
+
+
+def test_a_question_whose_answers_all_failed_is_retried_in_its_conversation(alice):
+    failed = ask_api(alice, 0, "Flaky question", status=Message.Status.FAILED)
+    stopped = ask_api(alice, 1, "Flaky question", status=Message.Status.STOPPED)
+    answered = ask_api(alice, 2, "Flaky question")
+    fresh = ask_api(alice, 3, "Flaky question")
+
+    assert stopped.conversation_id == answered.conversation_id == failed.conversation_id
+    # Once answered, the same question again is a call of its own.
+    assert fresh.conversation_id != failed.conversation_id
