@@ -19,6 +19,9 @@ from conversations.usage import TokenUsage
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnEvent:
+    """One event of a turn; `final` marks the last (Done and Failed), after which readers
+    stop. A subclass names its event and builds its data."""
+
     # None only for the error that ends a reader whose log failed it: nothing to resume from.
     id: int | None = 0
     final: bool = False
