@@ -1,7 +1,7 @@
 """Readers and signals in other processes survive a quiet model: Redis reads that block for
 longer than redis-py's default socket timeout (5 s since redis-py 8) must not fail.
 
-A turn runs on process A with a model that is silent for 6 s between words; a reader follows
+A turn runs on process A with a model that is silent for 6 s before each word; a reader follows
 it through process B's events endpoint (a blocking XREAD on the event log), and a Stop sent to
 B after such a silence reaches A (channels' channel layer, a blocking BZPOPMIN).
 """
@@ -18,10 +18,11 @@ from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-QUIET = "[[devllm echo delay_ms=6000]] slow quiet words"
+# Two words, each after 6 s of silence.
+QUIET = "[[devllm echo delay_ms=6000]] quiet words"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def patient_pair(site_env, server_logs):
     env = {
         **site_env,
@@ -54,7 +55,7 @@ def test_a_reader_elsewhere_follows_a_model_silent_for_longer_than_redis_timeout
             events = SseReader(followed).read()
 
     assert [e.name for e in events][-1] == "done", events
-    assert "".join(e.data["content"] for e in events if e.name == "delta") == "slow quiet words"
+    assert "".join(e.data["content"] for e in events if e.name == "delta") == "quiet words"
 
 
 def test_a_stop_after_a_long_silence_reaches_the_process_running_the_turn(
