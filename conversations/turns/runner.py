@@ -45,7 +45,6 @@ from conversations.turns.events import Delta, Done, Failed, Reasoning, Start, Tu
 from conversations.turns.hooks import run_post_stream_hooks
 from conversations.turns.saving import SAVED, UNSAVED, save_turn_durably
 from conversations.turns.token_estimate import estimate_prompt_tokens
-from conversations.usage import TokenUsage
 
 logger = logging.getLogger(__name__)
 
@@ -151,12 +150,6 @@ class TurnAccumulator:
     def counted_completion_tokens(self) -> int:
         """The model's own count; without it, the chunks we received are the honest estimate."""
         return self.completion_tokens if self.usage_reported else self.token_chunks
-
-    def usage(self, turn: StartedTurn) -> TokenUsage:
-        """The usage as charged and saved (the rule: conversations.usage)."""
-        return TokenUsage(
-            self.prompt_tokens_for(turn), self.counted_completion_tokens, self.usage_reported
-        )
 
     def checkpoint(self, turn: StartedTurn, *, through_event: int) -> Checkpoint:
         """The answer so far, for its row while it streams: the text of its events up to
@@ -361,11 +354,16 @@ class TurnRun:
         if self.failure is not None:
             self._publish([Failed.of(self.failure, status=status, record=self.record)])
         else:
-            usage = self.accumulator.usage(self.turn)
-            reason = self.accumulator.finish_reason
-            self._publish(
-                [Done(status=status, finish_reason=reason, usage=usage, record=self.record)]
+            # What was saved and charged, as the hooks got it (set before the turn ends).
+            finished = self.finished
+            assert finished is not None
+            ending = Done(
+                status=status,
+                finish_reason=finished.finish_reason,
+                usage=finished.usage,
+                record=self.record,
             )
+            self._publish([ending])
 
     def _publish(self, events: list[TurnEvent]) -> None:
         """Number the events, wake this process's readers, and queue them for the log."""
