@@ -61,6 +61,12 @@ class TokenUsage:
             bool(data.get("reported", True)),
         )
 
+    @classmethod
+    def json_of(cls, message: CountedAnswer) -> dict[str, Any] | None:
+        """A saved message's usage in the site's shape; None for a question."""
+        usage = cls.of_message(message)
+        return usage.as_json() if usage else None
+
     def as_json(self) -> dict[str, Any]:
         """The site's shape: live, after a reload, on the WebSocket and in exports."""
         return {

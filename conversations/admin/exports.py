@@ -77,8 +77,7 @@ def message_record(message: Message) -> dict[str, Any]:
     record = {field: getattr(message, field) for field in MESSAGE_FIELDS}
     # The saved columns above, and the usage as every other surface reads it (an answer's
     # counts as integers, `reported` false where they are our estimate; None on a question).
-    usage = TokenUsage.of_message(message)
-    return record | {"usage": usage.as_json() if usage else None}
+    return record | {"usage": TokenUsage.json_of(message)}
 
 
 def conversation_record(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:

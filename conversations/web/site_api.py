@@ -217,7 +217,7 @@ def message_json(message: Message) -> dict[str, Any]:
         "show_model": getattr(message, "show_model", False),
         "request_id": message.request_id,
         # As the live `done` event says it (conversations.usage); None on a question.
-        "usage": usage.as_json() if (usage := TokenUsage.of_message(message)) else None,
+        "usage": TokenUsage.json_of(message),
         "time_to_first_token_ms": message.time_to_first_token_ms,
         "duration_ms": message.duration_ms,
         # How long the model thought (its Thinking section says it); None without reasoning.
