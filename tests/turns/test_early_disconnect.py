@@ -28,6 +28,16 @@ pytestmark = pytest.mark.live
 CSRF = "a" * 32
 
 
+async def leave_at_barrier(task: asyncio.Task, barrier) -> None:
+    """The client leaves (its task is cancelled) while a barrier holds the turn's start, then
+    the barrier opens (an asyncio or a threading Event)."""
+    task.cancel()
+    await asyncio.sleep(0)
+    barrier.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class EarlyDisconnectTests(TransactionTestCase):
     @classmethod
     def setUpClass(cls):
@@ -132,11 +142,7 @@ class EarlyDisconnectTests(TransactionTestCase):
 
         task = asyncio.create_task(begin_turn(self.user, slow_start))
         self.assertTrue(await asyncio.to_thread(saving.wait, 10))
-        task.cancel()
-        await asyncio.sleep(0)
-        client_left.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await leave_at_barrier(task, client_left)
 
         self.assertTrue(task.cancelled())
         answer = await Message.objects.aget(request_id="early-leave-0002", role="assistant")
@@ -161,11 +167,7 @@ class EarlyDisconnectTests(TransactionTestCase):
             async with asyncio.timeout(5):
                 await lease_taken.wait()
             self.assertEqual(await asyncio.to_thread(self.slots_in_use), 1)
-            task.cancel()
-            await asyncio.sleep(0)
-            client_left.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await leave_at_barrier(task, client_left)
 
         self.assertTrue(task.cancelled())
         self.assertEqual(saved, [])
